@@ -1,0 +1,91 @@
+"""Admin and dispatcher set-up API: users, zones (GeoJSON), couriers' zones."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from litestar import Controller, Request, get, post, put
+
+from server.admin import service
+from server.admin.schemas import CourierZonesIn, UserCreate, UserOut
+from server.auth.principal import Principal, admin_only, dispatcher_only
+from server.domain.geo import GeoJSONError, to_feature_collection
+from server.errors import ApiError
+from server.push.log import Actor
+from server.tables import Zone
+from server.zones.service import import_zones
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(principal.role, principal.id)
+
+
+class AdminController(Controller):
+    path = "/api/v1"
+    tags = ["set-up"]
+
+    @post(
+        "/users", guards=[admin_only], status_code=201, summary="Create a user (courier, dispatcher, admin)"
+    )
+    async def create_user(self, request: Request[Principal, Any, Any], data: UserCreate) -> UserOut:
+        return await service.add_user(data, actor_of(request.user))
+
+    @put("/couriers/{courier_id:int}/zones", guards=[dispatcher_only], summary="Set a courier's zones")
+    async def courier_zones(
+        self, request: Request[Principal, Any, Any], courier_id: int, data: CourierZonesIn
+    ) -> dict[str, Any]:
+        zones = await service.set_courier_zones(courier_id, data.zones, actor_of(request.user))
+        return {"courier_id": courier_id, "zones": zones}
+
+    @get("/zones", guards=[dispatcher_only], summary="Every zone as a GeoJSON FeatureCollection (WGS-84)")
+    async def export_zones(self) -> dict[str, Any]:
+        import msgspec
+
+        rows = await Zone.select(Zone.all_columns(), Zone.station.code).where(Zone.active == True)  # noqa: E712
+        zones = [
+            _ZoneRow(
+                code=r["code"],
+                name=r["name"],
+                priority=r["priority"],
+                admin_areas=tuple(msgspec.json.decode(r["admin_areas"] or "[]")),
+                geojson=msgspec.json.decode(r["geojson"]) if r["geojson"] else None,
+                station=r["station.code"],
+                extra={
+                    "dispatch_mode": r["dispatch_mode"],
+                    "offer_ttl_s": r["offer_ttl_s"],
+                    "sla_minutes": r["sla_minutes"],
+                },
+            )
+            for r in rows
+        ]
+        return to_feature_collection(zones)
+
+    @put("/zones", guards=[dispatcher_only], summary="Import zones from a GeoJSON FeatureCollection")
+    async def import_zones(
+        self,
+        request: Request[Principal, Any, Any],
+        data: dict[str, Any],
+        datum: Literal["wgs84", "gcj02", "bd09"] = "wgs84",
+        station: str | None = None,
+        replace: bool = False,
+    ) -> dict[str, int]:
+        try:
+            return await import_zones(
+                data,
+                datum=datum,
+                default_station=station,
+                actor=actor_of(request.user),
+                deactivate_missing=replace,
+            )
+        except GeoJSONError as exc:
+            raise ApiError(
+                422,
+                "invalid_geojson",
+                f"the GeoJSON was refused ({len(exc.errors)} problem(s)); nothing was changed",
+                errors=[{"field": e.field, "message": e.message, "index": e.index} for e in exc.errors],  # type: ignore[misc]
+            ) from None
+
+
+class _ZoneRow:
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class ZoneMembership(msgspec.Struct, forbid_unknown_fields=True):
+    zone: Name  # zone code
+    role: Literal["primary", "backup"] = "primary"
+
+
+class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
+    username: Name
+    password: Annotated[str, msgspec.Meta(min_length=4, max_length=200)]
+    role: Literal["courier", "dispatcher", "admin"]
+    display_name: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+    station: Name | None = None
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=200)] = 8
+    zones: list[ZoneMembership] = []
+
+
+class UserOut(msgspec.Struct):
+    id: int
+    username: str
+    role: str
+    courier_id: int | None
+
+
+class CourierZonesIn(msgspec.Struct, forbid_unknown_fields=True):
+    zones: list[ZoneMembership]

@@ -1,0 +1,75 @@
+"""Setting up people and places: users, couriers' zones."""
+
+from __future__ import annotations
+
+from server.admin.schemas import UserCreate, UserOut, ZoneMembership
+from server.auth.service import create_user
+from server.domain.contact import normalize_mobile
+from server.errors import field_errors, not_found
+from server.push.log import Actor, unit_of_work
+from server.tables import Courier, CourierZone, Zone
+
+
+async def add_user(data: UserCreate, actor: Actor) -> UserOut:
+    phone = None
+    if data.phone:
+        phone = normalize_mobile(data.phone)
+        if phone is None:
+            raise field_errors([{"field": "phone", "message": "not a mainland-China mobile number"}])
+    if data.zones and data.role != "courier":
+        raise field_errors([{"field": "zones", "message": "only couriers belong to zones"}])
+    zone_ids = await _zone_ids(data.zones)
+    user_id = await create_user(
+        username=data.username,
+        password=data.password,
+        role=data.role,
+        display_name=data.display_name,
+        phone=phone,
+        station_code=data.station,
+        capacity=data.capacity,
+    )
+    courier_id = None
+    if data.role == "courier":
+        row = await Courier.select(Courier.id).where(Courier.user == user_id).first()
+        courier_id = row["id"] if row else None
+        if courier_id is not None and data.zones:
+            await set_courier_zones(courier_id, data.zones, actor)
+    return UserOut(id=user_id, username=data.username, role=data.role, courier_id=courier_id)
+
+
+async def _zone_ids(memberships: list[ZoneMembership]) -> dict[str, int]:
+    codes = [m.zone for m in memberships]
+    if not codes:
+        return {}
+    rows = await Zone.select(Zone.id, Zone.code).where(Zone.code.is_in(codes))
+    known = {r["code"]: r["id"] for r in rows}
+    errors = [
+        {"field": f"zones[{i}].zone", "message": f"unknown zone {m.zone!r}"}
+        for i, m in enumerate(memberships)
+        if m.zone not in known
+    ]
+    if errors:
+        raise field_errors(errors)
+    return known
+
+
+async def set_courier_zones(
+    courier_id: int, memberships: list[ZoneMembership], actor: Actor
+) -> list[dict[str, str]]:
+    """Replace a courier's zones (primary and backup) in one go."""
+    if not await Courier.exists().where(Courier.id == courier_id):
+        raise not_found("courier", field="courier_id")
+    known = await _zone_ids(memberships)
+    async with unit_of_work() as uow:
+        await CourierZone.delete().where(CourierZone.courier == courier_id)
+        if memberships:
+            await CourierZone.insert(
+                *(CourierZone(courier=courier_id, zone=known[m.zone], role=m.role) for m in memberships)
+            )
+        await uow.record(
+            "courier.zones",
+            actor=actor,
+            to=[courier_id],
+            data={"zones": [{"zone": m.zone, "role": m.role} for m in memberships]},
+        )
+    return [{"zone": m.zone, "role": m.role} for m in memberships]

@@ -1,0 +1,159 @@
+"""create_app(settings) -> Litestar: routes, auth, sessions, CSRF, templates, static files, channels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.asyncpg import AsyncPgChannelsBackend
+from litestar.channels.backends.base import ChannelsBackend
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins import InitPluginProtocol
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from server.admin.controller import AdminController
+from server.auth.controller import AuthController, me
+from server.auth.principal import AuthMiddleware
+from server.auth.session_store import DatabaseSessionStore
+from server.courier.controller import CourierController
+from server.db.engine import close_engine, get_engine, open_engine
+from server.errors import EXCEPTION_HANDLERS
+from server.pickups.controller import PickupController
+from server.push import log as push_log
+from server.push.hub import PushHub, stop_task
+from server.push.log import PushMessage
+from server.settings import Settings, load_settings
+from server.zones.service import directory
+
+ROOT = Path(__file__).resolve().parent
+PWA = ROOT.parent / "pwa"
+SESSION_COOKIE = "lanshou_session"
+PUBLIC_PATHS = ["^/auth/login", "^/schema", "^/static", "^/health", "^/$", "^/favicon.ico"]
+
+log = logging.getLogger("lanshou")
+
+
+@get("/health", include_in_schema=False)
+async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    hub: PushHub = request.app.state.hub
+    return {"ok": True, "push_ready": hub.ready.is_set(), "connections": hub.connection_count()}
+
+
+@get("/", include_in_schema=False)
+async def index() -> Redirect:
+    return Redirect(path="/auth/login")
+
+
+def channels_backend(settings: Settings) -> ChannelsBackend:
+    url = settings.channels_url
+    if url.startswith(("redis://", "rediss://")):
+        from redis.asyncio import Redis
+
+        return RedisChannelsPubSubBackend(redis=Redis.from_url(url), key_prefix="lanshou")
+    if url.startswith(("postgres://", "postgresql://")):
+        return AsyncPgChannelsBackend(dsn=url)
+    return MemoryChannelsBackend()
+
+
+class Runtime(InitPluginProtocol):
+    """What the process runs beside the routes: the database, the push hub, the zone directory.
+
+    Registered after the ChannelsPlugin so that its lifespan starts after channels are up and stops
+    before they go down.
+    """
+
+    def __init__(self, settings: Settings, channels: ChannelsPlugin) -> None:
+        self.settings = settings
+        self.channels = channels
+        self.hub = PushHub()
+
+    def on_app_init(self, app_config: Any) -> Any:
+        app_config.lifespan.append(self.lifespan)
+        app_config.state["hub"] = self.hub
+        app_config.state["settings"] = self.settings
+        return app_config
+
+    @asynccontextmanager
+    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        engine = get_engine(self.settings.database_url)
+        await open_engine(engine)
+        await directory.reload()
+        self.hub.route_hook = self.on_message
+        hub_task = asyncio.create_task(self.hub.run(self.channels), name="lanshou-push-hub")
+        push_log.set_publisher(self.hub)
+        try:
+            await asyncio.wait_for(self.hub.ready.wait(), 10)
+            yield
+        finally:
+            push_log.set_publisher(None)
+            self.hub.close_all()
+            await stop_task(hub_task)
+            await close_engine(engine)
+
+    async def on_message(self, message: PushMessage) -> None:
+        if message.type == "zones.changed":
+            await directory.reload()
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    channels = ChannelsPlugin(backend=channels_backend(settings), channels=["lanshou"])
+    runtime = Runtime(settings, channels)
+    session_config = ServerSideSessionConfig(
+        key=SESSION_COOKIE,
+        store="sessions",
+        max_age=7 * 24 * 3600,  # a courier stays signed in for the week; renewed on use
+        renew_on_access=True,
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    auth = DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS)
+    return Litestar(
+        route_handlers=[
+            health,
+            index,
+            me,
+            AuthController,
+            PickupController,
+            CourierController,
+            AdminController,
+            create_static_files_router(path="/static", directories=[PWA / "static", PWA]),
+        ],
+        plugins=[channels, runtime],
+        middleware=[session_config.middleware, auth],
+        stores={"sessions": DatabaseSessionStore()},
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="lanshou_csrf",
+            cookie_secure=settings.secure_cookies,
+            header_name="x-csrftoken",
+            # The JSON API is protected by SameSite cookies and by refusing form bodies with cookies
+            # (see AuthMiddleware); partners use bearer keys, which a browser never sends by itself.
+            exclude=["/api/", "/auth/login", "/auth/logout"],
+        ),
+        template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
+        openapi_config=OpenAPIConfig(title="Lanshou API", version="1", path="/schema"),
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=LoggingConfig(
+            root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]},
+            log_exceptions="always" if settings.log_level == "debug" else "debug",
+        ),
+        debug=False,
+    )

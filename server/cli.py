@@ -1,0 +1,160 @@
+"""The `lanshou` command: serve, migrate, demo, user create, partner create."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+os.environ.setdefault("PICCOLO_CONF", "server.piccolo_conf")
+
+from server.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"lanshou: bad setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
+    from server.db.engine import close_engine, get_engine, open_engine
+
+    async def main() -> Any:
+        engine = get_engine(settings.database_url)
+        await open_engine(engine)
+        try:
+            return await work()
+        finally:
+            await close_engine(engine)
+
+    return asyncio.run(main())
+
+
+async def migrate() -> None:
+    """Apply Piccolo migrations from migrations/ (the only way tables are created outside tests)."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    result = await run_forwards(app_name="lanshou", migration_id="all", fake=False)
+    if not result.success:
+        raise SystemExit(f"lanshou: migration failed: {result.message}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level,
+        # Open SSE streams would otherwise hold a shutdown forever.
+        timeout_graceful_shutdown=3,
+        proxy_headers=True,
+    )
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    settings = _settings()
+    _run(settings, migrate)
+    print("lanshou: database is up to date")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from server.demo import seed_demo
+
+    settings = _settings()
+
+    async def work() -> dict[str, Any]:
+        await migrate()
+        return await seed_demo()
+
+    info = _run(settings, work)
+    print("Demo city seeded: central Changsha, 3 stations, 6 zones.")
+    print("  couriers courier01 … courier12, dispatcher `dispatch`, admin `admin`; password: demo")
+    print(f"  partner `{info['partner']}` API key (shown once, stored hashed):")
+    print(f"    {info['api_key']}")
+    print(f"Start the server with `lanshou serve`, then open http://{settings.host}:{settings.port}/")
+
+
+def cmd_user_create(args: argparse.Namespace) -> None:
+    from server.admin.schemas import UserCreate, ZoneMembership
+    from server.admin.service import add_user
+    from server.errors import ApiError
+    from server.push.log import Actor
+
+    settings = _settings()
+    password = args.password or os.environ.get("LANSHOU_NEW_PASSWORD") or getpass.getpass("Password: ")
+    zones = []
+    for spec in args.zone or []:
+        code, _, role = spec.partition(":")
+        zones.append(ZoneMembership(zone=code, role=role or "primary"))  # type: ignore[arg-type]
+    data = UserCreate(
+        username=args.username,
+        password=password,
+        role=args.role,
+        display_name=args.name,
+        phone=args.phone,
+        station=args.station,
+        zones=zones,
+    )
+    try:
+        user = _run(settings, lambda: add_user(data, Actor("admin")))
+    except ApiError as exc:
+        print(f"lanshou: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"created {user.role} {user.username} (user id {user.id})")
+
+
+def cmd_partner_create(args: argparse.Namespace) -> None:
+    from server.auth.service import create_partner
+
+    settings = _settings()
+    key = _run(settings, lambda: create_partner(args.code, args.name or args.code))
+    print(f"partner {args.code}: API key (shown once, stored hashed):\n  {key}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lanshou", description="Lanshou doorstep pickup dispatch")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the web server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="create or upgrade the database tables").set_defaults(func=cmd_migrate)
+    sub.add_parser("demo", help="migrate and seed the demo city (Changsha)").set_defaults(func=cmd_demo)
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    create = user.add_parser("create", help="create a user")
+    create.add_argument("--username", required=True)
+    create.add_argument("--role", required=True, choices=["courier", "dispatcher", "admin"])
+    create.add_argument("--password", help="or LANSHOU_NEW_PASSWORD, or asked for")
+    create.add_argument("--name", help="display name")
+    create.add_argument("--phone")
+    create.add_argument("--station", help="station code")
+    create.add_argument("--zone", action="append", help="zone code, optionally :backup (repeatable)")
+    create.set_defaults(func=cmd_user_create)
+    partner = sub.add_parser("partner", help="manage partners").add_subparsers(
+        dest="partner_command", required=True
+    )
+    pcreate = partner.add_parser("create", help="create a partner or rotate its API key")
+    pcreate.add_argument("--code", required=True)
+    pcreate.add_argument("--name")
+    pcreate.set_defaults(func=cmd_partner_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

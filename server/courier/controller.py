@@ -1,0 +1,74 @@
+"""Courier JSON API: for the PWA, PDAs and native apps alike."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent
+
+from server.auth.principal import Principal, courier_only
+from server.courier import service
+from server.courier.schemas import ActionIn, CollectIn, DutyIn, DutyOut, FailIn
+from server.pickups.schemas import PickupOut
+from server.push.log import courier_events_since, latest_event_id
+from server.push.sse import event_stream, parse_last_event_id
+
+
+class CourierController(Controller):
+    path = "/api/v1/courier"
+    guards = [courier_only]
+    tags = ["courier"]
+
+    @post("/duty", status_code=200, summary="Go on or off duty")
+    async def duty(self, request: Request[Principal, Any, Any], data: DutyIn) -> DutyOut:
+        return await service.set_duty(request.user, data.on_duty)
+
+    @get("/pickups", summary="Your open offers and the pickups you hold")
+    async def pickups(self, request: Request[Principal, Any, Any]) -> dict[str, Any]:
+        return await service.my_pickups(request.user)
+
+    @get("/events", summary="Server-Sent Events: offers, withdrawals and changes to your pickups")
+    async def events(
+        self,
+        request: Request[Principal, Any, Any],
+        last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+        last_event_id: str | None = None,
+    ) -> ServerSentEvent:
+        courier_id = request.user.courier_id
+        assert courier_id is not None  # courier_only guard
+        after = parse_last_event_id(last_event_id_header, last_event_id)
+        return event_stream(
+            request.app.state.hub,
+            attach=lambda hub: hub.attach_courier(courier_id),
+            replay=lambda since: courier_events_since(courier_id, since),
+            latest=lambda: latest_event_id(courier_id),
+            last_event_id=after,
+        )
+
+    @post("/pickups/{pickup_id:int}/accept", status_code=200, summary="Accept an offered pickup")
+    async def accept(
+        self, request: Request[Principal, Any, Any], pickup_id: int, data: ActionIn | None = None
+    ) -> PickupOut:
+        return await service.accept(request.user, pickup_id, data or ActionIn())
+
+    @post(
+        "/pickups/{pickup_id:int}/contacted", status_code=200, summary="Record that you reached the customer"
+    )
+    async def contacted(
+        self, request: Request[Principal, Any, Any], pickup_id: int, data: ActionIn | None = None
+    ) -> PickupOut:
+        return await service.contacted(request.user, pickup_id, data or ActionIn())
+
+    @post(
+        "/pickups/{pickup_id:int}/collect", status_code=200, summary="Collect with the scanned waybill number"
+    )
+    async def collect(
+        self, request: Request[Principal, Any, Any], pickup_id: int, data: CollectIn
+    ) -> PickupOut:
+        return await service.collect(request.user, pickup_id, data)
+
+    @post("/pickups/{pickup_id:int}/fail", status_code=200, summary="Report that the pickup cannot be made")
+    async def fail(self, request: Request[Principal, Any, Any], pickup_id: int, data: FailIn) -> PickupOut:
+        return await service.fail(request.user, pickup_id, data)

@@ -1,0 +1,296 @@
+"""What a courier does: go on or off duty, accept, record the call, collect, fail.
+
+Each state change is a conditional UPDATE (`… WHERE status IN (allowed)`) inside the transaction that
+also writes the event, so the state machine holds under concurrency: when twenty couriers accept the
+same offer at once, the database lets exactly one UPDATE match and the others see 409.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from server.auth.principal import Principal
+from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn
+from server.dispatch.offers import close_offers, offer_snapshot, open_load
+from server.domain.contact import check_waybill
+from server.domain.pickup_states import FAILURE_REASONS, Action, IllegalTransition, allowed_from, next_status
+from server.errors import ApiError, field_errors, not_found
+from server.pickups.schemas import PickupOut
+from server.pickups.service import pickup_view
+from server.push.log import Actor, UnitOfWork, unit_of_work, utcnow
+from server.tables import Courier, CourierZone, Event, Pickup, PickupOffer
+from server.zones.service import directory
+
+
+def _courier_id(principal: Principal) -> int:
+    if principal.courier_id is None:
+        raise ApiError(403, "forbidden", "this account is not a courier")
+    return principal.courier_id
+
+
+async def set_duty(principal: Principal, on_duty: bool) -> DutyOut:
+    """Go on or off duty. Going on duty also offers the open grab pickups of the courier's zones."""
+    courier_id = _courier_id(principal)
+    actor = Actor("courier", courier_id)
+    now = utcnow()
+    offers_sent = 0
+    async with unit_of_work() as uow:
+        await Courier.update(
+            {Courier.on_duty: on_duty, Courier.duty_changed_at: now, Courier.last_seen_at: now}
+        ).where(Courier.id == courier_id)
+        memberships = await CourierZone.select(CourierZone.zone, CourierZone.role).where(
+            CourierZone.courier == courier_id
+        )
+        await uow.record("courier.duty", actor=actor, to=[courier_id], data={"on_duty": on_duty})
+        if on_duty:
+            primary = [m["zone"] for m in memberships if m["role"] == "primary"]
+            offers_sent = await _offer_open_pickups(uow, courier_id, primary, actor)
+    zone_codes = [directory.zones[m["zone"]].code for m in memberships if m["zone"] in directory.zones]
+    return DutyOut(on_duty=on_duty, zones=sorted(zone_codes), offers_sent=offers_sent)
+
+
+async def _offer_open_pickups(uow: UnitOfWork, courier_id: int, zone_ids: list[int], actor: Actor) -> int:
+    """A courier starting a shift sees what is still up for grabs in their zones."""
+    if not zone_ids:
+        return 0
+    grab_zones = [z for z in zone_ids if z in directory.zones and directory.zones[z].dispatch_mode == "grab"]
+    if not grab_zones:
+        return 0
+    rows = (
+        await Pickup.select().where((Pickup.status == "offered") & Pickup.zone.is_in(grab_zones)).limit(200)
+    )
+    now = utcnow()
+    sent = 0
+    for pickup in rows:
+        already = await PickupOffer.exists().where(
+            (PickupOffer.pickup == pickup["id"])
+            & (PickupOffer.courier == courier_id)
+            & (PickupOffer.round == pickup["offer_round"])
+        )
+        if already:
+            continue
+        await PickupOffer.insert(
+            PickupOffer(pickup=pickup["id"], courier=courier_id, round=pickup["offer_round"], offered_at=now)
+        )
+        zone = directory.zones[pickup["zone"]]
+        await uow.record(
+            "pickup.offered",
+            actor=actor,
+            pickup_id=pickup["id"],
+            to=[courier_id],
+            at=now,
+            data={
+                "round": pickup["offer_round"],
+                "zone": zone.code,
+                "mode": zone.dispatch_mode,
+                "reason": "on_duty",
+                "couriers": [courier_id],
+                "pickup": offer_snapshot(pickup, zone),
+            },
+        )
+        sent += 1
+    return sent
+
+
+async def _replayed(courier_id: int, body: ActionIn, pickup_id: int) -> bool:
+    """True when the app already did this action (same client_action_id): answer without redoing it."""
+    if not body.client_action_id:
+        return False
+    return await Event.exists().where(
+        (Event.actor_kind == "courier")
+        & (Event.actor_id == courier_id)
+        & (Event.client_action_id == body.client_action_id)
+        & (Event.pickup == pickup_id)
+    )
+
+
+async def _conflict(pickup_id: int, action: Action, courier_id: int | None = None) -> ApiError:
+    row = await Pickup.select(Pickup.status, Pickup.courier).where(Pickup.id == pickup_id).first()
+    if row is None:
+        return not_found("pickup")
+    if courier_id is not None and action is not Action.ACCEPT and row["courier"] != courier_id:
+        return ApiError(409, "not_yours", "this pickup is not assigned to you", current_status=row["status"])
+    try:
+        next_status(row["status"], action)
+    except IllegalTransition as exc:
+        return ApiError(409, "illegal_transition", str(exc), current_status=row["status"])
+    return ApiError(409, "conflict", "the pickup changed meanwhile; reload it", current_status=row["status"])
+
+
+def _client_at(body: ActionIn) -> datetime | None:
+    if body.client_at is None:
+        return None
+    if body.client_at.tzinfo is None:
+        raise field_errors([{"field": "client_at", "message": "needs a UTC offset"}])
+    return body.client_at.astimezone(UTC)
+
+
+async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
+    courier_id = _courier_id(principal)
+    client_at = _client_at(body)
+    if await _replayed(courier_id, body, pickup_id):
+        return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+    actor = Actor("courier", courier_id)
+    async with unit_of_work() as uow:
+        offered = await PickupOffer.exists().where(
+            (PickupOffer.pickup == pickup_id)
+            & (PickupOffer.courier == courier_id)
+            & PickupOffer.outcome.is_null()
+        )
+        if not offered:
+            raise await _not_offered(pickup_id)
+        courier = (
+            await Courier.select(Courier.capacity, Courier.on_duty).where(Courier.id == courier_id).first()
+        )
+        if courier is None or not courier["on_duty"]:
+            raise ApiError(409, "off_duty", "go on duty before accepting pickups")
+        if (await open_load([courier_id])).get(courier_id, 0) >= courier["capacity"]:
+            raise ApiError(409, "over_capacity", f"you already hold {courier['capacity']} open pickups")
+        now = utcnow()
+        won = (
+            await Pickup.update(
+                {
+                    Pickup.status: next_status("offered", Action.ACCEPT).value,
+                    Pickup.courier: courier_id,
+                    Pickup.version: Pickup.version + 1,
+                    Pickup.updated_at: now,
+                }
+            )
+            .where((Pickup.id == pickup_id) & (Pickup.status == "offered"))
+            .returning(Pickup.id)
+        )
+        if not won:
+            raise await _conflict(pickup_id, Action.ACCEPT)
+        await uow.record(
+            "pickup.accepted",
+            actor=actor,
+            pickup_id=pickup_id,
+            to=[courier_id],
+            at=now,
+            data={"courier": courier_id},
+            client_action_id=body.client_action_id,
+            client_at=client_at,
+        )
+        await close_offers(uow, pickup_id, winner=courier_id, actor=actor, reason="taken")
+    return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+
+
+async def _not_offered(pickup_id: int) -> ApiError:
+    row = await Pickup.select(Pickup.status).where(Pickup.id == pickup_id).first()
+    if row is None:
+        return not_found("pickup")
+    if row["status"] != "offered":
+        return ApiError(
+            409, "illegal_transition", f"the pickup is {row['status']}", current_status=row["status"]
+        )
+    return ApiError(409, "not_offered", "this pickup was not offered to you", current_status=row["status"])
+
+
+async def _advance(
+    principal: Principal,
+    pickup_id: int,
+    body: ActionIn,
+    action: Action,
+    event_type: str,
+    values: dict[Any, Any],
+    data: dict[str, Any],
+) -> PickupOut:
+    """Move a pickup the courier holds along the state machine, with its event, or 409."""
+    courier_id = _courier_id(principal)
+    client_at = _client_at(body)
+    if await _replayed(courier_id, body, pickup_id):
+        return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+    actor = Actor("courier", courier_id)
+    target = {
+        Action.CONTACT: "contacted",
+        Action.COLLECT: "collected",
+        Action.FAIL: "failed",
+    }[action]
+    async with unit_of_work() as uow:
+        now = utcnow()
+        changed = (
+            await Pickup.update(
+                {Pickup.status: target, Pickup.version: Pickup.version + 1, Pickup.updated_at: now, **values}
+            )
+            .where(
+                (Pickup.id == pickup_id)
+                & (Pickup.courier == courier_id)
+                & Pickup.status.is_in([s.value for s in allowed_from(action)])
+            )
+            .returning(Pickup.id)
+        )
+        if not changed:
+            raise await _conflict(pickup_id, action, courier_id)
+        await uow.record(
+            event_type,
+            actor=actor,
+            pickup_id=pickup_id,
+            to=[courier_id],
+            at=now,
+            data=data,
+            client_action_id=body.client_action_id,
+            client_at=client_at,
+        )
+    return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+
+
+async def contacted(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
+    return await _advance(principal, pickup_id, body, Action.CONTACT, "pickup.contacted", {}, {})
+
+
+async def collect(principal: Principal, pickup_id: int, body: CollectIn) -> PickupOut:
+    waybill, problem = check_waybill(body.waybill_no)
+    if problem:
+        raise field_errors([{"field": "waybill_no", "message": problem}])
+    return await _advance(
+        principal,
+        pickup_id,
+        body,
+        Action.COLLECT,
+        "pickup.collected",
+        {Pickup.waybill_no: waybill},
+        {"waybill_no": waybill},
+    )
+
+
+async def fail(principal: Principal, pickup_id: int, body: FailIn) -> PickupOut:
+    if body.reason not in FAILURE_REASONS:
+        raise field_errors([{"field": "reason", "message": f"one of: {', '.join(FAILURE_REASONS)}"}])
+    return await _advance(
+        principal,
+        pickup_id,
+        body,
+        Action.FAIL,
+        "pickup.failed",
+        {Pickup.failure_reason: body.reason},
+        {"reason": body.reason, "note": body.note},
+    )
+
+
+async def my_pickups(principal: Principal) -> dict[str, list[dict[str, Any]]]:
+    """The courier's open offers and the pickups they hold (for the app's first screen)."""
+    courier_id = _courier_id(principal)
+    offers = await PickupOffer.select(PickupOffer.pickup).where(
+        (PickupOffer.courier == courier_id) & PickupOffer.outcome.is_null()
+    )
+    offer_ids = [o["pickup"] for o in offers]
+    offered = (
+        await Pickup.select().where(Pickup.id.is_in(offer_ids) & (Pickup.status == "offered"))
+        if offer_ids
+        else []
+    )
+    held = await Pickup.select(Pickup.id).where(
+        (Pickup.courier == courier_id) & Pickup.status.is_in(["accepted", "contacted"])
+    )
+    return {
+        "offers": [offer_snapshot(p, directory.zones.get(p["zone"])) for p in offered],
+        "held": [
+            msgspec.to_builtins(
+                await pickup_view(h["id"], with_events=False, full_phone=True, for_partner=False)
+            )
+            for h in held
+        ],
+    }

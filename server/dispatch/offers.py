@@ -1,0 +1,151 @@
+"""Putting a pickup in front of couriers: who is eligible, the offer rows, and the offered event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.domain.pickup_states import HELD_STATES, Action, next_status
+from server.push.log import Actor, UnitOfWork, utcnow
+from server.tables import Courier, CourierZone, Pickup, PickupOffer
+from server.zones.service import ZoneInfo
+
+
+async def on_duty_couriers(zone_id: int, roles: Iterable[str] = ("primary",)) -> list[int]:
+    """On-duty couriers of a zone (by membership role) with spare capacity, fewest open pickups first."""
+    members = await CourierZone.select(CourierZone.courier).where(
+        (CourierZone.zone == zone_id) & CourierZone.role.is_in(list(roles))
+    )
+    ids = [m["courier"] for m in members]
+    if not ids:
+        return []
+    couriers = await Courier.select(Courier.id, Courier.capacity).where(
+        Courier.id.is_in(ids) & (Courier.on_duty == True)  # noqa: E712
+    )
+    if not couriers:
+        return []
+    load = await open_load([c["id"] for c in couriers])
+    eligible = [c for c in couriers if load.get(c["id"], 0) < c["capacity"]]
+    eligible.sort(key=lambda c: (load.get(c["id"], 0), c["id"]))
+    return [c["id"] for c in eligible]
+
+
+async def open_load(courier_ids: list[int]) -> dict[int, int]:
+    """How many pickups each courier holds now (accepted or contacted)."""
+    if not courier_ids:
+        return {}
+    rows = await Pickup.select(Pickup.courier).where(
+        Pickup.courier.is_in(courier_ids) & Pickup.status.is_in([s.value for s in HELD_STATES])
+    )
+    load: dict[int, int] = {}
+    for row in rows:
+        load[row["courier"]] = load.get(row["courier"], 0) + 1
+    return load
+
+
+def offer_snapshot(pickup: dict[str, Any], zone: ZoneInfo | None) -> dict[str, Any]:
+    """What a courier sees in an offer: enough to decide, with the phone masked until accepted."""
+    from server.domain.contact import mask_phone
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": pickup["id"],
+        "tracking_code": pickup["tracking_code"],
+        "zone": zone.code if zone else None,
+        "sender_name": pickup["sender_name"],
+        "sender_phone": mask_phone(pickup["sender_phone"]),
+        "district": pickup["district"],
+        "street": pickup["street"],
+        "address_detail": pickup["address_detail"],
+        "lat": pickup["lat"],
+        "lng": pickup["lng"],
+        "window_start": iso(pickup["window_start"]),
+        "window_end": iso(pickup["window_end"]),
+        "parcel_count": pickup["parcel_count"],
+        "weight_kg": pickup["weight_kg"],
+        "note": pickup["note"],
+        "due_at": iso(pickup["due_at"]),
+    }
+
+
+async def offer_to(
+    uow: UnitOfWork,
+    pickup: dict[str, Any],
+    zone: ZoneInfo,
+    courier_ids: list[int],
+    *,
+    actor: Actor,
+    ttl_s: int | None = None,
+    reason: str = "new",
+) -> None:
+    """Move the pickup to `offered` for these couriers (a new round) and push the offer to them."""
+    now = utcnow()
+    new_status = next_status(pickup["status"], Action.OFFER)
+    round_no = pickup["offer_round"] + 1
+    await Pickup.update(
+        {
+            Pickup.status: new_status.value,
+            Pickup.zone: zone.id,
+            Pickup.courier: None,
+            Pickup.offer_round: round_no,
+            Pickup.version: Pickup.version + 1,
+            Pickup.updated_at: now,
+        }
+    ).where(Pickup.id == pickup["id"])
+    pickup.update(status=new_status.value, zone=zone.id, courier=None, offer_round=round_no)
+    expires = now + timedelta(seconds=ttl_s) if ttl_s else None
+    if courier_ids:
+        await PickupOffer.insert(
+            *(
+                PickupOffer(
+                    pickup=pickup["id"], courier=c, round=round_no, offered_at=now, expires_at=expires
+                )
+                for c in courier_ids
+            )
+        )
+    await uow.record(
+        "pickup.offered",
+        actor=actor,
+        pickup_id=pickup["id"],
+        to=courier_ids,
+        at=now,
+        data={
+            "round": round_no,
+            "zone": zone.code,
+            "mode": zone.dispatch_mode,
+            "reason": reason,
+            "couriers": courier_ids,
+            "expires_at": expires.isoformat() if expires else None,
+            "pickup": offer_snapshot(pickup, zone),
+        },
+    )
+
+
+async def close_offers(
+    uow: UnitOfWork, pickup_id: int, *, winner: int | None, actor: Actor, reason: str
+) -> list[int]:
+    """End every open offer of the pickup; tell everyone but the winner it is withdrawn."""
+    open_offers = await PickupOffer.select(PickupOffer.id, PickupOffer.courier).where(
+        (PickupOffer.pickup == pickup_id) & PickupOffer.outcome.is_null()
+    )
+    losers = sorted({o["courier"] for o in open_offers if o["courier"] != winner})
+    if open_offers:
+        await PickupOffer.update({PickupOffer.outcome: "withdrawn"}).where(
+            (PickupOffer.pickup == pickup_id)
+            & PickupOffer.outcome.is_null()
+            & (PickupOffer.courier != (winner or 0))
+        )
+        if winner is not None:
+            await PickupOffer.update({PickupOffer.outcome: "accepted"}).where(
+                (PickupOffer.pickup == pickup_id)
+                & PickupOffer.outcome.is_null()
+                & (PickupOffer.courier == winner)
+            )
+    if losers:
+        await uow.record(
+            "pickup.withdrawn", actor=actor, pickup_id=pickup_id, to=losers, data={"reason": reason}
+        )
+    return losers

@@ -1,0 +1,59 @@
+"""Phone numbers, waybill numbers and tracking codes: parsing and checks with no I/O."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_SEPARATORS = re.compile(r"[\s\-()]")
+_S10 = re.compile(r"^[A-Z]{2}(\d{8})(\d)[A-Z]{2}$")
+_WAYBILL = re.compile(r"^[A-Z0-9]{8,32}$")
+_S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
+# No 0/O, 1/I/L: tracking codes are read aloud over the phone.
+_TRACKING_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def normalize_mobile(raw: str) -> str | None:
+    """A mainland-China mobile number as 11 digits, or None if it is not one (+86 / 0086 prefixes ok)."""
+    digits = _SEPARATORS.sub("", raw)
+    for prefix in ("+86", "0086", "86"):
+        if digits.startswith(prefix) and len(digits) == 11 + len(prefix):
+            digits = digits[len(prefix) :]
+            break
+    return digits if _MOBILE.match(digits) else None
+
+
+def mask_phone(phone: str) -> str:
+    """138****5678: enough for a person to recognise their number, not enough to call it."""
+    if len(phone) < 7:
+        return "*" * len(phone)
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+def s10_check_digit(serial: str) -> int:
+    """UPU S10 check digit of the 8-digit serial (EMS and international postal items)."""
+    total = sum(int(d) * w for d, w in zip(serial, _S10_WEIGHTS, strict=True))
+    check = 11 - total % 11
+    return {10: 0, 11: 5}.get(check, check)
+
+
+def check_waybill(raw: str) -> tuple[str | None, str | None]:
+    """(normalised waybill number, None) or (None, why it is refused).
+
+    Carriers' numbering differs; every number is 8-32 letters or digits. One in the UPU S10 form
+    (two letters, 8 digits, a check digit, two letters) must carry the right check digit, which catches
+    most mis-scans and typos on EMS waybills.
+    """
+    value = raw.strip().upper().replace(" ", "")
+    if not _WAYBILL.match(value):
+        return None, "a waybill number is 8 to 32 letters or digits"
+    s10 = _S10.match(value)
+    if s10 and s10_check_digit(s10.group(1)) != int(s10.group(2)):
+        return None, "the S10 check digit does not match: re-scan the waybill"
+    return value, None
+
+
+def new_tracking_code() -> str:
+    """LS + 10 characters from a 31-letter alphabet: 8e14 codes, unguessable for tracking links."""
+    return "LS" + "".join(secrets.choice(_TRACKING_ALPHABET) for _ in range(10))

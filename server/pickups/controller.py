@@ -1,0 +1,36 @@
+"""Partner API for pickups: create, read one, list own."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+
+from server.auth.principal import Principal, partner_only
+from server.pickups import service
+from server.pickups.schemas import PickupCreate, PickupOut, PickupPage
+
+
+class PickupController(Controller):
+    path = "/api/v1/pickups"
+    guards = [partner_only]
+    tags = ["pickups"]
+
+    @post("/", status_code=201, summary="Ask for a doorstep pickup")
+    async def create(self, request: Request[Principal, Any, Any], data: PickupCreate) -> PickupOut:
+        return await service.create_pickup(request.user, data)
+
+    @get("/{pickup_id:int}", summary="One of your pickups, with its event history")
+    async def read(self, request: Request[Principal, Any, Any], pickup_id: int) -> PickupOut:
+        return await service.partner_pickup(request.user, pickup_id)
+
+    @get("/", summary="Your pickups, newest first, cursor-paginated")
+    async def list_pickups(
+        self,
+        request: Request[Principal, Any, Any],
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> PickupPage:
+        return await service.list_partner_pickups(request.user, status=status, limit=limit, cursor=cursor)

@@ -1,0 +1,245 @@
+"""Pickups: creation (with zone matching and the first offer), reading, the partner's list."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from server.auth.principal import Principal
+from server.dispatch.offers import offer_to, on_duty_couriers
+from server.domain.contact import mask_phone, new_tracking_code, normalize_mobile
+from server.domain.geo import to_wgs84
+from server.domain.pickup_states import Status
+from server.errors import ApiError, field_errors, not_found
+from server.pickups.schemas import (
+    Address,
+    CourierRef,
+    EventOut,
+    PickupCreate,
+    PickupOut,
+    PickupPage,
+    Sender,
+    TimeWindow,
+    ZoneRef,
+)
+from server.push.log import Actor, unit_of_work, utcnow
+from server.tables import Courier, Event, Pickup
+from server.zones.service import ZoneInfo, directory
+
+# Event data that stays inside Lanshou (courier lists, offer snapshots): not for partners' eyes.
+_INTERNAL_KEYS = {"couriers", "pickup", "to"}
+
+
+def check_create(data: PickupCreate) -> tuple[str, datetime | None, datetime | None]:
+    """Checks msgspec cannot express; returns the normalised phone and the window in UTC."""
+    errors = []
+    phone = normalize_mobile(data.sender.phone)
+    if phone is None:
+        errors.append(
+            {"field": "sender.phone", "message": "not a mainland-China mobile number (11 digits, 1[3-9]…)"}
+        )
+    if (data.address.lat is None) != (data.address.lng is None):
+        errors.append({"field": "address.lat", "message": "give both lat and lng, or neither"})
+    start = end = None
+    if data.window is not None:
+        start, end = data.window.start, data.window.end
+        if start.tzinfo is None or end.tzinfo is None:
+            errors.append(
+                {"field": "window", "message": "times need a UTC offset, e.g. 2026-11-25T14:00:00+08:00"}
+            )
+        elif end <= start:
+            errors.append({"field": "window.end", "message": "the window must end after it starts"})
+        else:
+            start, end = start.astimezone(UTC), end.astimezone(UTC)
+            if end < utcnow():
+                errors.append({"field": "window.end", "message": "the window is already over"})
+    if errors:
+        raise field_errors(errors)
+    return phone or "", start, end
+
+
+def due_time(created: datetime, zone: ZoneInfo | None, window_end: datetime | None) -> datetime | None:
+    """The pickup time limit: the zone's SLA from creation, but never before the customer's slot ends."""
+    if zone is None:
+        return window_end
+    due = created + timedelta(minutes=zone.sla_minutes)
+    return max(due, window_end) if window_end else due
+
+
+async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
+    phone, window_start, window_end = check_create(data)
+    lng = lat = None
+    if data.address.lat is not None and data.address.lng is not None:
+        lng, lat = to_wgs84(data.address.lng, data.address.lat, data.address.datum)
+    zone = directory.match(lng, lat, [data.address.street, data.address.district])
+    now = utcnow()
+    actor = Actor("partner", partner.id)
+    async with unit_of_work() as uow:
+        if data.partner_order_no:
+            existing = (
+                await Pickup.select(Pickup.id)
+                .where((Pickup.partner == partner.id) & (Pickup.partner_order_no == data.partner_order_no))
+                .first()
+            )
+            if existing:
+                raise ApiError(
+                    409,
+                    "duplicate_partner_order_no",
+                    f"a pickup with partner_order_no {data.partner_order_no!r} exists already",
+                    field="partner_order_no",
+                    pickup_id=existing["id"],
+                )
+        row = Pickup(
+            tracking_code=new_tracking_code(),
+            partner=partner.id,
+            partner_order_no=data.partner_order_no,
+            status=Status.PENDING.value,
+            zone=None,
+            sender_name=data.sender.name.strip(),
+            sender_phone=phone,
+            province=data.address.province.strip(),
+            city=data.address.city.strip(),
+            district=data.address.district.strip(),
+            street=data.address.street.strip(),
+            address_detail=data.address.detail.strip(),
+            lat=lat,
+            lng=lng,
+            window_start=window_start,
+            window_end=window_end,
+            parcel_count=data.parcel_count,
+            weight_kg=data.weight_kg,
+            note=data.note,
+            created_at=now,
+            updated_at=now,
+            due_at=due_time(now, zone, window_end),
+        )
+        inserted = await Pickup.insert(row).returning(Pickup.id)
+        pickup_id = inserted[0]["id"]
+        pickup = row.to_dict()
+        pickup["id"] = pickup_id
+        await uow.record(
+            "pickup.created",
+            actor=actor,
+            pickup_id=pickup_id,
+            at=now,
+            data={"zone": zone.code if zone else None, "partner_order_no": data.partner_order_no},
+        )
+        if zone is not None:
+            couriers = await on_duty_couriers(zone.id)
+            await offer_to(uow, pickup, zone, couriers, actor=actor, ttl_s=None)
+    return await pickup_view(pickup_id, with_events=False)
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+async def pickup_view(
+    pickup_id: int, *, with_events: bool, full_phone: bool = False, for_partner: bool = True
+) -> PickupOut:
+    row = await Pickup.select().where(Pickup.id == pickup_id).first()
+    if row is None:
+        raise not_found("pickup")
+    zone_info = directory.zones.get(row["zone"]) if row["zone"] else None
+    courier = None
+    if row["courier"]:
+        c = (
+            await Courier.select(Courier.id, Courier.user.display_name, Courier.user.phone)
+            .where(Courier.id == row["courier"])
+            .first()
+        )
+        if c:
+            courier = CourierRef(id=c["id"], name=c["user.display_name"], phone=c["user.phone"])
+    events = None
+    if with_events:
+        rows = await Event.select().where(Event.pickup == pickup_id).order_by(Event.id)
+        events = [
+            EventOut(
+                id=e["id"],
+                type=e["type"],
+                at=_iso(e["at"]),
+                actor=e["actor_kind"],
+                data={
+                    k: v
+                    for k, v in msgspec.json.decode(e["data"]).items()
+                    if not (for_partner and k in _INTERNAL_KEYS)
+                },
+            )
+            for e in rows
+        ]
+    window = TimeWindow(start=row["window_start"], end=row["window_end"]) if row["window_start"] else None
+    return PickupOut(
+        id=row["id"],
+        tracking_code=row["tracking_code"],
+        status=row["status"],
+        zone=ZoneRef(id=zone_info.id, code=zone_info.code, name=zone_info.name) if zone_info else None,
+        courier=courier,
+        partner_order_no=row["partner_order_no"],
+        sender=Sender(
+            name=row["sender_name"],
+            phone=row["sender_phone"] if full_phone else mask_phone(row["sender_phone"]),
+        ),
+        address=Address(
+            province=row["province"],
+            city=row["city"],
+            district=row["district"],
+            street=row["street"],
+            detail=row["address_detail"],
+            lat=row["lat"],
+            lng=row["lng"],
+            datum="wgs84",
+        ),
+        parcel_count=row["parcel_count"],
+        weight_kg=row["weight_kg"],
+        window=window,
+        note=row["note"],
+        waybill_no=row["waybill_no"],
+        failure_reason=row["failure_reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        due_at=row["due_at"],
+        events=events,
+    )
+
+
+async def partner_pickup(partner: Principal, pickup_id: int) -> PickupOut:
+    owner = await Pickup.select(Pickup.partner).where(Pickup.id == pickup_id).first()
+    # Another partner's pickup is "not found", never "forbidden": ids must not leak what exists.
+    if owner is None or owner["partner"] != partner.id:
+        raise not_found("pickup")
+    return await pickup_view(pickup_id, with_events=True)
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"p:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, value = raw.split(":", 1)
+        if prefix != "p":
+            raise ValueError
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_cursor", "the cursor is not one this API gave out", field="cursor") from None
+
+
+async def list_partner_pickups(
+    partner: Principal, *, status: str | None, limit: int, cursor: str | None
+) -> PickupPage:
+    query = Pickup.select(Pickup.id).where(Pickup.partner == partner.id)
+    if status is not None:
+        if status not in {s.value for s in Status}:
+            raise ApiError(400, "bad_filter", f"unknown status {status!r}", field="status")
+        query = query.where(Pickup.status == status)
+    if cursor:
+        query = query.where(Pickup.id < decode_cursor(cursor))
+    rows = await query.order_by(Pickup.id, ascending=False).limit(limit + 1)
+    ids = [r["id"] for r in rows[:limit]]
+    items = [await pickup_view(i, with_events=False) for i in ids]
+    next_cursor = encode_cursor(ids[-1]) if len(rows) > limit else None
+    return PickupPage(items=items, next_cursor=next_cursor)

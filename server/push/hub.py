@@ -1,0 +1,157 @@
+"""Per-process fan-out of pushed events to the SSE connections this process holds.
+
+Each process subscribes ONCE, at start, to a single Litestar channel and routes every message to its
+local connections by courier id. SSE connections come and go in our own dict, never as channel
+subscriptions: that sidesteps Litestar Channels' subscribe/unsubscribe race (litestar #4894, which can
+drop events for every subscriber of a channel) and its leaked subscribers (#4871, #4867), and it keeps
+one LISTEN (or one Redis SUBSCRIBE) per process however many couriers are connected.
+
+A message too large for the backend (PostgreSQL NOTIFY takes 8000 bytes) goes as a list of event ids,
+and each process reads those events from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
+from litestar.channels import ChannelsPlugin
+
+from server.push.log import PushMessage, decode_event_row
+from server.tables import Event, EventRecipient
+
+log = logging.getLogger("lanshou.push")
+
+CHANNEL = "lanshou"
+_MAX_INLINE_BYTES = 7000
+# A client this far behind is cut off; it reconnects and resumes from the log instead.
+_MAX_QUEUED = 2000
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    messages: list[PushMessage] = []
+    refs: list[int] = []  # event ids to load from the log
+
+
+class Connection:
+    """One SSE stream's mailbox. `None` in the queue means: close the stream."""
+
+    def __init__(self, courier_id: int | None) -> None:
+        self.courier_id = courier_id
+        self.queue: asyncio.Queue[PushMessage | None] = asyncio.Queue()
+
+    def deliver(self, message: PushMessage | None) -> None:
+        if message is not None and self.queue.qsize() >= _MAX_QUEUED:
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(message)
+
+
+class PushHub:
+    def __init__(self) -> None:
+        self._couriers: dict[int, set[Connection]] = {}
+        self._consoles: set[Connection] = set()
+        self._channels: ChannelsPlugin | None = None
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(_Envelope)
+        self.ready = asyncio.Event()
+        # Called for every message (zones.changed reloads the zone directory in every process).
+        self.route_hook: Callable[[PushMessage], Awaitable[None]] | None = None
+
+    # -- connections -------------------------------------------------------------------------------
+    def attach_courier(self, courier_id: int) -> Connection:
+        conn = Connection(courier_id)
+        self._couriers.setdefault(courier_id, set()).add(conn)
+        return conn
+
+    def attach_console(self) -> Connection:
+        conn = Connection(None)
+        self._consoles.add(conn)
+        return conn
+
+    def detach(self, conn: Connection) -> None:
+        if conn.courier_id is None:
+            self._consoles.discard(conn)
+            return
+        conns = self._couriers.get(conn.courier_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._couriers[conn.courier_id]
+
+    def connected_couriers(self) -> set[int]:
+        return set(self._couriers)
+
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self._couriers.values()) + len(self._consoles)
+
+    def close_all(self) -> None:
+        for conns in list(self._couriers.values()):
+            for conn in conns:
+                conn.deliver(None)
+        for conn in self._consoles:
+            conn.deliver(None)
+
+    # -- publishing --------------------------------------------------------------------------------
+    def publish(self, messages: Sequence[PushMessage]) -> None:
+        if self._channels is None:
+            # Not started (or already stopped): the events are in the log; clients get them on resume.
+            return
+        payload = self._encoder.encode(_Envelope(messages=list(messages)))
+        if len(payload) > _MAX_INLINE_BYTES:
+            payload = self._encoder.encode(_Envelope(refs=[m.id for m in messages]))
+        self._channels.publish(payload, CHANNEL)
+
+    # -- the process's one subscription ------------------------------------------------------------
+    async def run(self, channels: ChannelsPlugin) -> None:
+        self._channels = channels
+        try:
+            async with channels.start_subscription([CHANNEL]) as subscriber:
+                self.ready.set()
+                async for raw in subscriber.iter_events():
+                    try:
+                        envelope = self._decoder.decode(raw)
+                        messages = envelope.messages or await self._load(envelope.refs)
+                    except Exception:
+                        log.exception("dropping an undecodable push message")
+                        continue
+                    for message in messages:
+                        self.route(message)
+                        if self.route_hook is not None:
+                            try:
+                                await self.route_hook(message)
+                            except Exception:
+                                log.exception("push hook failed for %s", message.type)
+        finally:
+            self._channels = None
+
+    def route(self, message: PushMessage) -> None:
+        for courier_id in message.to:
+            for conn in self._couriers.get(courier_id, ()):
+                conn.deliver(message)
+        for conn in self._consoles:
+            conn.deliver(message)
+
+    @staticmethod
+    async def _load(event_ids: list[int]) -> list[PushMessage]:
+        if not event_ids:
+            return []
+        rows = await Event.select().where(Event.id.is_in(event_ids)).order_by(Event.id)
+        links = await EventRecipient.select(EventRecipient.event, EventRecipient.courier).where(
+            EventRecipient.event.is_in(event_ids)
+        )
+        to: dict[int, list[int]] = {}
+        for link in links:
+            to.setdefault(link["event"], []).append(link["courier"])
+        return [decode_event_row(r, to.get(r["id"])) for r in rows]
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

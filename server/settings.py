@@ -1,0 +1,137 @@
+"""Settings: one frozen struct read from the environment and validated at start.
+
+Every value has a default that makes `lanshou serve` work on a fresh machine (SQLite under ./var/, a
+secret generated on first run). A bad value stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+
+
+class SettingsError(ValueError):
+    """A setting read from the environment is unusable; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str
+    secret_key: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    data_dir: str = "var"
+    # Empty: in-memory channels (one process). redis://… or postgresql://… to share push between processes.
+    channels_url: str = ""
+    # Cookies marked Secure; turn on behind HTTPS (the default serves plain HTTP on localhost).
+    secure_cookies: bool = False
+    # Scheduler poll interval for durable timers, in milliseconds.
+    scheduler_interval_ms: int = 500
+    # Tile server for the dispatcher's map (any XYZ template; OpenStreetMap by default).
+    map_tile_url: str = DEFAULT_TILE_URL
+    # Largest request body accepted, in bytes (a batch of 500 pickups fits comfortably).
+    max_body_bytes: int = 1_048_576
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
+    raw = env.get("LANSHOU_DATABASE_URL", "").strip()
+    if not raw:
+        return f"sqlite:///{data_dir / 'lanshou.sqlite3'}"
+    scheme = urlsplit(raw).scheme
+    if scheme == "sqlite":
+        if not raw.startswith("sqlite:///") or raw == "sqlite:///":
+            raise SettingsError(
+                "LANSHOU_DATABASE_URL: a SQLite URL names a file, e.g. sqlite:///var/lanshou.sqlite3 "
+                f"(relative) or sqlite:////srv/lanshou.sqlite3 (absolute); got {raw!r}"
+            )
+        return raw
+    if scheme in ("postgres", "postgresql"):
+        if not urlsplit(raw).hostname and "host=" not in raw:
+            raise SettingsError(f"LANSHOU_DATABASE_URL: a PostgreSQL URL needs a host, got {raw!r}")
+        return raw
+    raise SettingsError(f"LANSHOU_DATABASE_URL must start with sqlite:/// or postgresql://, got {raw!r}")
+
+
+def _channels_url(env: Mapping[str, str]) -> str:
+    raw = env.get("LANSHOU_CHANNELS_URL", "").strip()
+    if raw and urlsplit(raw).scheme not in ("redis", "rediss", "postgres", "postgresql"):
+        raise SettingsError(
+            f"LANSHOU_CHANNELS_URL must be empty (in-process), redis://… or postgresql://…, got {raw!r}"
+        )
+    return raw
+
+
+def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
+    raw = env.get("LANSHOU_SECRET_KEY", "").strip()
+    if raw:
+        if len(raw) < 32:
+            raise SettingsError("LANSHOU_SECRET_KEY must be at least 32 characters")
+        return raw
+    # Generated once and kept beside the data, so sessions and CSRF tokens survive restarts.
+    key_file = data_dir / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.touch(mode=0o600)
+    key_file.write_text(key)
+    return key
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read LANSHOU_* variables; raise SettingsError naming the first bad one."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("LANSHOU_DATA_DIR", "").strip() or "var")
+    log_level = env.get("LANSHOU_LOG_LEVEL", "info").strip().lower() or "info"
+    if log_level not in LOG_LEVELS:
+        raise SettingsError(f"LANSHOU_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    return Settings(
+        database_url=_database_url(env, data_dir),
+        secret_key=_secret_key(env, data_dir),
+        host=env.get("LANSHOU_HOST", "").strip() or "127.0.0.1",
+        port=_int(env, "LANSHOU_PORT", 8000, 1, 65535),
+        log_level=log_level,
+        data_dir=str(data_dir),
+        channels_url=_channels_url(env),
+        secure_cookies=_bool(env, "LANSHOU_SECURE_COOKIES", False),
+        scheduler_interval_ms=_int(env, "LANSHOU_SCHEDULER_INTERVAL_MS", 500, 10, 60_000),
+        map_tile_url=env.get("LANSHOU_MAP_TILE_URL", "").strip() or DEFAULT_TILE_URL,
+        max_body_bytes=_int(env, "LANSHOU_MAX_BODY_BYTES", 1_048_576, 1024, 100 * 1_048_576),
+    )

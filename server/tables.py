@@ -1,0 +1,175 @@
+"""Piccolo tables. Times are UTC (timestamptz); JSON payloads are msgspec-encoded text so both engines
+store and return exactly the same bytes."""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    BigInt,
+    BigSerial,
+    Boolean,
+    ForeignKey,
+    Integer,
+    Real,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.base import OnDelete
+from piccolo.table import Table
+
+
+class Station(Table, tablename="stations"):
+    """A node of the province → city → district → station tree (网点 at the leaves)."""
+
+    code = Varchar(length=64, unique=True)
+    name = Varchar(length=128)
+    level = Varchar(length=16, default="station")  # province | city | district | station
+    parent = ForeignKey("self", null=True, on_delete=OnDelete.restrict, index=True)
+    timezone = Varchar(length=64, default="Asia/Shanghai")
+
+
+class Zone(Table, tablename="zones"):
+    """A pickup zone (片区) of one station: a WGS-84 polygon and/or admin-area names."""
+
+    station = ForeignKey(Station, on_delete=OnDelete.restrict, index=True)
+    code = Varchar(length=64, unique=True)
+    name = Varchar(length=128)
+    geojson = Text(null=True, default=None)  # geometry only, WGS-84
+    admin_areas = Text(default="[]")  # JSON list of district / street names
+    priority = Integer(default=0)
+    dispatch_mode = Varchar(length=16, default="grab")  # grab | assign
+    offer_ttl_s = Integer(default=60)
+    sla_minutes = Integer(default=120)
+    active = Boolean(default=True)
+
+
+class User(Table, tablename="users"):
+    username = Varchar(length=64, unique=True)
+    display_name = Varchar(length=128)
+    phone = Varchar(length=20, null=True, default=None)
+    role = Varchar(length=16)  # courier | dispatcher | admin
+    password_hash = Varchar(length=255)
+    active = Boolean(default=True)
+    station = ForeignKey(Station, null=True, on_delete=OnDelete.restrict)
+    created_at = Timestamptz()
+
+
+class Courier(Table, tablename="couriers"):
+    """A courier's working state; one row per user with the courier role."""
+
+    user = ForeignKey(User, unique=True, on_delete=OnDelete.cascade)
+    on_duty = Boolean(default=False, index=True)
+    capacity = Integer(default=8)
+    last_seen_at = Timestamptz(null=True, default=None)
+    last_lat = Real(null=True, default=None)
+    last_lng = Real(null=True, default=None)
+    duty_changed_at = Timestamptz(null=True, default=None)
+
+
+class CourierZone(Table, tablename="courier_zones"):
+    courier = ForeignKey(Courier, on_delete=OnDelete.cascade, index=True)
+    zone = ForeignKey(Zone, on_delete=OnDelete.cascade, index=True)
+    role = Varchar(length=8, default="primary")  # primary | backup
+
+
+class Partner(Table, tablename="partners"):
+    """A platform sending pickups by API. Only a SHA-256 of its (high-entropy, generated) key is kept."""
+
+    code = Varchar(length=64, unique=True)
+    name = Varchar(length=128)
+    api_key_hash = Varchar(length=64, unique=True)
+    api_key_prefix = Varchar(length=16)
+    active = Boolean(default=True)
+    created_at = Timestamptz()
+
+
+class Pickup(Table, tablename="pickups"):
+    id = BigSerial(primary_key=True)
+    tracking_code = Varchar(length=20, unique=True)
+    partner = ForeignKey(Partner, null=True, on_delete=OnDelete.restrict, index=True)
+    partner_order_no = Varchar(length=64, null=True, default=None)
+    status = Varchar(length=16, index=True)
+    zone = ForeignKey(Zone, null=True, on_delete=OnDelete.restrict, index=True)
+    courier = ForeignKey(Courier, null=True, on_delete=OnDelete.restrict, index=True)
+    sender_name = Varchar(length=64)
+    sender_phone = Varchar(length=20)
+    province = Varchar(length=32)
+    city = Varchar(length=32)
+    district = Varchar(length=32)
+    street = Varchar(length=64, default="")
+    address_detail = Varchar(length=200)
+    lat = Real(null=True, default=None)  # WGS-84
+    lng = Real(null=True, default=None)
+    window_start = Timestamptz(null=True, default=None)
+    window_end = Timestamptz(null=True, default=None)
+    parcel_count = Integer(default=1)
+    weight_kg = Real(null=True, default=None)
+    note = Varchar(length=500, default="")
+    waybill_no = Varchar(length=40, null=True, default=None)
+    failure_reason = Varchar(length=32, null=True, default=None)
+    offer_round = Integer(default=0)
+    version = Integer(default=0)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    due_at = Timestamptz(null=True, default=None)
+
+
+class PickupOffer(Table, tablename="pickup_offers"):
+    """Who a pickup was put in front of, in which round, and how that ended."""
+
+    pickup = ForeignKey(Pickup, on_delete=OnDelete.cascade, index=True)
+    courier = ForeignKey(Courier, on_delete=OnDelete.cascade, index=True)
+    round = Integer(default=1)
+    offered_at = Timestamptz()
+    expires_at = Timestamptz(null=True, default=None)
+    outcome = Varchar(length=16, null=True, default=None)  # accepted | withdrawn | expired
+
+
+class Event(Table, tablename="events"):
+    """The append-only log: every state change writes one row in the same transaction.
+
+    SSE resume, the partner's history, webhooks and reports all read this one log.
+    """
+
+    id = BigSerial(primary_key=True)
+    pickup = ForeignKey(Pickup, null=True, on_delete=OnDelete.restrict, index=True)
+    type = Varchar(length=48)
+    actor_kind = Varchar(length=16)  # partner | courier | dispatcher | admin | system | customer
+    actor_id = BigInt(null=True, default=None)
+    at = Timestamptz()
+    data = Text(default="{}")
+    # What the actor's device said: its own id for the action (exactly-once replay) and when it happened.
+    client_action_id = Varchar(length=64, null=True, default=None, index=True)
+    client_at = Timestamptz(null=True, default=None)
+
+
+class EventRecipient(Table, tablename="event_recipients"):
+    """Which couriers an event is pushed to: the index behind each courier's resumable SSE stream."""
+
+    id = BigSerial(primary_key=True)
+
+    event = ForeignKey(Event, on_delete=OnDelete.cascade)
+    courier = ForeignKey(Courier, on_delete=OnDelete.cascade)
+
+
+class Session(Table, tablename="sessions"):
+    """Server-side login sessions (shared by every server process through the database)."""
+
+    key = Varchar(length=128, unique=True)
+    data = Text()
+    expires_at = Timestamptz(null=True, default=None, index=True)
+
+
+TABLES: list[type[Table]] = [
+    Station,
+    Zone,
+    User,
+    Courier,
+    CourierZone,
+    Partner,
+    Pickup,
+    PickupOffer,
+    Event,
+    EventRecipient,
+    Session,
+]

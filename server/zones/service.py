@@ -1,0 +1,134 @@
+"""Zones: the in-memory directory that matches a pickup to its zone, and GeoJSON import/export.
+
+The directory holds a shapely STRtree over every active zone, rebuilt whenever zones change (in this
+process directly, in the others through a `zones.changed` event on the push channel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from shapely.geometry import shape
+
+from server.domain.geo import Datum, IndexedZone, ZoneFeature, ZoneIndex, parse_zone_collection
+from server.errors import ApiError, field_errors
+from server.push.log import Actor, unit_of_work
+from server.tables import Station, Zone
+
+
+class ZoneInfo(msgspec.Struct, frozen=True):
+    id: int
+    code: str
+    name: str
+    station_id: int
+    dispatch_mode: str
+    offer_ttl_s: int
+    sla_minutes: int
+
+
+class ZoneDirectory:
+    def __init__(self) -> None:
+        self._index = ZoneIndex([])
+        self.zones: dict[int, ZoneInfo] = {}
+
+    async def reload(self) -> None:
+        rows = await Zone.select().where(Zone.active == True)  # noqa: E712
+        indexed = []
+        zones = {}
+        for row in rows:
+            geometry = shape(msgspec.json.decode(row["geojson"])) if row["geojson"] else None
+            admin_areas = msgspec.json.decode(row["admin_areas"] or "[]")
+            indexed.append(IndexedZone(row["id"], row["priority"], geometry, admin_areas))
+            zones[row["id"]] = ZoneInfo(
+                id=row["id"],
+                code=row["code"],
+                name=row["name"],
+                station_id=row["station"],
+                dispatch_mode=row["dispatch_mode"],
+                offer_ttl_s=row["offer_ttl_s"],
+                sla_minutes=row["sla_minutes"],
+            )
+        # Swap both at once: a request in flight sees the old or the new directory, never a mix.
+        self._index, self.zones = ZoneIndex(indexed), zones
+
+    def match(self, lng: float | None, lat: float | None, names: Iterable[str]) -> ZoneInfo | None:
+        names = [n for n in names if n]
+        if lng is not None and lat is not None:
+            zone_id = self._index.match(lng, lat, names)
+        else:
+            zone_id = self._index.match_admin_area(*names)
+        return self.zones.get(zone_id) if zone_id is not None else None
+
+
+directory = ZoneDirectory()
+
+
+async def import_zones(
+    collection: Any, *, datum: Datum, default_station: str | None, actor: Actor, deactivate_missing: bool
+) -> dict[str, int]:
+    """Create or update zones (by code) from a GeoJSON FeatureCollection; all or nothing."""
+    features: list[ZoneFeature] = parse_zone_collection(collection, datum)  # raises GeoJSONError
+    check_zone_extras(features)
+    stations = {r["code"]: r["id"] for r in await Station.select(Station.id, Station.code)}
+    errors = []
+    for i, feature in enumerate(features):
+        code = feature.station or default_station
+        if code is None:
+            errors.append({"field": f"features[{i}].properties.station", "message": "no station given"})
+        elif code not in stations:
+            errors.append(
+                {"field": f"features[{i}].properties.station", "message": f"unknown station {code!r}"}
+            )
+    if errors:
+        raise field_errors(errors)
+    created = updated = deactivated = 0
+    async with unit_of_work() as uow:
+        existing = {r["code"]: r["id"] for r in await Zone.select(Zone.id, Zone.code)}
+        for feature in features:
+            values = {
+                Zone.name: feature.name,
+                Zone.station: stations[feature.station or default_station or ""],
+                Zone.geojson: msgspec.json.encode(feature.geojson).decode() if feature.geojson else None,
+                Zone.admin_areas: msgspec.json.encode(list(feature.admin_areas)).decode(),
+                Zone.priority: feature.priority,
+                Zone.active: True,
+            }
+            for key, column in (
+                ("dispatch_mode", Zone.dispatch_mode),
+                ("offer_ttl_s", Zone.offer_ttl_s),
+                ("sla_minutes", Zone.sla_minutes),
+            ):
+                if key in feature.extra:
+                    values[column] = feature.extra[key]
+            if feature.code in existing:
+                await Zone.update(values).where(Zone.id == existing[feature.code])
+                updated += 1
+            else:
+                await Zone.insert(Zone(code=feature.code, **{c._meta.name: v for c, v in values.items()}))
+                created += 1
+        if deactivate_missing:
+            missing = set(existing) - {f.code for f in features}
+            if missing:
+                await Zone.update({Zone.active: False}).where(Zone.code.is_in(list(missing)))
+                deactivated = len(missing)
+        await uow.record("zones.changed", actor=actor, data={"created": created, "updated": updated})
+    await directory.reload()
+    return {"created": created, "updated": updated, "deactivated": deactivated}
+
+
+def check_zone_extras(features: list[ZoneFeature]) -> None:
+    errors = []
+    for i, f in enumerate(features):
+        mode = f.extra.get("dispatch_mode")
+        if mode is not None and mode not in ("grab", "assign"):
+            errors.append({"field": f"features[{i}].properties.dispatch_mode", "message": "grab or assign"})
+        for key in ("offer_ttl_s", "sla_minutes"):
+            value = f.extra.get(key)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                errors.append(
+                    {"field": f"features[{i}].properties.{key}", "message": "a positive whole number"}
+                )
+    if errors:
+        raise ApiError(422, "validation_error", "invalid zone settings", errors=errors)
