@@ -1,0 +1,386 @@
+"""Test harness: a fresh database per run (SQLite file, or a uniquely named PostgreSQL database),
+migrated and seeded through the real CLI, and real `lanshou serve` processes reached over HTTP.
+
+LANSHOU_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test runs the suite on PostgreSQL: the
+URL names a server and a database to connect to for creating (and finally dropping) the run's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import msgspec
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("LANSHOU_TEST_DATABASE_URL", "").strip()
+ON_POSTGRES = PG_ADMIN_URL.startswith("postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_url_for(admin_url: str, database: str) -> str:
+    return urlunsplit(urlsplit(admin_url)._replace(path="/" + database))
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+class Database:
+    """A database made for this test run, with its URL and the env a server process needs."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.name = f"lanshou_test_{uuid.uuid4().hex[:12]}"
+        if ON_POSTGRES:
+            asyncio.run(_pg_admin(f'CREATE DATABASE "{self.name}"'))
+            self.url = _pg_url_for(PG_ADMIN_URL, self.name)
+        else:
+            self.url = f"sqlite:///{tmp / 'lanshou.sqlite3'}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LANSHOU_")}
+        env.update(
+            LANSHOU_DATABASE_URL=self.url,
+            LANSHOU_DATA_DIR=str(self.tmp),
+            LANSHOU_SECRET_KEY="test-secret-key-0123456789abcdefghijklmnop",
+            LANSHOU_LOG_LEVEL="warning",
+            PYTHONPATH=str(ROOT),
+            PICCOLO_CONF="server.piccolo_conf",
+        )
+        env.update(extra)
+        return env
+
+    def cli(self, *args: str, **extra_env: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "server", *args],
+            cwd=ROOT,
+            env=self.env(**extra_env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"lanshou {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def drop(self) -> None:
+        if ON_POSTGRES:
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+
+
+class ServerProcess:
+    """`lanshou serve` in a subprocess on a free loopback port."""
+
+    def __init__(self, db: Database, **env: str) -> None:
+        self.db = db
+        self.extra_env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = db.tmp / f"server-{self.port}.log"
+
+    def start(self) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.db.env(**self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited at start:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).json().get("push_ready"):
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def db() -> Iterator[Database]:
+    tmp = Path(tempfile.mkdtemp(prefix="lanshou-test-"))
+    database = Database(tmp)
+    try:
+        database.cli("migrate")
+        yield database
+    finally:
+        database.drop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def demo(db: Database) -> dict[str, str]:
+    """Seeds the demo city; returns the partner API key it printed."""
+    out = db.cli("demo")
+    match = re.search(r"(lsk_[A-Za-z0-9_\-]+)", out)
+    assert match, out
+    return {"api_key": match.group(1)}
+
+
+@pytest.fixture(scope="session")
+def server(db: Database, demo: dict[str, str]) -> Iterator[ServerProcess]:
+    proc = ServerProcess(db, LANSHOU_SCHEDULER_INTERVAL_MS="50").start()
+    yield proc
+    proc.stop()
+
+
+# -- HTTP helpers ------------------------------------------------------------------------------------
+
+
+class Api:
+    """An httpx client for one persona (partner key or signed-in user) against one server."""
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        self.client = httpx.AsyncClient(base_url=base_url, headers=headers or {}, timeout=30)
+
+    async def login(self, username: str, password: str = "demo") -> dict[str, Any]:
+        r = await self.client.post("/auth/login", json={"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+class Personas:
+    """Makes clients and closes them all at the end of the test."""
+
+    def __init__(self, server: ServerProcess, api_key: str) -> None:
+        self.server = server
+        self.api_key = api_key
+        self._clients: list[Api] = []
+
+    def partner(self, api_key: str | None = None) -> Api:
+        api = Api(self.server.url, {"authorization": f"Bearer {api_key or self.api_key}"})
+        self._clients.append(api)
+        return api
+
+    def anonymous(self) -> Api:
+        api = Api(self.server.url)
+        self._clients.append(api)
+        return api
+
+    async def user(self, username: str, password: str = "demo") -> Api:
+        api = self.anonymous()
+        await api.login(username, password)
+        return api
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self._clients))
+
+
+@pytest.fixture
+async def people(server: ServerProcess, demo: dict[str, str]) -> AsyncIterator[Personas]:
+    personas = Personas(server, demo["api_key"])
+    yield personas
+    await personas.close()
+
+
+# -- fresh zones and couriers, so tests do not share state ----------------------------------------------
+
+_zone_counter = itertools.count()
+
+
+def square(lng: float, lat: float, size: float = 0.004) -> dict[str, Any]:
+    ring = [[lng, lat], [lng + size, lat], [lng + size, lat + size], [lng, lat + size], [lng, lat]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+class TestZone(msgspec.Struct):
+    code: str
+    lng: float  # a point inside
+    lat: float
+    couriers: list[str] = []
+    courier_ids: list[int] = []
+
+
+async def make_zone(people: Personas, couriers: int = 0, station: str = "ST-TX", **props: Any) -> TestZone:
+    """A new zone east of the demo city (one per call) with `couriers` new couriers in it."""
+    n = next(_zone_counter)
+    tag = uuid.uuid4().hex[:6]
+    lng, lat = 113.10 + (n % 40) * 0.005, 28.10 + (n // 40) * 0.005
+    code = f"T{n}-{tag}"
+    admin = await people.user("admin")
+    feature = {
+        "type": "Feature",
+        "geometry": square(lng, lat),
+        "properties": {"code": code, "name": f"测试区 {n}", "station": station, "priority": 10, **props},
+    }
+    r = await admin.put("/api/v1/zones", json={"type": "FeatureCollection", "features": [feature]})
+    assert r.status_code == 200, r.text
+    zone = TestZone(code=code, lng=lng + 0.002, lat=lat + 0.002)
+    for i in range(couriers):
+        username = f"c{n}x{i}-{tag}"
+        r = await admin.post(
+            "/api/v1/users",
+            json={
+                "username": username,
+                "password": "pw-" + tag,
+                "role": "courier",
+                "zones": [{"zone": code}],
+            },
+        )
+        assert r.status_code == 201, r.text
+        zone.couriers.append(username)
+        zone.courier_ids.append(r.json()["courier_id"])
+    return zone
+
+
+def pickup_body(zone: TestZone | None = None, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "sender": {"name": "李四", "phone": "13912345678"},
+        "address": {
+            "province": "湖南省",
+            "city": "长沙市",
+            "district": "测试区",
+            "street": "测试街道",
+            "detail": "1号楼2单元",
+            "datum": "wgs84",
+        },
+        "parcel_count": 1,
+    }
+    if zone is not None:
+        body["address"].update(lat=zone.lat, lng=zone.lng)
+    body.update(over)
+    return body
+
+
+# -- SSE -----------------------------------------------------------------------------------------------
+
+
+class SSEEvent(msgspec.Struct):
+    event: str
+    id: str | None
+    data: Any
+
+
+class SSEStream:
+    """Reads an SSE endpoint in the background; `await next_event(type)` waits for one."""
+
+    def __init__(
+        self, api: Api, path: str = "/api/v1/courier/events", last_event_id: str | None = None
+    ) -> None:
+        self.api = api
+        self.path = path
+        self.last_event_id = last_event_id
+        self.events: asyncio.Queue[SSEEvent] = asyncio.Queue()
+        self.seen: list[SSEEvent] = []
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def __aenter__(self) -> SSEStream:
+        self._task = asyncio.create_task(self._read())
+        await asyncio.wait_for(self.connected.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _read(self) -> None:
+        headers = {"accept": "text/event-stream"}
+        if self.last_event_id is not None:
+            headers["last-event-id"] = self.last_event_id
+        async with self.api.client.stream("GET", self.path, headers=headers, timeout=None) as response:
+            assert response.status_code == 200, await response.aread()
+            fields: dict[str, str] = {}
+            async for line in response.aiter_lines():
+                if line == "":
+                    if "event" in fields or "data" in fields:
+                        data = fields.get("data", "")
+                        event = SSEEvent(
+                            event=fields.get("event", "message"),
+                            id=fields.get("id"),
+                            data=msgspec.json.decode(data) if data.startswith(("{", "[")) else data,
+                        )
+                        if event.event == "ready":
+                            self.connected.set()
+                        self.seen.append(event)
+                        await self.events.put(event)
+                    fields = {}
+                    continue
+                if line.startswith(":"):
+                    continue
+                name, _, value = line.partition(":")
+                fields[name] = (
+                    fields[name] + "\n" + value.lstrip(" ") if name in fields else value.lstrip(" ")
+                )
+
+    async def next_event(
+        self, event_type: str, timeout: float = 5.0, pickup_id: int | None = None
+    ) -> SSEEvent:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"no {event_type} event within {timeout}s; saw {[e.event for e in self.seen]}"
+                )
+            event = await asyncio.wait_for(self.events.get(), remaining)
+            if event.event == event_type and (pickup_id is None or event.data.get("pickup_id") == pickup_id):
+                return event
+
+    async def expect_none(self, event_type: str, within: float = 0.5) -> None:
+        try:
+            event = await self.next_event(event_type, timeout=within)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected {event_type}: {event}")
