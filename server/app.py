@@ -32,6 +32,8 @@ from server.auth.principal import AuthMiddleware
 from server.auth.session_store import DatabaseSessionStore
 from server.courier.controller import CourierController
 from server.db.engine import close_engine, get_engine, open_engine
+from server.dispatch.controller import DispatchController
+from server.dispatch.scheduler import Scheduler
 from server.errors import EXCEPTION_HANDLERS
 from server.pickups.controller import PickupController
 from server.push import log as push_log
@@ -96,10 +98,14 @@ class Runtime(InitPluginProtocol):
         self.hub.route_hook = self.on_message
         hub_task = asyncio.create_task(self.hub.run(self.channels), name="lanshou-push-hub")
         push_log.set_publisher(self.hub)
+        scheduler = Scheduler(self.settings.scheduler_interval_ms / 1000)
+        app.state["scheduler"] = scheduler
+        scheduler_task = asyncio.create_task(scheduler.run(), name="lanshou-scheduler")
         try:
             await asyncio.wait_for(self.hub.ready.wait(), 10)
             yield
         finally:
+            await stop_task(scheduler_task)
             push_log.set_publisher(None)
             self.hub.close_all()
             await stop_task(hub_task)
@@ -133,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PickupController,
             CourierController,
             AdminController,
+            DispatchController,
             create_static_files_router(path="/static", directories=[PWA / "static", PWA]),
         ],
         plugins=[channels, runtime],

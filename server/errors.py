@@ -10,11 +10,13 @@ import logging
 import re
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     PermissionDeniedException,
+    SerializationException,
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -34,6 +36,7 @@ _STATUS_CODES = {
     429: "rate_limited",
 }
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(.*)`$")
+_MSGSPEC_KEY = re.compile(r"^Object (missing required|contains unknown) field `(.+)`$")
 
 
 class ApiError(HTTPException):
@@ -68,8 +71,35 @@ def not_found(what: str, field: str | None = None) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found", field=field)
 
 
+def malformed_body(detail: str) -> ApiError:
+    """400 for a body that is not JSON at all (empty, truncated, not JSON)."""
+    return ApiError(400, "malformed_body", f"the request body is not valid JSON: {detail}", field="body")
+
+
 def _body(code: str, message: str, errors: list[dict[str, str]], **extra: Any) -> dict[str, Any]:
     return {"code": code, "message": message, "errors": errors, **extra}
+
+
+def _field_error(path: str, message: str) -> dict[str, str]:
+    """One {"field", "message"} from a msgspec message and the path it was found at ("" = the root).
+
+    msgspec reports a missing or unknown key at the object that holds it ("… field `city`" at
+    `address`); the client needs the key itself (`address.city`).
+    """
+    match = _MSGSPEC_KEY.match(message)
+    if match:
+        problem, name = match.groups()
+        path = f"{path}.{name}" if path else name
+        message = "this field is required" if problem == "missing required" else "unknown field"
+    return {"field": path or "body", "message": message}
+
+
+def msgspec_field_errors(exc: msgspec.ValidationError) -> ApiError:
+    """422 for a body msgspec refused while decoding it ourselves (outside Litestar's `data`)."""
+    message = str(exc)
+    match = _MSGSPEC_PATH.search(message)
+    path = match.group(1) if match else ""
+    return field_errors([_field_error(path, message[: match.start()] if match else message)])
 
 
 def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
@@ -78,41 +108,95 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
         if not isinstance(item, dict):
             continue
         message = str(item.get("message", "invalid value"))
-        key = item.get("key")
+        key = str(item.get("key") or "")
         match = _MSGSPEC_PATH.search(message)
         if match:
             # msgspec names the place in the body: "Expected `int`, got `str` - at `$.address.lat`"
             key = match.group(1) or key
             message = message[: match.start()]
-        source = item.get("source")
-        field = str(key) if key else (str(source) if source else "body")
-        out.append({"field": field.replace("data.", "", 1), "message": message})
+        if item.get("source") == "body":
+            # Litestar calls the body's root `data` and strips it from deeper paths.
+            out.append(_field_error("" if key == "data" else key.removeprefix("data."), message))
+        else:
+            out.append({"field": key or str(item.get("source") or "body"), "message": message})
     return out
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _is_missing_body(exc: ValidationException) -> bool:
+    # Litestar leaves `data` out of the handler's arguments when the body is empty; the signature
+    # check then fails with a bare KeyError('data'), whose text is "'data'".
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    return any(isinstance(e, dict) and e.get("key") == "data" and e.get("message") == "'data'" for e in extra)
+
+
+def _body_limit(request: Request[Any, Any, Any]) -> int | None:
+    try:
+        return request.route_handler.resolve_request_max_body_size()
+    except Exception:  # no route (e.g. raised before routing): the message just omits the limit
+        return None
+
+
+def _error_content(request: Request[Any, Any, Any], exc: HTTPException) -> tuple[int, dict[str, Any]]:
     status = exc.status_code
     if isinstance(exc, ApiError):
-        content = _body(exc.code, exc.message, exc.errors, **exc.extra_fields)
-    elif isinstance(exc, ValidationException):
-        errors = _validation_errors(exc)
-        detail = str(exc.detail)
-        if "JSON" in detail or "decode" in detail.lower() or "malformed" in detail.lower():
-            content = _body("malformed_body", f"the request body is not valid JSON: {detail}", [])
-        elif errors:
-            summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-            content = _body("validation_error", f"invalid request: {summary}", errors)
-            status = 422 if any(e["field"] not in ("body",) for e in errors) else 400
-        else:
-            content = _body("bad_request", detail, [])
-    else:
-        code = _STATUS_CODES.get(status, "error")
-        if isinstance(exc, NotAuthorizedException):
-            code = "not_authenticated"
-        elif isinstance(exc, PermissionDeniedException):
-            code = "forbidden"
-        content = _body(code, str(exc.detail), [])
+        return status, _body(exc.code, exc.message, exc.errors, **exc.extra_fields)
+    if isinstance(exc, ValidationException):
+        if _is_missing_body(exc):
+            return 400, _body(
+                "malformed_body",
+                "the request body is empty: send a JSON object",
+                [{"field": "body", "message": "empty"}],
+            )
+        errors = _validation_errors(exc) or [{"field": "body", "message": str(exc.detail)}]
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        sources = {item.get("source") for item in exc.extra if isinstance(item, dict)} if exc.extra else set()
+        if sources and "body" not in sources:
+            # Query and path parameters are part of the request line: a bad one is a bad request.
+            return 400, _body("bad_parameter", f"invalid request: {summary}", errors)
+        # The body was JSON but not what this endpoint takes: unprocessable content.
+        return 422, _body("validation_error", f"invalid request: {summary}", errors)
+    if isinstance(exc.__cause__, SerializationException):
+        # Litestar turns a body msgspec could not decode into a bare 400 ClientException.
+        error = malformed_body(str(exc.__cause__))
+        return error.status_code, _body(error.code, error.message, error.errors)
+    if status == 413:
+        limit = _body_limit(request)
+        message = (
+            f"the request body is larger than the {limit} bytes allowed"
+            if limit
+            else "the request body is too large"
+        )
+        return status, _body("body_too_large", message, [{"field": "body", "message": message}])
+    code = _STATUS_CODES.get(status, "error")
+    if isinstance(exc, NotAuthorizedException):
+        code = "not_authenticated"
+    elif isinstance(exc, PermissionDeniedException):
+        code = "forbidden"
+    return status, _body(code, str(exc.detail), [])
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status, content = _error_content(request, exc)
     return Response(content=content, status_code=status, media_type=MediaType.JSON, headers=exc.headers)
+
+
+async def require_json_body(request: Request[Any, Any, Any]) -> None:
+    """A `before_request` hook: bodies sent to the JSON API must say they are JSON, or 415.
+
+    Litestar decodes a `data` argument as JSON whatever the Content-Type says; accepting text/plain
+    would let any page post to the API with a "simple" cross-site request.
+    """
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        return  # no body at all: the handler decides whether it needs one
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the body as JSON with Content-Type: application/json (got {media_type or 'none'!r})",
+        )
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -106,12 +106,26 @@ def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
         return raw
     # Generated once and kept beside the data, so sessions and CSRF tokens survive restarts.
     key_file = data_dir / "secret_key"
-    if key_file.exists():
-        return key_file.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    key_file.touch(mode=0o600)
-    key_file.write_text(key)
+    if not key_file.exists():
+        # Written whole to a private file, then linked into place: a process starting at the same time,
+        # or a crash, never sees an empty key file; if two race, the first link wins and both use it.
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(48))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = key_file.read_text().strip()
+    if len(key) < 32:
+        raise SettingsError(
+            f"LANSHOU_SECRET_KEY is unset and {key_file} holds no usable key: delete it to generate one"
+        )
     return key
 
 

@@ -39,7 +39,7 @@ class Zone(Table, tablename="zones"):
     priority = Integer(default=0)
     dispatch_mode = Varchar(length=16, default="grab")  # grab | assign
     offer_ttl_s = Integer(default=60)
-    sla_minutes = Integer(default=120)
+    sla_minutes = Real(default=120.0)  # fractions allowed: tests and express zones use short limits
     active = Boolean(default=True)
 
 
@@ -108,6 +108,11 @@ class Pickup(Table, tablename="pickups"):
     waybill_no = Varchar(length=40, null=True, default=None)
     failure_reason = Varchar(length=32, null=True, default=None)
     offer_round = Integer(default=0)
+    # 0 zone's couriers, 1 backup couriers, 2 whole station, 3 the dispatcher (see dispatch/rules.py).
+    escalation_stage = Integer(default=0)
+    sla_state = Varchar(length=12, default="ok")  # ok | warning | breached
+    chase_count = Integer(default=0)
+    chased_at = Timestamptz(null=True, default=None)
     version = Integer(default=0)
     created_at = Timestamptz()
     updated_at = Timestamptz()
@@ -152,6 +157,23 @@ class EventRecipient(Table, tablename="event_recipients"):
     courier = ForeignKey(Courier, on_delete=OnDelete.cascade)
 
 
+class Timer(Table, tablename="timers"):
+    """A due time kept in the database (offer expiry, escalation, time-limit warning and breach).
+
+    Each server process's scheduler claims due timers atomically; a timer carries the offer round it
+    was set for, so one that a later change made stale is dropped instead of acted on.
+    """
+
+    id = BigSerial(primary_key=True)
+    kind = Varchar(length=24)  # offer_expiry | sla_warning | sla_breach
+    pickup = ForeignKey(Pickup, on_delete=OnDelete.cascade, index=True)
+    # Epoch milliseconds, not a timestamp column: SQLite compares timestamps as text, and Piccolo binds
+    # parameters in a different text form than it stores, so "due <= now" must be an integer compare.
+    due_ms = BigInt(index=True)
+    round = Integer(default=0)
+    attempts = Integer(default=0)
+
+
 class Session(Table, tablename="sessions"):
     """Server-side login sessions (shared by every server process through the database)."""
 
@@ -171,5 +193,6 @@ TABLES: list[type[Table]] = [
     PickupOffer,
     Event,
     EventRecipient,
+    Timer,
     Session,
 ]

@@ -241,6 +241,7 @@ class TestZone(msgspec.Struct):
     code: str
     lng: float  # a point inside
     lat: float
+    station: str = ""
     couriers: list[str] = []
     courier_ids: list[int] = []
 
@@ -259,7 +260,7 @@ async def make_zone(people: Personas, couriers: int = 0, station: str = "ST-TX",
     }
     r = await admin.put("/api/v1/zones", json={"type": "FeatureCollection", "features": [feature]})
     assert r.status_code == 200, r.text
-    zone = TestZone(code=code, lng=lng + 0.002, lat=lat + 0.002)
+    zone = TestZone(code=code, lng=lng + 0.002, lat=lat + 0.002, station=station)
     for i in range(couriers):
         username = f"c{n}x{i}-{tag}"
         r = await admin.post(

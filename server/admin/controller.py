@@ -7,7 +7,7 @@ from typing import Any, Literal
 from litestar import Controller, Request, get, post, put
 
 from server.admin import service
-from server.admin.schemas import CourierZonesIn, UserCreate, UserOut
+from server.admin.schemas import CourierZonesIn, StationCreate, StationOut, UserCreate, UserOut
 from server.auth.principal import Principal, admin_only, dispatcher_only
 from server.domain.geo import GeoJSONError, to_feature_collection
 from server.errors import ApiError
@@ -29,6 +29,10 @@ class AdminController(Controller):
     )
     async def create_user(self, request: Request[Principal, Any, Any], data: UserCreate) -> UserOut:
         return await service.add_user(data, actor_of(request.user))
+
+    @post("/stations", guards=[admin_only], status_code=201, summary="Add a station to the tree")
+    async def create_station(self, request: Request[Principal, Any, Any], data: StationCreate) -> StationOut:
+        return await service.add_station(data, actor_of(request.user))
 
     @put("/couriers/{courier_id:int}/zones", guards=[dispatcher_only], summary="Set a courier's zones")
     async def courier_zones(

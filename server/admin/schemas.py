@@ -32,3 +32,18 @@ class UserOut(msgspec.Struct):
 
 class CourierZonesIn(msgspec.Struct, forbid_unknown_fields=True):
     zones: list[ZoneMembership]
+
+
+class StationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    code: Name
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    level: Literal["province", "city", "district", "station"] = "station"
+    parent: Name | None = None  # parent station's code
+
+
+class StationOut(msgspec.Struct):
+    id: int
+    code: str
+    name: str
+    level: str
+    parent: str | None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from server.admin.schemas import UserCreate, UserOut, ZoneMembership
+from server.admin.schemas import StationCreate, StationOut, UserCreate, UserOut, ZoneMembership
 from server.auth.service import create_user
 from server.domain.contact import normalize_mobile
-from server.errors import field_errors, not_found
+from server.errors import ApiError, field_errors, not_found
 from server.push.log import Actor, unit_of_work
-from server.tables import Courier, CourierZone, Zone
+from server.tables import Courier, CourierZone, Station, Zone
 
 
 async def add_user(data: UserCreate, actor: Actor) -> UserOut:
@@ -73,3 +73,28 @@ async def set_courier_zones(
             data={"zones": [{"zone": m.zone, "role": m.role} for m in memberships]},
         )
     return [{"zone": m.zone, "role": m.role} for m in memberships]
+
+
+_LEVELS = ("province", "city", "district", "station")
+
+
+async def add_station(data: StationCreate, actor: Actor) -> StationOut:
+    """A node of the station tree; its parent must sit one level or more above it."""
+    parent_id = None
+    if data.parent is not None:
+        parent = await Station.select(Station.id, Station.level).where(Station.code == data.parent).first()
+        if parent is None:
+            raise ApiError(422, "unknown_station", f"no station {data.parent!r}", field="parent")
+        if _LEVELS.index(parent["level"]) >= _LEVELS.index(data.level):
+            raise field_errors(
+                [{"field": "parent", "message": f"a {data.level} cannot sit under a {parent['level']}"}]
+            )
+        parent_id = parent["id"]
+    async with unit_of_work() as uow:
+        if await Station.exists().where(Station.code == data.code):
+            raise ApiError(409, "station_exists", f"station {data.code!r} exists already", field="code")
+        rows = await Station.insert(
+            Station(code=data.code, name=data.name, level=data.level, parent=parent_id)
+        ).returning(Station.id)
+        await uow.record("station.created", actor=actor, data={"code": data.code, "parent": data.parent})
+    return StationOut(id=rows[0]["id"], code=data.code, name=data.name, level=data.level, parent=data.parent)

@@ -11,7 +11,7 @@ from litestar.response import Redirect, Template
 
 from server.auth.principal import SESSION_USER_KEY, Principal, principal_for_user
 from server.auth.service import authenticate
-from server.errors import field_errors
+from server.errors import malformed_body, msgspec_field_errors
 from server.i18n import pick_language, translate
 
 HOME_BY_ROLE = {"courier": "/api/v1/courier/pickups", "dispatcher": "/console", "admin": "/console"}
@@ -72,11 +72,9 @@ class AuthController(Controller):
         try:
             body = msgspec.json.decode(await request.body(), type=LoginIn)
         except msgspec.ValidationError as exc:
-            raise field_errors([{"field": "body", "message": str(exc)}]) from None
-        except msgspec.DecodeError:
-            raise field_errors(
-                [{"field": "body", "message": "send JSON {username, password} or a form"}]
-            ) from None
+            raise msgspec_field_errors(exc) from None
+        except msgspec.DecodeError as exc:
+            raise malformed_body(f"{exc}; send JSON {{username, password}} or a form") from None
         principal = await authenticate(body.username, body.password)
         if principal is None:
             raise NotAuthorizedException("wrong username or password")

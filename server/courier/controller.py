@@ -10,7 +10,7 @@ from litestar.response import ServerSentEvent
 
 from server.auth.principal import Principal, courier_only
 from server.courier import service
-from server.courier.schemas import ActionIn, CollectIn, DutyIn, DutyOut, FailIn
+from server.courier.schemas import ActionIn, CollectIn, DutyIn, DutyOut, FailIn, HeartbeatIn
 from server.pickups.schemas import PickupOut
 from server.push.log import courier_events_since, latest_event_id
 from server.push.sse import event_stream, parse_last_event_id
@@ -24,6 +24,10 @@ class CourierController(Controller):
     @post("/duty", status_code=200, summary="Go on or off duty")
     async def duty(self, request: Request[Principal, Any, Any], data: DutyIn) -> DutyOut:
         return await service.set_duty(request.user, data.on_duty)
+
+    @post("/heartbeat", status_code=200, summary="I am alive (and here): last seen and position")
+    async def heartbeat(self, request: Request[Principal, Any, Any], data: HeartbeatIn) -> dict[str, Any]:
+        return await service.heartbeat(request.user, data)
 
     @get("/pickups", summary="Your open offers and the pickups you hold")
     async def pickups(self, request: Request[Principal, Any, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -35,3 +35,11 @@ class DutyOut(msgspec.Struct):
     on_duty: bool
     zones: list[str]
     offers_sent: int = 0
+
+
+class HeartbeatIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The app says it is alive, and where the phone is (GPS: wgs84 unless the map SDK gave another)."""
+
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
+    lng: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
+    datum: Literal["wgs84", "gcj02", "bd09"] = "wgs84"

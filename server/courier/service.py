@@ -13,15 +13,17 @@ from typing import Any
 import msgspec
 
 from server.auth.principal import Principal
-from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn
+from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn, HeartbeatIn
 from server.dispatch.offers import close_offers, offer_snapshot, open_load
+from server.dispatch.service import dispatch_pickup
 from server.domain.contact import check_waybill
+from server.domain.geo import to_wgs84
 from server.domain.pickup_states import FAILURE_REASONS, Action, IllegalTransition, allowed_from, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
 from server.push.log import Actor, UnitOfWork, unit_of_work, utcnow
-from server.tables import Courier, CourierZone, Event, Pickup, PickupOffer
+from server.tables import Courier, CourierZone, Event, Pickup, PickupOffer, Timer
 from server.zones.service import directory
 
 
@@ -53,29 +55,36 @@ async def set_duty(principal: Principal, on_duty: bool) -> DutyOut:
 
 
 async def _offer_open_pickups(uow: UnitOfWork, courier_id: int, zone_ids: list[int], actor: Actor) -> int:
-    """A courier starting a shift sees what is still up for grabs in their zones."""
+    """A courier starting a shift is put in front of what waits in their zones: pickups still up for
+    grabs get an offer for them too, and pickups nobody was on duty for are dispatched afresh."""
+    zone_ids = [z for z in zone_ids if z in directory.zones]
     if not zone_ids:
         return 0
-    grab_zones = [z for z in zone_ids if z in directory.zones and directory.zones[z].dispatch_mode == "grab"]
-    if not grab_zones:
-        return 0
     rows = (
-        await Pickup.select().where((Pickup.status == "offered") & Pickup.zone.is_in(grab_zones)).limit(200)
+        await Pickup.select()
+        .where(Pickup.status.is_in(["offered", "pending"]) & Pickup.zone.is_in(zone_ids))
+        .limit(200)
     )
     now = utcnow()
     sent = 0
     for pickup in rows:
+        zone = directory.zones[pickup["zone"]]
+        if pickup["status"] == "pending":
+            await dispatch_pickup(uow, pickup, zone, actor, stage=0, reason="on_duty")
+            sent += 1
+            continue
+        if zone.dispatch_mode != "grab":
+            continue
         already = await PickupOffer.exists().where(
             (PickupOffer.pickup == pickup["id"])
             & (PickupOffer.courier == courier_id)
-            & (PickupOffer.round == pickup["offer_round"])
+            & PickupOffer.outcome.is_null()
         )
         if already:
             continue
         await PickupOffer.insert(
             PickupOffer(pickup=pickup["id"], courier=courier_id, round=pickup["offer_round"], offered_at=now)
         )
-        zone = directory.zones[pickup["zone"]]
         await uow.record(
             "pickup.offered",
             actor=actor,
@@ -175,6 +184,7 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
             client_at=client_at,
         )
         await close_offers(uow, pickup_id, winner=courier_id, actor=actor, reason="taken")
+        await Timer.delete().where((Timer.pickup == pickup_id) & (Timer.kind == "offer_expiry"))
     return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
 
 
@@ -294,3 +304,17 @@ async def my_pickups(principal: Principal) -> dict[str, list[dict[str, Any]]]:
             for h in held
         ],
     }
+
+
+async def heartbeat(principal: Principal, body: HeartbeatIn) -> dict[str, Any]:
+    """Last seen (and last position, for assigning the nearest courier). Not an event: it is not a
+    change of any pickup, and phones send it every minute."""
+    courier_id = _courier_id(principal)
+    values: dict[Any, Any] = {Courier.last_seen_at: utcnow()}
+    if (body.lat is None) != (body.lng is None):
+        raise field_errors([{"field": "lat", "message": "give both lat and lng, or neither"}])
+    if body.lat is not None and body.lng is not None:
+        lng, lat = to_wgs84(body.lng, body.lat, body.datum)
+        values.update({Courier.last_lat: lat, Courier.last_lng: lng})
+    await Courier.update(values).where(Courier.id == courier_id)
+    return {"ok": True}

@@ -6,11 +6,13 @@ share it, so SQLite keeps its single writer connection and PostgreSQL its single
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
 
 from server.db.sqlite_engine import FastSQLiteEngine
 from server.tables import TABLES
@@ -27,6 +29,8 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if os.environ.get("LANSHOU_SQLITE_ENGINE") == "stock":  # only for tests/bench comparisons
+            return SQLiteEngine(path=path)
         return FastSQLiteEngine(path=path)
     return PostgresEngine(config={"dsn": url}, log_queries=False)
 

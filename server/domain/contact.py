@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# [0-9], not \d: \d also matches full-width and other Unicode digits, which are no phone number.
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 _SEPARATORS = re.compile(r"[\s\-()]")
 _S10 = re.compile(r"^[A-Z]{2}(\d{8})(\d)[A-Z]{2}$")
 _WAYBILL = re.compile(r"^[A-Z0-9]{8,32}$")

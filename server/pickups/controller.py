@@ -8,8 +8,10 @@ from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
 from server.auth.principal import Principal, partner_only
+from server.dispatch import service as dispatch
+from server.errors import require_json_body
 from server.pickups import service
-from server.pickups.schemas import PickupCreate, PickupOut, PickupPage
+from server.pickups.schemas import CancelIn, PickupCreate, PickupOut, PickupPage
 
 
 class PickupController(Controller):
@@ -17,7 +19,7 @@ class PickupController(Controller):
     guards = [partner_only]
     tags = ["pickups"]
 
-    @post("/", status_code=201, summary="Ask for a doorstep pickup")
+    @post("/", status_code=201, before_request=require_json_body, summary="Ask for a doorstep pickup")
     async def create(self, request: Request[Principal, Any, Any], data: PickupCreate) -> PickupOut:
         return await service.create_pickup(request.user, data)
 
@@ -34,3 +36,17 @@ class PickupController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> PickupPage:
         return await service.list_partner_pickups(request.user, status=status, limit=limit, cursor=cursor)
+
+    @post(
+        "/{pickup_id:int}/chase", status_code=200, summary="The customer chases (催件): re-alert the courier"
+    )
+    async def chase(self, request: Request[Principal, Any, Any], pickup_id: int) -> PickupOut:
+        await dispatch.chase(request.user.id, pickup_id)
+        return await service.partner_pickup(request.user, pickup_id)
+
+    @post("/{pickup_id:int}/cancel", status_code=200, summary="Cancel a pickup that is not collected yet")
+    async def cancel(
+        self, request: Request[Principal, Any, Any], pickup_id: int, data: CancelIn | None = None
+    ) -> PickupOut:
+        await dispatch.cancel(request.user.id, pickup_id, (data or CancelIn()).reason)
+        return await service.partner_pickup(request.user, pickup_id)

@@ -86,3 +86,7 @@ class PickupOut(msgspec.Struct):
 class PickupPage(msgspec.Struct):
     items: list[PickupOut]
     next_cursor: str | None
+
+
+class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from asyncpg.exceptions import UniqueViolationError
 
 from server.auth.principal import Principal
-from server.dispatch.offers import offer_to, on_duty_couriers
+from server.dispatch.service import dispatch_pickup, start_time_limit
 from server.domain.contact import mask_phone, new_tracking_code, normalize_mobile
 from server.domain.geo import to_wgs84
 from server.domain.pickup_states import Status
@@ -77,59 +79,74 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
     zone = directory.match(lng, lat, [data.address.street, data.address.district])
     now = utcnow()
     actor = Actor("partner", partner.id)
-    async with unit_of_work() as uow:
-        if data.partner_order_no:
-            existing = (
-                await Pickup.select(Pickup.id)
-                .where((Pickup.partner == partner.id) & (Pickup.partner_order_no == data.partner_order_no))
-                .first()
+
+    async def duplicate_of_order() -> ApiError | None:
+        """The 409 naming the pickup that already has this partner_order_no, if one has."""
+        if not data.partner_order_no:
+            return None
+        existing = (
+            await Pickup.select(Pickup.id)
+            .where((Pickup.partner == partner.id) & (Pickup.partner_order_no == data.partner_order_no))
+            .first()
+        )
+        if existing is None:
+            return None
+        return ApiError(
+            409,
+            "duplicate_partner_order_no",
+            f"a pickup with partner_order_no {data.partner_order_no!r} exists already",
+            field="partner_order_no",
+            pickup_id=existing["id"],
+        )
+
+    try:
+        async with unit_of_work() as uow:
+            if duplicate := await duplicate_of_order():
+                raise duplicate
+            row = Pickup(
+                tracking_code=new_tracking_code(),
+                partner=partner.id,
+                partner_order_no=data.partner_order_no,
+                status=Status.PENDING.value,
+                zone=None,
+                sender_name=data.sender.name.strip(),
+                sender_phone=phone,
+                province=data.address.province.strip(),
+                city=data.address.city.strip(),
+                district=data.address.district.strip(),
+                street=data.address.street.strip(),
+                address_detail=data.address.detail.strip(),
+                lat=lat,
+                lng=lng,
+                window_start=window_start,
+                window_end=window_end,
+                parcel_count=data.parcel_count,
+                weight_kg=data.weight_kg,
+                note=data.note,
+                created_at=now,
+                updated_at=now,
+                due_at=due_time(now, zone, window_end),
             )
-            if existing:
-                raise ApiError(
-                    409,
-                    "duplicate_partner_order_no",
-                    f"a pickup with partner_order_no {data.partner_order_no!r} exists already",
-                    field="partner_order_no",
-                    pickup_id=existing["id"],
-                )
-        row = Pickup(
-            tracking_code=new_tracking_code(),
-            partner=partner.id,
-            partner_order_no=data.partner_order_no,
-            status=Status.PENDING.value,
-            zone=None,
-            sender_name=data.sender.name.strip(),
-            sender_phone=phone,
-            province=data.address.province.strip(),
-            city=data.address.city.strip(),
-            district=data.address.district.strip(),
-            street=data.address.street.strip(),
-            address_detail=data.address.detail.strip(),
-            lat=lat,
-            lng=lng,
-            window_start=window_start,
-            window_end=window_end,
-            parcel_count=data.parcel_count,
-            weight_kg=data.weight_kg,
-            note=data.note,
-            created_at=now,
-            updated_at=now,
-            due_at=due_time(now, zone, window_end),
-        )
-        inserted = await Pickup.insert(row).returning(Pickup.id)
-        pickup_id = inserted[0]["id"]
-        pickup = row.to_dict()
-        pickup["id"] = pickup_id
-        await uow.record(
-            "pickup.created",
-            actor=actor,
-            pickup_id=pickup_id,
-            at=now,
-            data={"zone": zone.code if zone else None, "partner_order_no": data.partner_order_no},
-        )
-        if zone is not None:
-            couriers = await on_duty_couriers(zone.id)
-            await offer_to(uow, pickup, zone, couriers, actor=actor, ttl_s=None)
+            inserted = await Pickup.insert(row).returning(Pickup.id)
+            pickup_id = inserted[0]["id"]
+            pickup = row.to_dict()
+            pickup["id"] = pickup_id
+            await uow.record(
+                "pickup.created",
+                actor=actor,
+                pickup_id=pickup_id,
+                at=now,
+                data={"zone": zone.code if zone else None, "partner_order_no": data.partner_order_no},
+            )
+            await start_time_limit(pickup)
+            if zone is not None:
+                await dispatch_pickup(uow, pickup, zone, actor, reason="new")
+    except (sqlite3.IntegrityError, UniqueViolationError):
+        # Two creates with one order number can both pass the check above (PostgreSQL reads committed
+        # data only); the unique index (partner, partner_order_no) stops the later one here.
+        if duplicate := await duplicate_of_order():
+            raise duplicate from None
+        raise
     return await pickup_view(pickup_id, with_events=False)
 
 

@@ -25,7 +25,7 @@ class ZoneInfo(msgspec.Struct, frozen=True):
     station_id: int
     dispatch_mode: str
     offer_ttl_s: int
-    sla_minutes: int
+    sla_minutes: float
 
 
 class ZoneDirectory:
@@ -126,9 +126,9 @@ def check_zone_extras(features: list[ZoneFeature]) -> None:
             errors.append({"field": f"features[{i}].properties.dispatch_mode", "message": "grab or assign"})
         for key in ("offer_ttl_s", "sla_minutes"):
             value = f.extra.get(key)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                errors.append(
-                    {"field": f"features[{i}].properties.{key}", "message": "a positive whole number"}
-                )
+            if value is not None and (
+                not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
+            ):
+                errors.append({"field": f"features[{i}].properties.{key}", "message": "a positive number"})
     if errors:
         raise ApiError(422, "validation_error", "invalid zone settings", errors=errors)

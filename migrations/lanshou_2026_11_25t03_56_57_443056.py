@@ -107,7 +107,7 @@ class Zone(Table, tablename="zones", schema=None):
     )
 
 
-ID = "2026-11-25T03:48:58:903758"
+ID = "2026-11-25T03:56:57:443056"
 VERSION = "1.38.0"
 DESCRIPTION = "True"
 
@@ -118,22 +118,10 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="CourierZone",
-        tablename="courier_zones",
+        class_name="EventRecipient",
+        tablename="event_recipients",
         schema=None,
         columns=None,
-    )
-
-    manager.add_table(
-        class_name="Session", tablename="sessions", schema=None, columns=None
-    )
-
-    manager.add_table(
-        class_name="Partner", tablename="partners", schema=None, columns=None
-    )
-
-    manager.add_table(
-        class_name="Pickup", tablename="pickups", schema=None, columns=None
     )
 
     manager.add_table(
@@ -144,11 +132,11 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="User", tablename="users", schema=None, columns=None
+        class_name="Pickup", tablename="pickups", schema=None, columns=None
     )
 
     manager.add_table(
-        class_name="Zone", tablename="zones", schema=None, columns=None
+        class_name="Session", tablename="sessions", schema=None, columns=None
     )
 
     manager.add_table(
@@ -156,7 +144,11 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Courier", tablename="couriers", schema=None, columns=None
+        class_name="User", tablename="users", schema=None, columns=None
+    )
+
+    manager.add_table(
+        class_name="Timer", tablename="timers", schema=None, columns=None
     )
 
     manager.add_table(
@@ -164,15 +156,119 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="EventRecipient",
-        tablename="event_recipients",
+        class_name="CourierZone",
+        tablename="courier_zones",
         schema=None,
         columns=None,
     )
 
+    manager.add_table(
+        class_name="Courier", tablename="couriers", schema=None, columns=None
+    )
+
+    manager.add_table(
+        class_name="Zone", tablename="zones", schema=None, columns=None
+    )
+
+    manager.add_table(
+        class_name="Partner", tablename="partners", schema=None, columns=None
+    )
+
     manager.add_column(
-        table_class_name="CourierZone",
-        tablename="courier_zones",
+        table_class_name="EventRecipient",
+        tablename="event_recipients",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="BigSerial",
+        column_class=BigSerial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="EventRecipient",
+        tablename="event_recipients",
+        column_name="event",
+        db_column_name="event",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Event,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="EventRecipient",
+        tablename="event_recipients",
+        column_name="courier",
+        db_column_name="courier",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Courier,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="PickupOffer",
+        tablename="pickup_offers",
+        column_name="pickup",
+        db_column_name="pickup",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Pickup,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="PickupOffer",
+        tablename="pickup_offers",
         column_name="courier",
         db_column_name="courier",
         column_class_name="ForeignKey",
@@ -195,39 +291,14 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CourierZone",
-        tablename="courier_zones",
-        column_name="zone",
-        db_column_name="zone",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
+        table_class_name="PickupOffer",
+        tablename="pickup_offers",
+        column_name="round",
+        db_column_name="round",
+        column_class_name="Integer",
+        column_class=Integer,
         params={
-            "references": Zone,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="CourierZone",
-        tablename="courier_zones",
-        column_name="role",
-        db_column_name="role",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 8,
-            "default": "primary",
+            "default": 1,
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -241,36 +312,14 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Session",
-        tablename="sessions",
-        column_name="key",
-        db_column_name="key",
-        column_class_name="Varchar",
-        column_class=Varchar,
+        table_class_name="PickupOffer",
+        tablename="pickup_offers",
+        column_name="offered_at",
+        db_column_name="offered_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
         params={
-            "length": 128,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Session",
-        tablename="sessions",
-        column_name="data",
-        db_column_name="data",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
+            "default": TimestamptzNow(),
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -284,8 +333,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Session",
-        tablename="sessions",
+        table_class_name="PickupOffer",
+        tablename="pickup_offers",
         column_name="expires_at",
         db_column_name="expires_at",
         column_class_name="Timestamptz",
@@ -295,28 +344,6 @@ async def forwards():
             "null": True,
             "primary_key": False,
             "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Partner",
-        tablename="partners",
-        column_name="code",
-        db_column_name="code",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 64,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
             "index": False,
             "index_method": IndexMethod.btree,
             "choices": None,
@@ -327,102 +354,16 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Partner",
-        tablename="partners",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 128,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Partner",
-        tablename="partners",
-        column_name="api_key_hash",
-        db_column_name="api_key_hash",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 64,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Partner",
-        tablename="partners",
-        column_name="api_key_prefix",
-        db_column_name="api_key_prefix",
+        table_class_name="PickupOffer",
+        tablename="pickup_offers",
+        column_name="outcome",
+        db_column_name="outcome",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
             "length": 16,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Partner",
-        tablename="partners",
-        column_name="active",
-        db_column_name="active",
-        column_class_name="Boolean",
-        column_class=Boolean,
-        params={
-            "default": True,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Partner",
-        tablename="partners",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
+            "default": None,
+            "null": True,
             "primary_key": False,
             "unique": False,
             "index": False,
@@ -962,6 +903,91 @@ async def forwards():
     manager.add_column(
         table_class_name="Pickup",
         tablename="pickups",
+        column_name="escalation_stage",
+        db_column_name="escalation_stage",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Pickup",
+        tablename="pickups",
+        column_name="sla_state",
+        db_column_name="sla_state",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 12,
+            "default": "ok",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Pickup",
+        tablename="pickups",
+        column_name="chase_count",
+        db_column_name="chase_count",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Pickup",
+        tablename="pickups",
+        column_name="chased_at",
+        db_column_name="chased_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Pickup",
+        tablename="pickups",
         column_name="version",
         db_column_name="version",
         column_class_name="Integer",
@@ -1044,21 +1070,19 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PickupOffer",
-        tablename="pickup_offers",
-        column_name="pickup",
-        db_column_name="pickup",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
+        table_class_name="Session",
+        tablename="sessions",
+        column_name="key",
+        db_column_name="key",
+        column_class_name="Varchar",
+        column_class=Varchar,
         params={
-            "references": Pickup,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
+            "length": 128,
+            "default": "",
+            "null": False,
             "primary_key": False,
-            "unique": False,
-            "index": True,
+            "unique": True,
+            "index": False,
             "index_method": IndexMethod.btree,
             "choices": None,
             "db_column_name": None,
@@ -1068,38 +1092,14 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PickupOffer",
-        tablename="pickup_offers",
-        column_name="courier",
-        db_column_name="courier",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
+        table_class_name="Session",
+        tablename="sessions",
+        column_name="data",
+        db_column_name="data",
+        column_class_name="Text",
+        column_class=Text,
         params={
-            "references": Courier,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="PickupOffer",
-        tablename="pickup_offers",
-        column_name="round",
-        db_column_name="round",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
+            "default": "",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -1113,29 +1113,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PickupOffer",
-        tablename="pickup_offers",
-        column_name="offered_at",
-        db_column_name="offered_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="PickupOffer",
-        tablename="pickup_offers",
+        table_class_name="Session",
+        tablename="sessions",
         column_name="expires_at",
         db_column_name="expires_at",
         column_class_name="Timestamptz",
@@ -1145,6 +1124,28 @@ async def forwards():
             "null": True,
             "primary_key": False,
             "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Station",
+        tablename="stations",
+        column_name="code",
+        db_column_name="code",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
             "index": False,
             "index_method": IndexMethod.btree,
             "choices": None,
@@ -1155,16 +1156,84 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PickupOffer",
-        tablename="pickup_offers",
-        column_name="outcome",
-        db_column_name="outcome",
+        table_class_name="Station",
+        tablename="stations",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 128,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Station",
+        tablename="stations",
+        column_name="level",
+        db_column_name="level",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
             "length": 16,
-            "default": None,
+            "default": "station",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Station",
+        tablename="stations",
+        column_name="parent",
+        db_column_name="parent",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": "self",
+            "on_delete": OnDelete.restrict,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
             "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Station",
+        tablename="stations",
+        column_name="timezone",
+        db_column_name="timezone",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "Asia/Shanghai",
+            "null": False,
             "primary_key": False,
             "unique": False,
             "index": False,
@@ -1353,15 +1422,57 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="station",
-        db_column_name="station",
+        table_class_name="Timer",
+        tablename="timers",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="BigSerial",
+        column_class=BigSerial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Timer",
+        tablename="timers",
+        column_name="kind",
+        db_column_name="kind",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 24,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Timer",
+        tablename="timers",
+        column_name="pickup",
+        db_column_name="pickup",
         column_class_name="ForeignKey",
         column_class=ForeignKey,
         params={
-            "references": Station,
-            "on_delete": OnDelete.restrict,
+            "references": Pickup,
+            "on_delete": OnDelete.cascade,
             "on_update": OnUpdate.cascade,
             "target_column": None,
             "null": True,
@@ -1377,41 +1488,18 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="code",
-        db_column_name="code",
-        column_class_name="Varchar",
-        column_class=Varchar,
+        table_class_name="Timer",
+        tablename="timers",
+        column_name="due_ms",
+        db_column_name="due_ms",
+        column_class_name="BigInt",
+        column_class=BigInt,
         params={
-            "length": 64,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 128,
-            "default": "",
+            "default": 0,
             "null": False,
             "primary_key": False,
             "unique": False,
-            "index": False,
+            "index": True,
             "index_method": IndexMethod.btree,
             "choices": None,
             "db_column_name": None,
@@ -1421,52 +1509,10 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="geojson",
-        db_column_name="geojson",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="admin_areas",
-        db_column_name="admin_areas",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "[]",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="priority",
-        db_column_name="priority",
+        table_class_name="Timer",
+        tablename="timers",
+        column_name="round",
+        db_column_name="round",
         column_class_name="Integer",
         column_class=Integer,
         params={
@@ -1484,341 +1530,15 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="dispatch_mode",
-        db_column_name="dispatch_mode",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 16,
-            "default": "grab",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="offer_ttl_s",
-        db_column_name="offer_ttl_s",
+        table_class_name="Timer",
+        tablename="timers",
+        column_name="attempts",
+        db_column_name="attempts",
         column_class_name="Integer",
         column_class=Integer,
         params={
-            "default": 60,
+            "default": 0,
             "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="sla_minutes",
-        db_column_name="sla_minutes",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 120,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Zone",
-        tablename="zones",
-        column_name="active",
-        db_column_name="active",
-        column_class_name="Boolean",
-        column_class=Boolean,
-        params={
-            "default": True,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Station",
-        tablename="stations",
-        column_name="code",
-        db_column_name="code",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 64,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Station",
-        tablename="stations",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 128,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Station",
-        tablename="stations",
-        column_name="level",
-        db_column_name="level",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 16,
-            "default": "station",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Station",
-        tablename="stations",
-        column_name="parent",
-        db_column_name="parent",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": "self",
-            "on_delete": OnDelete.restrict,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Station",
-        tablename="stations",
-        column_name="timezone",
-        db_column_name="timezone",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 64,
-            "default": "Asia/Shanghai",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Courier",
-        tablename="couriers",
-        column_name="user",
-        db_column_name="user",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": User,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Courier",
-        tablename="couriers",
-        column_name="on_duty",
-        db_column_name="on_duty",
-        column_class_name="Boolean",
-        column_class=Boolean,
-        params={
-            "default": False,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Courier",
-        tablename="couriers",
-        column_name="capacity",
-        db_column_name="capacity",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 8,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Courier",
-        tablename="couriers",
-        column_name="last_seen_at",
-        db_column_name="last_seen_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Courier",
-        tablename="couriers",
-        column_name="last_lat",
-        db_column_name="last_lat",
-        column_class_name="Real",
-        column_class=Real,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Courier",
-        tablename="couriers",
-        column_name="last_lng",
-        db_column_name="last_lng",
-        column_class_name="Real",
-        column_class=Real,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Courier",
-        tablename="couriers",
-        column_name="duty_changed_at",
-        db_column_name="duty_changed_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
             "primary_key": False,
             "unique": False,
             "index": False,
@@ -2025,15 +1745,65 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="EventRecipient",
-        tablename="event_recipients",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="BigSerial",
-        column_class=BigSerial,
+        table_class_name="CourierZone",
+        tablename="courier_zones",
+        column_name="courier",
+        db_column_name="courier",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
         params={
+            "references": Courier,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CourierZone",
+        tablename="courier_zones",
+        column_name="zone",
+        db_column_name="zone",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Zone,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CourierZone",
+        tablename="courier_zones",
+        column_name="role",
+        db_column_name="role",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 8,
+            "default": "primary",
             "null": False,
-            "primary_key": True,
+            "primary_key": False,
             "unique": False,
             "index": False,
             "index_method": IndexMethod.btree,
@@ -2045,17 +1815,80 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="EventRecipient",
-        tablename="event_recipients",
-        column_name="event",
-        db_column_name="event",
+        table_class_name="Courier",
+        tablename="couriers",
+        column_name="user",
+        db_column_name="user",
         column_class_name="ForeignKey",
         column_class=ForeignKey,
         params={
-            "references": Event,
+            "references": User,
             "on_delete": OnDelete.cascade,
             "on_update": OnUpdate.cascade,
             "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Courier",
+        tablename="couriers",
+        column_name="on_duty",
+        db_column_name="on_duty",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": False,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Courier",
+        tablename="couriers",
+        column_name="capacity",
+        db_column_name="capacity",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 8,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Courier",
+        tablename="couriers",
+        column_name="last_seen_at",
+        db_column_name="last_seen_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
             "null": True,
             "primary_key": False,
             "unique": False,
@@ -2069,18 +1902,403 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="EventRecipient",
-        tablename="event_recipients",
-        column_name="courier",
-        db_column_name="courier",
+        table_class_name="Courier",
+        tablename="couriers",
+        column_name="last_lat",
+        db_column_name="last_lat",
+        column_class_name="Real",
+        column_class=Real,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Courier",
+        tablename="couriers",
+        column_name="last_lng",
+        db_column_name="last_lng",
+        column_class_name="Real",
+        column_class=Real,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Courier",
+        tablename="couriers",
+        column_name="duty_changed_at",
+        db_column_name="duty_changed_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="station",
+        db_column_name="station",
         column_class_name="ForeignKey",
         column_class=ForeignKey,
         params={
-            "references": Courier,
-            "on_delete": OnDelete.cascade,
+            "references": Station,
+            "on_delete": OnDelete.restrict,
             "on_update": OnUpdate.cascade,
             "target_column": None,
             "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="code",
+        db_column_name="code",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 128,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="geojson",
+        db_column_name="geojson",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="admin_areas",
+        db_column_name="admin_areas",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "[]",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="priority",
+        db_column_name="priority",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="dispatch_mode",
+        db_column_name="dispatch_mode",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 16,
+            "default": "grab",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="offer_ttl_s",
+        db_column_name="offer_ttl_s",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 60,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="sla_minutes",
+        db_column_name="sla_minutes",
+        column_class_name="Real",
+        column_class=Real,
+        params={
+            "default": 120.0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Zone",
+        tablename="zones",
+        column_name="active",
+        db_column_name="active",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": True,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Partner",
+        tablename="partners",
+        column_name="code",
+        db_column_name="code",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Partner",
+        tablename="partners",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 128,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Partner",
+        tablename="partners",
+        column_name="api_key_hash",
+        db_column_name="api_key_hash",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Partner",
+        tablename="partners",
+        column_name="api_key_prefix",
+        db_column_name="api_key_prefix",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 16,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Partner",
+        tablename="partners",
+        column_name="active",
+        db_column_name="active",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": True,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Partner",
+        tablename="partners",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
             "primary_key": False,
             "unique": False,
             "index": False,

@@ -3,7 +3,7 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-25T03:49:30:000000"
+ID = "2026-11-25T03:57:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "composite indexes"
 
@@ -17,6 +17,8 @@ STATEMENTS = [
     "CREATE UNIQUE INDEX IF NOT EXISTS courier_zones_courier_zone ON courier_zones (courier, zone)",
     "CREATE INDEX IF NOT EXISTS pickup_offers_pickup_courier ON pickup_offers (pickup, courier)",
     "CREATE INDEX IF NOT EXISTS pickups_partner_id ON pickups (partner, id)",
+    # The scheduler: due timers, soonest first.
+    "CREATE INDEX IF NOT EXISTS timers_due ON timers (due_ms, id)",
 ]
 
 DROPS = [s.split(" IF NOT EXISTS ")[1].split(" ON ")[0] for s in STATEMENTS]

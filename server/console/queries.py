@@ -1,0 +1,278 @@
+"""Read-only queries behind the dispatcher's console: the board of pickups and the list of couriers.
+
+Nothing here writes. Each open section of the board is capped (a province can have tens of thousands of
+open pickups; a person reads the first screens), and the section totals come from the status index.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from piccolo.query.functions.aggregate import Count, Max
+from piccolo.query.mixins import OrderByRaw
+
+from server.dispatch.offers import open_load
+from server.domain.pickup_states import HELD_STATES
+from server.push.log import utcnow
+from server.tables import Courier, CourierZone, Event, Pickup, Station, Zone
+
+SECTION_LIMIT = 200
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+# escalation_stage 3: the rules gave up on the couriers and handed the pickup to the dispatcher.
+ESCALATED_TO_DISPATCHER = 3
+SECTIONS = ("queue", "offered", "held", "closed")
+CLOSED_STATES = ("collected", "failed", "cancelled")
+
+
+class PickupRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    tracking_code: str
+    status: str
+    section: str
+    zone_code: str | None
+    zone_name: str | None
+    district: str
+    street: str
+    courier_id: int | None
+    courier_name: str | None
+    due_at: datetime | None
+    timezone: str
+    sla_state: str
+    chase_count: int
+    escalation_stage: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def escalated(self) -> bool:
+        return self.escalation_stage >= ESCALATED_TO_DISPATCHER
+
+    @property
+    def sort_key(self) -> str:
+        """Ascending order inside the row's section (console.js inserts live rows by it)."""
+        if self.section == "closed":
+            # Newest first: invert the timestamp so that ascending string order is newest first.
+            return f"{10**13 - int(self.updated_at.timestamp() * 1000):013d}|{self.id:012d}"
+        due = self.due_at.isoformat() if self.due_at else "9999"
+        return f"{due}|{self.created_at.isoformat()}|{self.id:012d}"
+
+
+class Section(msgspec.Struct, kw_only=True):
+    key: str
+    rows: list[PickupRow]
+    total: int | None  # None where counting would mean scanning all history (closed pickups)
+
+
+class CourierRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+    username: str
+    on_duty: bool
+    capacity: int
+    open_count: int
+    last_seen_at: datetime | None
+    last_accept_at: datetime | None
+
+
+class ZoneRef(msgspec.Struct, frozen=True):
+    id: int
+    code: str
+    name: str
+
+
+def section_of(status: str, escalation_stage: int) -> str:
+    if status == "pending" or (status == "offered" and escalation_stage >= ESCALATED_TO_DISPATCHER):
+        return "queue"
+    if status == "offered":
+        return "offered"
+    if status in HELD_STATES:
+        return "held"
+    return "closed"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+_ROW_COLUMNS = (
+    Pickup.id,
+    Pickup.tracking_code,
+    Pickup.status,
+    Pickup.district,
+    Pickup.street,
+    Pickup.courier,
+    Pickup.due_at,
+    Pickup.sla_state,
+    Pickup.chase_count,
+    Pickup.escalation_stage,
+    Pickup.created_at,
+    Pickup.updated_at,
+    Pickup.zone._.code.as_alias("zone_code"),
+    Pickup.zone._.name.as_alias("zone_name"),
+    Pickup.zone._.station._.timezone.as_alias("timezone"),
+    Pickup.courier._.user._.display_name.as_alias("courier_name"),
+)
+
+
+def _row(r: dict[str, Any]) -> PickupRow:
+    created = _utc(r["created_at"])
+    updated = _utc(r["updated_at"])
+    assert created is not None and updated is not None
+    return PickupRow(
+        id=r["id"],
+        tracking_code=r["tracking_code"],
+        status=r["status"],
+        section=section_of(r["status"], r["escalation_stage"]),
+        zone_code=r["zone_code"],
+        zone_name=r["zone_name"],
+        district=r["district"],
+        street=r["street"] or "",
+        courier_id=r["courier"],
+        courier_name=r["courier_name"],
+        due_at=_utc(r["due_at"]),
+        timezone=r["timezone"] or DEFAULT_TIMEZONE,
+        sla_state=r["sla_state"],
+        chase_count=r["chase_count"],
+        escalation_stage=r["escalation_stage"],
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+def _section_filter(key: str) -> Any:
+    escalated = Pickup.escalation_stage >= ESCALATED_TO_DISPATCHER
+    if key == "queue":
+        return (Pickup.status == "pending") | ((Pickup.status == "offered") & escalated)
+    if key == "offered":
+        return (Pickup.status == "offered") & (Pickup.escalation_stage < ESCALATED_TO_DISPATCHER)
+    if key == "held":
+        return Pickup.status.is_in([s.value for s in HELD_STATES])
+    return Pickup.status.is_in(list(CLOSED_STATES))
+
+
+async def zone_by_code(code: str) -> ZoneRef | None:
+    row = await Zone.select(Zone.id, Zone.code, Zone.name).where(Zone.code == code).first()
+    return ZoneRef(row["id"], row["code"], row["name"]) if row else None
+
+
+async def board(zone: ZoneRef | None, limit: int = SECTION_LIMIT) -> list[Section]:
+    """The four sections of the board, optionally for one zone."""
+    sections = []
+    totals = await _open_totals(zone)
+    for key in SECTIONS:
+        where = _section_filter(key)
+        if zone is not None:
+            where = where & (Pickup.zone == zone.id)
+        query = Pickup.select(*_ROW_COLUMNS).where(where).limit(limit)
+        if key == "closed":
+            query = query.order_by(Pickup.updated_at, ascending=False).order_by(Pickup.id, ascending=False)
+        else:
+            # Nearest time limit first; pickups without one (no zone, no window) after those that have one.
+            query = (
+                query.order_by(OrderByRaw('"pickups"."due_at" IS NULL'))
+                .order_by(Pickup.due_at)
+                .order_by(Pickup.created_at)
+                .order_by(Pickup.id)
+            )
+        rows = [_row(r) for r in await query]
+        sections.append(Section(key=key, rows=rows, total=totals.get(key)))
+    return sections
+
+
+async def _open_totals(zone: ZoneRef | None) -> dict[str, int]:
+    open_statuses = ["pending", "offered", *(s.value for s in HELD_STATES)]
+    where = Pickup.status.is_in(open_statuses)
+    if zone is not None:
+        where = where & (Pickup.zone == zone.id)
+    rows = (
+        await Pickup.select(Pickup.status, Pickup.escalation_stage, Count(alias="n"))
+        .where(where)
+        .group_by(Pickup.status, Pickup.escalation_stage)
+    )
+    totals = dict.fromkeys(("queue", "offered", "held"), 0)
+    for r in rows:
+        totals[section_of(r["status"], r["escalation_stage"])] += r["n"]
+    return totals
+
+
+async def pickup_row(pickup_id: int) -> PickupRow | None:
+    row = await Pickup.select(*_ROW_COLUMNS).where(Pickup.id == pickup_id).first()
+    return _row(row) if row else None
+
+
+async def couriers(zone: ZoneRef | None = None) -> list[CourierRow]:
+    """Active couriers (of one zone, primary or backup, when given): on duty first, then by name."""
+    query = Courier.select(
+        Courier.id,
+        Courier.on_duty,
+        Courier.capacity,
+        Courier.last_seen_at,
+        Courier.user._.display_name.as_alias("name"),
+        Courier.user._.username.as_alias("username"),
+    ).where(Courier.user._.active == True)  # noqa: E712
+    if zone is not None:
+        members = await CourierZone.select(CourierZone.courier).where(CourierZone.zone == zone.id)
+        ids = sorted({m["courier"] for m in members})
+        if not ids:
+            return []
+        query = query.where(Courier.id.is_in(ids))
+    rows = await query
+    ids = [r["id"] for r in rows]
+    load = await open_load(ids)
+    accepts = await last_accepts(ids)
+    out = [
+        CourierRow(
+            id=r["id"],
+            name=r["name"],
+            username=r["username"],
+            on_duty=bool(r["on_duty"]),
+            capacity=r["capacity"],
+            open_count=load.get(r["id"], 0),
+            last_seen_at=_utc(r["last_seen_at"]),
+            last_accept_at=accepts.get(r["id"]),
+        )
+        for r in rows
+    ]
+    out.sort(key=lambda c: (not c.on_duty, c.name, c.id))
+    return out
+
+
+# How far back "time since last accept" looks: older than this reads as "not recently".
+LAST_ACCEPT_WINDOW = timedelta(days=7)
+
+
+async def last_accepts(courier_ids: list[int]) -> dict[int, datetime]:
+    """Each courier's latest pickup.accepted event (within LAST_ACCEPT_WINDOW)."""
+    if not courier_ids:
+        return {}
+    rows = (
+        await Event.select(Event.actor_id, Max(Event.at, alias="last"))
+        .where(
+            (Event.type == "pickup.accepted")
+            & (Event.actor_kind == "courier")
+            & Event.actor_id.is_in(courier_ids)
+            & (Event.at >= utcnow() - LAST_ACCEPT_WINDOW)
+        )
+        .group_by(Event.actor_id)
+    )
+    out: dict[int, datetime] = {}
+    for r in rows:
+        last = r["last"]
+        if isinstance(last, str):  # SQLite returns MAX() of a timestamp as text
+            last = datetime.fromisoformat(last)
+        if last is not None:
+            out[r["actor_id"]] = _utc(last)  # type: ignore[assignment]
+    return out
+
+
+async def stations() -> list[dict[str, Any]]:
+    """Stations (leaves of the tree) for the zone import's default-station choice."""
+    return list(
+        await Station.select(Station.code, Station.name)
+        .where(Station.level == "station")
+        .order_by(Station.code)
+    )

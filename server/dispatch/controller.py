@@ -1,0 +1,42 @@
+"""Dispatcher API: assign, reassign, unassign one pickup or many; figures rolled up the station tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+
+from server.auth.principal import Principal, dispatcher_only
+from server.dispatch import service
+from server.dispatch.schemas import AssignIn, DispatchResult, StationSummary, UnassignIn
+from server.dispatch.stations import station_summary
+from server.push.log import Actor
+
+
+class DispatchController(Controller):
+    path = "/api/v1/dispatch"
+    guards = [dispatcher_only]
+    tags = ["dispatch"]
+
+    @post("/assign", status_code=200, summary="Assign (or reassign) pickups to a courier; all or none")
+    async def assign(self, request: Request[Principal, Any, Any], data: AssignIn) -> DispatchResult:
+        actor = Actor(request.user.role, request.user.id)
+        changed = await service.assign_pickups(
+            actor,
+            data.pickup_ids,
+            data.courier_id,
+            reason=data.reason,
+            allow_outside_zone=data.allow_outside_zone,
+        )
+        return DispatchResult(changed=changed)
+
+    @post("/unassign", status_code=200, summary="Take pickups back and dispatch them afresh; all or none")
+    async def unassign(self, request: Request[Principal, Any, Any], data: UnassignIn) -> DispatchResult:
+        actor = Actor(request.user.role, request.user.id)
+        return DispatchResult(
+            changed=await service.unassign_pickups(actor, data.pickup_ids, reason=data.reason)
+        )
+
+    @get("/stations", summary="Open and closed pickups per station, rolled up province → city → district")
+    async def stations(self) -> list[StationSummary]:
+        return await station_summary()

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Reason = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
+    pickup_ids: Annotated[list[int], msgspec.Meta(min_length=1, max_length=500)]
+    courier_id: int
+    reason: Reason = ""
+    # A dispatcher may send a courier outside their zones, but must say so.
+    allow_outside_zone: bool = False
+
+
+class UnassignIn(msgspec.Struct, forbid_unknown_fields=True):
+    pickup_ids: Annotated[list[int], msgspec.Meta(min_length=1, max_length=500)]
+    reason: Reason = ""
+
+
+class DispatchResult(msgspec.Struct):
+    changed: list[int]
+
+
+class StationSummary(msgspec.Struct):
+    code: str
+    name: str
+    level: str
+    counts: dict[str, int]
+    children: list[StationSummary] = []

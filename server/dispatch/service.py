@@ -1,0 +1,410 @@
+"""Dispatch: offering a pickup by its zone's rule, escalating it, and what dispatchers and partners do
+to a pickup in flight (assign, reassign, unassign, chase, cancel).
+
+Every function here runs inside the caller's unit of work or opens its own; every change it makes is
+an event in that same transaction, and every due time it sets is a Timer row, not an asyncio sleep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.dispatch.offers import close_offers, offer_to, open_load
+from server.dispatch.rules import (
+    BACKUP,
+    DISPATCHER,
+    STAGE_NAMES,
+    ZONE,
+    Candidate,
+    epoch_ms,
+    next_assignee,
+    rank_for_assign,
+    sla_timers,
+)
+from server.domain.pickup_states import HELD_STATES, OPEN_STATES, Action, IllegalTransition, next_status
+from server.errors import ApiError, field_errors, not_found
+from server.push.log import Actor, UnitOfWork, unit_of_work, utcnow
+from server.tables import Courier, CourierZone, Pickup, PickupOffer, Timer, Zone
+from server.zones.service import ZoneInfo, directory
+
+
+# -- who can be offered a pickup -----------------------------------------------------------------------
+async def stage_candidates(zone: ZoneInfo, stage: int) -> list[Candidate]:
+    """On-duty couriers of one escalation stage, with their load and last known position."""
+    if stage == ZONE:
+        where = (CourierZone.zone == zone.id) & (CourierZone.role == "primary")
+    elif stage == BACKUP:
+        where = (CourierZone.zone == zone.id) & (CourierZone.role == "backup")
+    else:
+        station_zones = await Zone.select(Zone.id).where(Zone.station == zone.station_id)
+        where = CourierZone.zone.is_in([z["id"] for z in station_zones])
+    members = await CourierZone.select(CourierZone.courier).where(where)
+    ids = sorted({m["courier"] for m in members})
+    if not ids:
+        return []
+    couriers = await Courier.select(Courier.id, Courier.capacity, Courier.last_lat, Courier.last_lng).where(
+        Courier.id.is_in(ids) & (Courier.on_duty == True)  # noqa: E712
+    )
+    load = await open_load([c["id"] for c in couriers])
+    return [
+        Candidate(c["id"], load.get(c["id"], 0), c["capacity"], c["last_lat"], c["last_lng"])
+        for c in couriers
+    ]
+
+
+async def _offered_couriers(pickup_id: int, *, open_only: bool) -> set[int]:
+    query = PickupOffer.select(PickupOffer.courier).where(PickupOffer.pickup == pickup_id)
+    if open_only:
+        query = query.where(PickupOffer.outcome.is_null())
+    return {o["courier"] for o in await query}
+
+
+async def add_timer(pickup_id: int, kind: str, due: datetime, round_no: int = 0) -> None:
+    await Timer.insert(Timer(kind=kind, pickup=pickup_id, due_ms=epoch_ms(due), round=round_no))
+
+
+# -- offering and escalating -------------------------------------------------------------------------
+async def dispatch_pickup(
+    uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, actor: Actor, *, stage: int = ZONE, reason: str
+) -> None:
+    """Offer the pickup at `stage`, or at the first later stage that has someone to offer it to."""
+    offered_ever = await _offered_couriers(pickup["id"], open_only=False)
+    offered_open = await _offered_couriers(pickup["id"], open_only=True)
+    while stage < DISPATCHER:
+        candidates = await stage_candidates(zone, stage)
+        if zone.dispatch_mode == "assign":
+            ranked = rank_for_assign(candidates, pickup_lat=pickup["lat"], pickup_lng=pickup["lng"])
+            chosen = next_assignee(ranked, offered_ever)
+            targets = [chosen] if chosen is not None else []
+        else:
+            targets = sorted(
+                c.courier_id for c in candidates if c.load < c.capacity and c.courier_id not in offered_open
+            )
+        if targets:
+            await _set_stage(uow, pickup, stage, actor)
+            await offer_to(uow, pickup, zone, targets, actor=actor, ttl_s=zone.offer_ttl_s, reason=reason)
+            await add_timer(
+                pickup["id"],
+                "offer_expiry",
+                utcnow() + timedelta(seconds=zone.offer_ttl_s),
+                pickup["offer_round"],
+            )
+            return
+        stage += 1
+    await _escalate_to_dispatcher(uow, pickup, actor, open_offers=bool(offered_open))
+
+
+async def _set_stage(uow: UnitOfWork, pickup: dict[str, Any], stage: int, actor: Actor) -> None:
+    if stage == pickup["escalation_stage"]:
+        return
+    await Pickup.update({Pickup.escalation_stage: stage}).where(Pickup.id == pickup["id"])
+    pickup["escalation_stage"] = stage
+    if stage > ZONE:
+        await uow.record(
+            "pickup.escalated", actor=actor, pickup_id=pickup["id"], data={"stage": STAGE_NAMES[stage]}
+        )
+
+
+async def _escalate_to_dispatcher(
+    uow: UnitOfWork, pickup: dict[str, Any], actor: Actor, *, open_offers: bool
+) -> None:
+    """Nobody (more) to offer it to: it goes on top of the dispatcher's queue."""
+    values: dict[Any, Any] = {Pickup.escalation_stage: DISPATCHER, Pickup.updated_at: utcnow()}
+    if not open_offers and pickup["status"] == "offered":
+        values[Pickup.status] = next_status("offered", Action.QUEUE).value
+        pickup["status"] = values[Pickup.status]
+    await Pickup.update(values).where(Pickup.id == pickup["id"])
+    already = pickup["escalation_stage"] == DISPATCHER
+    pickup["escalation_stage"] = DISPATCHER
+    if not already:
+        await uow.record(
+            "pickup.escalated",
+            actor=actor,
+            pickup_id=pickup["id"],
+            data={"stage": STAGE_NAMES[DISPATCHER], "status": pickup["status"]},
+        )
+
+
+async def start_time_limit(pickup: dict[str, Any]) -> None:
+    for kind, due in sla_timers(pickup["created_at"], pickup["due_at"]):
+        await add_timer(pickup["id"], kind, due)
+
+
+# -- timers ------------------------------------------------------------------------------------------
+async def on_offer_expiry(uow: UnitOfWork, timer: dict[str, Any]) -> None:
+    pickup = await Pickup.select().where(Pickup.id == timer["pickup"]).first()
+    if pickup is None or pickup["status"] != "offered" or pickup["offer_round"] != timer["round"]:
+        return  # accepted, cancelled or re-offered since: this timer is stale
+    zone = directory.zones.get(pickup["zone"])
+    if zone is None:
+        return
+    if zone.dispatch_mode == "assign":
+        expired = await _offered_couriers(pickup["id"], open_only=True)
+        await PickupOffer.update({PickupOffer.outcome: "expired"}).where(
+            (PickupOffer.pickup == pickup["id"]) & PickupOffer.outcome.is_null()
+        )
+        if expired:
+            await uow.record(
+                "pickup.withdrawn",
+                actor=Actor("system"),
+                pickup_id=pickup["id"],
+                to=expired,
+                data={"reason": "expired"},
+            )
+        await dispatch_pickup(
+            uow, pickup, zone, Actor("system"), stage=pickup["escalation_stage"], reason="passed_on"
+        )
+    else:
+        await dispatch_pickup(
+            uow, pickup, zone, Actor("system"), stage=pickup["escalation_stage"] + 1, reason="widened"
+        )
+
+
+async def on_time_limit(uow: UnitOfWork, timer: dict[str, Any]) -> None:
+    pickup = await Pickup.select().where(Pickup.id == timer["pickup"]).first()
+    if pickup is None or pickup["status"] in ("collected", "cancelled"):
+        return
+    breach = timer["kind"] == "sla_breach"
+    if not breach and pickup["sla_state"] == "breached":
+        return
+    state = "breached" if breach else "warning"
+    await Pickup.update({Pickup.sla_state: state}).where(Pickup.id == pickup["id"])
+    await uow.record(
+        f"pickup.sla_{state}",
+        actor=Actor("system"),
+        pickup_id=pickup["id"],
+        to=[pickup["courier"]] if pickup["courier"] else [],
+        data={
+            "due_at": pickup["due_at"].isoformat() if pickup["due_at"] else None,
+            "status": pickup["status"],
+        },
+    )
+
+
+TIMER_HANDLERS = {"offer_expiry": on_offer_expiry, "sla_warning": on_time_limit, "sla_breach": on_time_limit}
+
+
+# -- dispatcher actions --------------------------------------------------------------------------------
+async def _load_pickups(pickup_ids: list[int]) -> dict[int, dict[str, Any]]:
+    if not pickup_ids:
+        raise field_errors([{"field": "pickup_ids", "message": "name at least one pickup"}])
+    if len(pickup_ids) > 500:
+        raise field_errors([{"field": "pickup_ids", "message": "at most 500 at once"}])
+    rows = await Pickup.select().where(Pickup.id.is_in(list(set(pickup_ids))))
+    found = {r["id"]: r for r in rows}
+    missing = [
+        {"field": f"pickup_ids[{i}]", "message": f"no pickup {pid}"}
+        for i, pid in enumerate(pickup_ids)
+        if pid not in found
+    ]
+    if missing:
+        raise ApiError(404, "not_found", "unknown pickup(s); nothing was changed", errors=missing)
+    return found
+
+
+async def assign_pickups(
+    actor: Actor, pickup_ids: list[int], courier_id: int, *, reason: str, allow_outside_zone: bool = False
+) -> list[int]:
+    """Hand pickups to one courier (assign, or reassign from another): all of them or none."""
+    courier = (
+        await Courier.select(Courier.id, Courier.on_duty, Courier.capacity)
+        .where(Courier.id == courier_id)
+        .first()
+    )
+    if courier is None:
+        raise not_found("courier", field="courier_id")
+    if not courier["on_duty"]:
+        raise ApiError(422, "courier_off_duty", "this courier is off duty", field="courier_id")
+    zones = {
+        m["zone"] for m in await CourierZone.select(CourierZone.zone).where(CourierZone.courier == courier_id)
+    }
+    async with unit_of_work() as uow:
+        pickups = await _load_pickups(pickup_ids)
+        errors = []
+        for i, pid in enumerate(pickup_ids):
+            p = pickups[pid]
+            try:
+                next_status(p["status"], Action.ASSIGN)
+            except IllegalTransition as exc:
+                errors.append({"field": f"pickup_ids[{i}]", "message": str(exc)})
+                continue
+            if not allow_outside_zone and p["zone"] not in zones:
+                errors.append(
+                    {
+                        "field": f"pickup_ids[{i}]",
+                        "message": "the courier does not work this pickup's zone (set allow_outside_zone to insist)",
+                    }
+                )
+        if errors:
+            code = (
+                "courier_outside_zone"
+                if all("zone" in e["message"] for e in errors)
+                else "illegal_transition"
+            )
+            raise ApiError(
+                409 if code == "illegal_transition" else 422, code, errors[0]["message"], errors=errors
+            )
+        new = [
+            pid
+            for pid in dict.fromkeys(pickup_ids)
+            if pickups[pid]["courier"] != courier_id or pickups[pid]["status"] not in HELD_STATES
+        ]
+        load = (await open_load([courier_id])).get(courier_id, 0)
+        if load + len(new) > courier["capacity"]:
+            raise ApiError(
+                409,
+                "over_capacity",
+                f"the courier holds {load} of {courier['capacity']}; {len(new)} more will not fit",
+                field="courier_id",
+            )
+        for pid in new:
+            await _hand_over(uow, pickups[pid], courier_id, actor, reason)
+    return new
+
+
+async def _hand_over(
+    uow: UnitOfWork, pickup: dict[str, Any], courier_id: int, actor: Actor, reason: str
+) -> None:
+    previous = pickup["courier"] if pickup["status"] in HELD_STATES else None
+    now = utcnow()
+    await Pickup.update(
+        {
+            Pickup.status: "accepted",
+            Pickup.courier: courier_id,
+            Pickup.version: Pickup.version + 1,
+            Pickup.updated_at: now,
+        }
+    ).where(Pickup.id == pickup["id"])
+    await Timer.delete().where((Timer.pickup == pickup["id"]) & (Timer.kind == "offer_expiry"))
+    await close_offers(uow, pickup["id"], winner=None, actor=actor, reason="assigned")
+    if previous is not None and previous != courier_id:
+        await uow.record(
+            "pickup.withdrawn",
+            actor=actor,
+            pickup_id=pickup["id"],
+            to=[previous],
+            data={"reason": "reassigned"},
+        )
+    await uow.record(
+        "pickup.reassigned" if previous else "pickup.assigned",
+        actor=actor,
+        pickup_id=pickup["id"],
+        to=[courier_id],
+        at=now,
+        data={"courier": courier_id, "previous_courier": previous, "reason": reason},
+    )
+
+
+async def unassign_pickups(actor: Actor, pickup_ids: list[int], *, reason: str) -> list[int]:
+    """Take pickups back from their couriers (or offers back from couriers) and dispatch them afresh."""
+    async with unit_of_work() as uow:
+        pickups = await _load_pickups(pickup_ids)
+        errors = [
+            {
+                "field": f"pickup_ids[{i}]",
+                "message": f"cannot unassign a pickup that is {pickups[pid]['status']}",
+            }
+            for i, pid in enumerate(pickup_ids)
+            if pickups[pid]["status"] not in (*HELD_STATES, "offered")
+        ]
+        if errors:
+            raise ApiError(409, "illegal_transition", errors[0]["message"], errors=errors)
+        for pid in dict.fromkeys(pickup_ids):
+            p = pickups[pid]
+            previous = p["courier"] if p["status"] in HELD_STATES else None
+            await Timer.delete().where((Timer.pickup == pid) & (Timer.kind == "offer_expiry"))
+            await close_offers(uow, pid, winner=None, actor=actor, reason="unassigned")
+            if previous is not None:
+                await uow.record(
+                    "pickup.withdrawn",
+                    actor=actor,
+                    pickup_id=pid,
+                    to=[previous],
+                    data={"reason": "unassigned"},
+                )
+            await uow.record(
+                "pickup.unassigned",
+                actor=actor,
+                pickup_id=pid,
+                data={"previous_courier": previous, "reason": reason},
+            )
+            await _redispatch(uow, p, actor)
+    return list(dict.fromkeys(pickup_ids))
+
+
+async def _redispatch(uow: UnitOfWork, pickup: dict[str, Any], actor: Actor) -> None:
+    zone = directory.zones.get(pickup["zone"]) if pickup["zone"] else None
+    # Back to the start: a new round from the zone's own couriers.
+    await Pickup.update({Pickup.courier: None, Pickup.escalation_stage: ZONE}).where(
+        Pickup.id == pickup["id"]
+    )
+    pickup.update(courier=None, escalation_stage=ZONE)
+    if zone is None:
+        await Pickup.update({Pickup.status: "pending"}).where(Pickup.id == pickup["id"])
+        return
+    if pickup["status"] in HELD_STATES:
+        # offer_to moves it on to `offered`; the state machine allows OFFER from held states.
+        pass
+    await dispatch_pickup(uow, pickup, zone, actor, stage=ZONE, reason="unassigned")
+
+
+# -- partner actions -------------------------------------------------------------------------------------
+async def chase(partner_id: int, pickup_id: int) -> None:
+    """The customer chases (催件): re-alert whoever has the pickup in hand and flag the console."""
+    actor = Actor("partner", partner_id)
+    async with unit_of_work() as uow:
+        p = await Pickup.select().where(Pickup.id == pickup_id).first()
+        if p is None or p["partner"] != partner_id:
+            raise not_found("pickup")
+        if p["status"] not in OPEN_STATES:
+            raise ApiError(
+                409,
+                "illegal_transition",
+                f"cannot chase a pickup that is {p['status']}",
+                current_status=p["status"],
+            )
+        to = (
+            [p["courier"]]
+            if p["courier"] and p["status"] in HELD_STATES
+            else sorted(await _offered_couriers(pickup_id, open_only=True))
+        )
+        now = utcnow()
+        await Pickup.update({Pickup.chase_count: Pickup.chase_count + 1, Pickup.chased_at: now}).where(
+            Pickup.id == pickup_id
+        )
+        await uow.record(
+            "pickup.chased",
+            actor=actor,
+            pickup_id=pickup_id,
+            to=to,
+            at=now,
+            data={"count": p["chase_count"] + 1},
+        )
+
+
+async def cancel(partner_id: int, pickup_id: int, reason: str) -> None:
+    actor = Actor("partner", partner_id)
+    async with unit_of_work() as uow:
+        p = await Pickup.select().where(Pickup.id == pickup_id).first()
+        if p is None or p["partner"] != partner_id:
+            raise not_found("pickup")
+        try:
+            target = next_status(p["status"], Action.CANCEL)
+        except IllegalTransition as exc:
+            raise ApiError(409, "illegal_transition", str(exc), current_status=p["status"]) from None
+        changed = (
+            await Pickup.update(
+                {Pickup.status: target.value, Pickup.version: Pickup.version + 1, Pickup.updated_at: utcnow()}
+            )
+            .where((Pickup.id == pickup_id) & (Pickup.status == p["status"]))
+            .returning(Pickup.id)
+        )
+        if not changed:
+            raise ApiError(409, "conflict", "the pickup changed meanwhile; try again")
+        await Timer.delete().where(Timer.pickup == pickup_id)
+        await close_offers(uow, pickup_id, winner=None, actor=actor, reason="cancelled")
+        holder = [p["courier"]] if p["courier"] and p["status"] in HELD_STATES else []
+        await uow.record(
+            "pickup.cancelled", actor=actor, pickup_id=pickup_id, to=holder, data={"reason": reason}
+        )
