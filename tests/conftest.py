@@ -156,13 +156,31 @@ def db() -> Iterator[Database]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def demo(db: Database) -> dict[str, str]:
+def seed_demo(database: Database) -> dict[str, str]:
     """Seeds the demo city; returns the partner API key it printed."""
-    out = db.cli("demo")
+    out = database.cli("demo")
     match = re.search(r"(lsk_[A-Za-z0-9_\-]+)", out)
     assert match, out
     return {"api_key": match.group(1)}
+
+
+@pytest.fixture(scope="session")
+def demo(db: Database) -> dict[str, str]:
+    return seed_demo(db)
+
+
+@pytest.fixture
+def fresh_db() -> Iterator[tuple[Database, dict[str, str]]]:
+    """A database of its own (migrated, demo seeded) for tests that start and stop their own servers,
+    so that no other server's scheduler touches its timers."""
+    tmp = Path(tempfile.mkdtemp(prefix="lanshou-fresh-"))
+    database = Database(tmp)
+    try:
+        database.cli("migrate")
+        yield database, seed_demo(database)
+    finally:
+        database.drop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -276,6 +294,16 @@ async def make_zone(people: Personas, couriers: int = 0, station: str = "ST-TX",
         zone.couriers.append(username)
         zone.courier_ids.append(r.json()["courier_id"])
     return zone
+
+
+async def login_couriers(people: Personas, zone: TestZone, on_duty: bool = True) -> list[Api]:
+    """Signs in the zone's couriers (made by make_zone) and puts them on duty."""
+    couriers = [await people.user(name, "pw-" + name.split("-")[-1]) for name in zone.couriers]
+    if on_duty:
+        for courier in couriers:
+            r = await courier.post("/api/v1/courier/duty", json={"on_duty": True})
+            assert r.status_code == 200, r.text
+    return couriers
 
 
 def pickup_body(zone: TestZone | None = None, **over: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ async def add_user(data: UserCreate, actor: Actor) -> UserOut:
             raise field_errors([{"field": "phone", "message": "not a mainland-China mobile number"}])
     if data.zones and data.role != "courier":
         raise field_errors([{"field": "zones", "message": "only couriers belong to zones"}])
-    zone_ids = await _zone_ids(data.zones)
+    await _zone_ids(data.zones)  # refuse unknown zones before anything is written
     user_id = await create_user(
         username=data.username,
         password=data.password,
