@@ -19,7 +19,6 @@ from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.logging import LoggingConfig
 from litestar.middleware import DefineMiddleware
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins import InitPluginProtocol
 from litestar.response import Redirect
@@ -29,7 +28,8 @@ from litestar.template.config import TemplateConfig
 from server.admin.controller import AdminController
 from server.auth.controller import AuthController, me
 from server.auth.principal import AuthMiddleware
-from server.auth.session_store import DatabaseSessionStore
+from server.auth.session_store import DatabaseSessionStore, SessionConfig
+from server.console.controller import ConsoleController
 from server.courier.controller import CourierController
 from server.db.engine import close_engine, get_engine, open_engine
 from server.dispatch.controller import DispatchController
@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     channels = ChannelsPlugin(backend=channels_backend(settings), channels=["lanshou"])
     runtime = Runtime(settings, channels)
-    session_config = ServerSideSessionConfig(
+    session_config = SessionConfig(
         key=SESSION_COOKIE,
         store="sessions",
         max_age=7 * 24 * 3600,  # a courier stays signed in for the week; renewed on use
@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CourierController,
             AdminController,
             DispatchController,
+            ConsoleController,
             create_static_files_router(path="/static", directories=[PWA / "static", PWA]),
         ],
         plugins=[channels, runtime],

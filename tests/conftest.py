@@ -264,12 +264,24 @@ class TestZone(msgspec.Struct):
     courier_ids: list[int] = []
 
 
-async def make_zone(people: Personas, couriers: int = 0, station: str = "ST-TX", **props: Any) -> TestZone:
-    """A new zone east of the demo city (one per call) with `couriers` new couriers in it."""
+async def make_station(people: Personas, parent: str = "HN-CS-TX") -> str:
+    admin = await people.user("admin")
+    code = f"ST-{uuid.uuid4().hex[:8]}"
+    r = await admin.post("/api/v1/stations", json={"code": code, "name": f"测试站 {code}", "parent": parent})
+    assert r.status_code == 201, r.text
+    return code
+
+
+async def make_zone(
+    people: Personas, couriers: int = 0, station: str | None = None, **props: Any
+) -> TestZone:
+    """A new zone east of the demo city (one per call), in a new station of its own unless one is
+    named, with `couriers` new couriers in it."""
     n = next(_zone_counter)
     tag = uuid.uuid4().hex[:6]
     lng, lat = 113.10 + (n % 40) * 0.005, 28.10 + (n // 40) * 0.005
     code = f"T{n}-{tag}"
+    station = station or await make_station(people)
     admin = await people.user("admin")
     feature = {
         "type": "Feature",

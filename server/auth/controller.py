@@ -11,6 +11,7 @@ from litestar.response import Redirect, Template
 
 from server.auth.principal import SESSION_USER_KEY, Principal, principal_for_user
 from server.auth.service import authenticate
+from server.auth.session_store import start_session
 from server.errors import malformed_body, msgspec_field_errors
 from server.i18n import pick_language, translate
 
@@ -66,7 +67,7 @@ class AuthController(Controller):
             principal = await authenticate(username, password)
             if principal is None:
                 return _login_page(request, 401, error=translate("login.failed", lang), username=username)
-            request.set_session({SESSION_USER_KEY: principal.id})
+            start_session(request, {SESSION_USER_KEY: principal.id})
             target = _safe_next(str(form.get("next") or "")) or HOME_BY_ROLE.get(principal.role, "/")
             return Redirect(path=target, status_code=303)
         try:
@@ -78,7 +79,7 @@ class AuthController(Controller):
         principal = await authenticate(body.username, body.password)
         if principal is None:
             raise NotAuthorizedException("wrong username or password")
-        request.set_session({SESSION_USER_KEY: principal.id})
+        start_session(request, {SESSION_USER_KEY: principal.id})
         return Response(content=msgspec.to_builtins(principal), media_type=MediaType.JSON)
 
     @post("/logout", status_code=200, summary="Sign out")

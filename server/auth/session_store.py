@@ -1,12 +1,62 @@
-"""A Litestar session Store kept in the database, so every server process sees the same logins."""
+"""Login sessions: a Litestar session Store kept in the database, so every server process sees the same
+logins, and a session backend that stores only sessions someone signed in to, under an id made at sign-in.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
+from litestar.connection import ASGIConnection, Request
+from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.stores.base import Store
+from litestar.types import Empty, Message, ScopeSession
 
 from server.tables import Session
+
+# Scope keys: set by start_session() for the backend to see when the response goes out.
+_ROTATE = "lanshou.new_session"
+_NEW_ID = "lanshou.new_session_id"
+
+
+def start_session(request: Request[Any, Any, Any], data: dict[str, Any]) -> None:
+    """Sign in: the session gets a new id. Keeping the id the browser came with would let someone who
+    planted that cookie beforehand (session fixation) share the signed-in session."""
+    request.set_session(data)
+    cast("dict[str, Any]", request.scope)[_ROTATE] = True
+
+
+class SessionBackend(ServerSideSessionBackend):
+    """Litestar's server-side backend, changed in two ways:
+
+    * an empty session is neither stored nor sent: without this every request without a cookie (partner
+      API calls, health checks, failed sign-ins) wrote a session row and got a cookie back;
+    * after start_session() the data goes under a fresh id and the one the browser sent is deleted.
+    """
+
+    def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+        scope = cast("dict[str, Any]", connection.scope)
+        if scope.get(_ROTATE):
+            if _NEW_ID not in scope:
+                scope[_NEW_ID] = self.generate_session_id()
+            return str(scope[_NEW_ID])
+        return super().get_session_id(connection)
+
+    async def store_in_message(
+        self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> None:
+        if scope_session is not Empty and not scope_session:
+            return
+        old_id = connection.cookies.get(self.config.key)
+        if cast("dict[str, Any]", connection.scope).get(_ROTATE) and old_id:
+            await self.delete(old_id, store=self.config.get_store_from_app(connection.scope["app"]))
+        await super().store_in_message(scope_session, message, connection)
+
+
+@dataclass
+class SessionConfig(ServerSideSessionConfig):
+    _backend_class = SessionBackend
 
 
 def _expiry(expires_in: int | timedelta | None) -> datetime | None:

@@ -6,7 +6,7 @@ open pickups; a person reads the first screens), and the section totals come fro
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -15,7 +15,6 @@ from piccolo.query.mixins import OrderByRaw
 
 from server.dispatch.offers import open_load
 from server.domain.pickup_states import HELD_STATES
-from server.push.log import utcnow
 from server.tables import Courier, CourierZone, Event, Pickup, Station, Zone
 
 SECTION_LIMIT = 200
@@ -241,12 +240,12 @@ async def couriers(zone: ZoneRef | None = None) -> list[CourierRow]:
     return out
 
 
-# How far back "time since last accept" looks: older than this reads as "not recently".
-LAST_ACCEPT_WINDOW = timedelta(days=7)
-
-
 async def last_accepts(courier_ids: list[int]) -> dict[int, datetime]:
-    """Each courier's latest pickup.accepted event (within LAST_ACCEPT_WINDOW)."""
+    """Each courier's latest pickup.accepted event.
+
+    The events table has no index for this (type, actor); fine for a station's couriers, but at
+    province scale this wants an index on events(type, actor_id) or a column on couriers.
+    """
     if not courier_ids:
         return {}
     rows = (
@@ -255,7 +254,6 @@ async def last_accepts(courier_ids: list[int]) -> dict[int, datetime]:
             (Event.type == "pickup.accepted")
             & (Event.actor_kind == "courier")
             & Event.actor_id.is_in(courier_ids)
-            & (Event.at >= utcnow() - LAST_ACCEPT_WINDOW)
         )
         .group_by(Event.actor_id)
     )

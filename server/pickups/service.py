@@ -108,7 +108,7 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
                 partner=partner.id,
                 partner_order_no=data.partner_order_no,
                 status=Status.PENDING.value,
-                zone=None,
+                zone=zone.id if zone else None,
                 sender_name=data.sender.name.strip(),
                 sender_phone=phone,
                 province=data.address.province.strip(),

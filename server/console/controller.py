@@ -1,0 +1,399 @@
+"""The dispatcher's live console: one page (console.html) and its htmx partials, all under /console.
+
+The board updates itself from the console SSE stream (every event, from the durable log): console.js
+re-fetches the row partial of each pickup an event names. Forms (zone import, assign, unassign) answer
+with their own partial; the board then changes through the same stream, like for any other change.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import msgspec
+from jinja2_fragments.litestar import HTMXBlockTemplate
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import UploadFile
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.params import Parameter
+from litestar.response import Redirect, ServerSentEvent, Template
+
+from server.auth.principal import Principal, dispatcher_only
+from server.console import queries
+from server.domain.geo import GeoJSONError
+from server.errors import ApiError
+from server.i18n import CATALOGUE, pick_language, translate
+from server.push.log import Actor, all_events_since, latest_event_id, utcnow
+from server.push.sse import event_stream, parse_last_event_id
+from server.zones.service import import_zones
+
+TEMPLATE = "console.html"
+DATUMS = ("wgs84", "gcj02", "bd09")
+# Strings console.js needs (relative times, the live indicator), sent once with the page.
+JS_STRINGS = (
+    "console.live",
+    "console.offline",
+    "console.due.left",
+    "console.due.over",
+    "console.dur.min",
+    "console.dur.hour",
+    "console.dur.day",
+    "console.dispatch.selected",
+)
+
+
+def _lang(request: Request[Any, Any, Any]) -> str:
+    return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
+
+
+def _url(lang: str, path: str, **params: str | None) -> str:
+    """A console URL that keeps the page language (zh-CN is the default and needs no parameter)."""
+    query = {k: v for k, v in params.items() if v}
+    if lang == "en":
+        query["lang"] = "en"
+    return f"{path}?{urlencode(query)}" if query else path
+
+
+def _is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+@lru_cache(maxsize=32)
+def _tz(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return ZoneInfo(queries.DEFAULT_TIMEZONE)
+
+
+class Formatter:
+    """Times for people: due times in the station's own time zone, durations and ages in words."""
+
+    def __init__(self, lang: str, now: datetime | None = None) -> None:
+        self.lang = lang
+        self.now = now or utcnow()
+
+    def local(self, value: datetime, timezone: str = queries.DEFAULT_TIMEZONE) -> str:
+        return value.astimezone(_tz(timezone)).strftime("%m-%d %H:%M")
+
+    def duration(self, seconds: float) -> str:
+        minutes = max(int(seconds // 60), 0)
+        if minutes < 60:
+            return translate("console.dur.min", self.lang, n=minutes)
+        if minutes < 24 * 60:
+            hours, minutes = divmod(minutes, 60)
+            return translate("console.dur.hour", self.lang, h=hours, m=minutes)
+        return translate("console.dur.day", self.lang, n=minutes // (24 * 60))
+
+    def remaining(self, row: queries.PickupRow) -> str:
+        if row.due_at is None or row.section == "closed":
+            return ""
+        left = (row.due_at - self.now).total_seconds()
+        if left >= 0:
+            return translate("console.due.left", self.lang, d=self.duration(left))
+        return translate("console.due.over", self.lang, d=self.duration(-left))
+
+    def ago(self, value: datetime | None) -> str:
+        if value is None:
+            return "—"
+        seconds = (self.now - value).total_seconds()
+        if seconds < 60:
+            return translate("console.just_now", self.lang)
+        return translate("console.ago", self.lang, d=self.duration(seconds))
+
+
+def _base_context(request: Request[Principal, Any, Any], lang: str) -> dict[str, Any]:
+    return {
+        "lang": lang,
+        "t": lambda key, **kw: translate(key, lang, **kw),
+        "u": lambda path, **params: _url(lang, path, **params),
+        "fmt": Formatter(lang),
+        "user": request.user,
+    }
+
+
+async def _board_context(zone_code: str | None) -> dict[str, Any]:
+    zone = await queries.zone_by_code(zone_code) if zone_code else None
+    return {"zone": zone, "sections": await queries.board(zone)}
+
+
+async def _dispatch_context(**form: Any) -> dict[str, Any]:
+    return {
+        "courier_options": await queries.couriers(),
+        "dispatch": {"courier_id": None, "reason": ""} | form,
+    }
+
+
+async def _zone_form_context(**result: Any) -> dict[str, Any]:
+    return {"stations": await queries.stations(), "datums": DATUMS, "zone_result": result}
+
+
+def _block(block: str, context: dict[str, Any], status: int = 200, **kwargs: Any) -> HTMXBlockTemplate:
+    return HTMXBlockTemplate(
+        template_name=TEMPLATE, block_name=block, context=context, status_code=status, **kwargs
+    )
+
+
+async def _page(
+    request: Request[Principal, Any, Any], lang: str, zone_code: str | None, **extra: Any
+) -> Template:
+    settings = request.app.state.settings
+    status = extra.pop("status", 200)
+    context = _base_context(request, lang)
+    context.update(await _board_context(zone_code))
+    context.update(await _dispatch_context(**extra.pop("dispatch", {})))
+    context.update(await _zone_form_context(**extra.pop("zone_result", {})))
+    context.update(
+        couriers=await queries.couriers(),
+        tile_url=settings.map_tile_url,
+        js_strings={key: translate(key, lang) for key in JS_STRINGS},
+        **extra,
+    )
+    return Template(template_name=TEMPLATE, context=context, status_code=status)
+
+
+# -- zone import errors in the page language ------------------------------------------------------------
+
+# The GeoJSON checks (server/domain/geo.py, zones/service.py) speak English to API clients; the console
+# recognises their messages and says them in Chinese. One not listed here is shown as it is.
+_GEO_MESSAGES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), key)
+    for p, key in (
+        (r"^expected a GeoJSON FeatureCollection$", "console.geo.not_collection"),
+        (r"^a FeatureCollection needs a 'features' array$", "console.geo.no_features"),
+        (r"^expected a GeoJSON Feature$", "console.geo.not_feature"),
+        (r"^properties must be an object$", "console.geo.properties"),
+        (r"^code (is required|must be a non-empty string)$", "console.geo.code"),
+        (r"^name (is required|must be a string)$", "console.geo.name"),
+        (r"^priority must be an integer$", "console.geo.priority"),
+        (
+            r"^duplicate code '(?P<code>.*)': already used by features\[(?P<other>\d+)\]$",
+            "console.geo.duplicate",
+        ),
+        (r"^geometry is null", "console.geo.null_geometry"),
+        (r"^geometry must be a GeoJSON geometry object or null$", "console.geo.geometry"),
+        (r"^unsupported geometry type (?P<type>.*?);", "console.geo.geometry_type"),
+        (r"^a position must be \[longitude, latitude\] numbers$", "console.geo.position"),
+        (r"^position (?P<pos>.*?): longitude .* outside \[-180, 180\]", "console.geo.longitude"),
+        (r"^position (?P<pos>.*?): latitude .* outside \[-90, 90\]", "console.geo.latitude"),
+        (r"^position (?P<pos>.*) is outside China", "console.geo.outside_china"),
+        (r"^a linear ring needs at least 4 positions .*got (?P<n>\d+)$", "console.geo.ring_short"),
+        (r"^linear ring is not closed", "console.geo.ring_open"),
+        (
+            r"^(invalid polygon|invalid MultiPolygon|\w+ becomes invalid in WGS-84): (?P<why>.*)$",
+            "console.geo.invalid",
+        ),
+        (r"^no station given$", "console.geo.no_station"),
+        (r"^unknown station '(?P<code>.*)'$", "console.geo.unknown_station"),
+        (r"^grab or assign$", "console.geo.dispatch_mode"),
+        (r"^a positive whole number$", "console.geo.positive"),
+    )
+]
+_SWAPPED_HINT = "it looks like [latitude, longitude]"
+_FEATURE_INDEX = re.compile(r"^features\[(\d+)\]")
+
+
+def localise_geo_message(message: str, lang: str) -> str:
+    if lang == "en":
+        return message
+    for pattern, key in _GEO_MESSAGES:
+        match = pattern.search(message)
+        if match:
+            text = translate(key, lang, **match.groupdict())
+            if _SWAPPED_HINT in message:
+                text += translate("console.geo.swapped", lang)
+            return text
+    return message
+
+
+def _zone_errors(raw: list[tuple[int | None, str, str]], lang: str) -> list[dict[str, Any]]:
+    out = []
+    for index, field, message in raw:
+        if index is None and (match := _FEATURE_INDEX.match(field)):
+            index = int(match.group(1))
+        out.append({"index": index, "field": field, "message": localise_geo_message(message, lang)})
+    return out
+
+
+def localise_api_error(exc: ApiError, lang: str) -> str:
+    """The service's message in the page language: by its code when the catalogue knows it."""
+    key = f"console.error.{exc.code}"
+    if lang != "en" and key in CATALOGUE:
+        return translate(key, lang)
+    return exc.message
+
+
+# -- access: anonymous browsers go to the login page, others get a page saying why not ------------------
+
+
+def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
+    lang = _lang(request)
+    target = "/auth/login?" + urlencode(
+        {"next": _url(lang, "/console")} | ({"lang": "en"} if lang == "en" else {})
+    )
+    if _is_htmx(request):
+        # A partial would otherwise swap the login page into the board.
+        return Response(content="", status_code=401, headers={"HX-Redirect": target})
+    return Redirect(path=target, status_code=303)
+
+
+def _forbidden(request: Request[Any, Any, Any], exc: PermissionDeniedException) -> Response[Any]:
+    lang = _lang(request)
+    body = (
+        f'<!doctype html><html lang="{lang}"><meta charset="utf-8"><title>403</title>'
+        f"<p>{translate('console.forbidden', lang)}</p>"
+        f'<p><a href="/auth/login?next=/console">{translate("login.title", lang)}</a></p></html>'
+    )
+    return Response(content=body, status_code=403, media_type=MediaType.HTML)
+
+
+class ConsoleController(Controller):
+    path = "/console"
+    guards = [dispatcher_only]
+    include_in_schema = False
+    exception_handlers = {NotAuthorizedException: _to_login, PermissionDeniedException: _forbidden}
+
+    @get("/")
+    async def page(self, request: Request[Principal, Any, Any], zone: str | None = None) -> Template:
+        return await _page(request, _lang(request), zone)
+
+    @get("/board")
+    async def board(self, request: Request[Principal, Any, Any], zone: str | None = None) -> Template:
+        context = _base_context(request, _lang(request)) | await _board_context(zone)
+        return _block("board", context)
+
+    @get("/pickups/{pickup_id:int}/row")
+    async def row(self, request: Request[Principal, Any, Any], pickup_id: int) -> Response[Any]:
+        row = await queries.pickup_row(pickup_id)
+        if row is None:
+            return Response(content="", status_code=404, media_type=MediaType.HTML)
+        return _block("row", _base_context(request, _lang(request)) | {"row": row})
+
+    @get("/couriers")
+    async def couriers(self, request: Request[Principal, Any, Any]) -> Template:
+        context = _base_context(request, _lang(request)) | {"couriers": await queries.couriers()}
+        return _block("couriers", context)
+
+    @get("/events")
+    async def events(
+        self,
+        request: Request[Principal, Any, Any],
+        last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+        last_event_id: str | None = None,
+    ) -> ServerSentEvent:
+        return event_stream(
+            request.app.state.hub,
+            attach=lambda hub: hub.attach_console(),
+            replay=all_events_since,
+            latest=latest_event_id,
+            last_event_id=parse_last_event_id(last_event_id_header, last_event_id),
+        )
+
+    @post("/zones", status_code=200)
+    async def upload_zones(self, request: Request[Principal, Any, Any]) -> Template:
+        lang = _lang(request)
+        form = await request.form()
+        upload = form.get("file")
+        text = str(form.get("geojson") or "")
+        raw = await upload.read() if isinstance(upload, UploadFile) else b""
+        if not raw.strip():
+            raw = text.encode()
+        station = str(form.get("station") or "") or None
+        datum = str(form.get("datum") or "wgs84")
+        keep = {"text": text if len(text) < 200_000 else "", "station": station, "datum": datum}
+        errors: list[tuple[int | None, str, str]] = []
+        summary = None
+        if not raw.strip():
+            errors.append((None, "file", translate("console.zones.empty", lang)))
+        elif datum not in DATUMS:
+            errors.append((None, "datum", f"wgs84, gcj02 or bd09: {datum!r}"))
+        else:
+            try:
+                summary = await import_zones(
+                    msgspec.json.decode(raw),
+                    datum=datum,  # type: ignore[arg-type]
+                    default_station=station,
+                    actor=Actor(request.user.role, request.user.id),
+                    deactivate_missing=False,
+                )
+            except msgspec.DecodeError as exc:
+                errors.append((None, "body", translate("console.zones.bad_json", lang, detail=str(exc))))
+            except GeoJSONError as exc:
+                errors.extend((e.index, e.field, e.message) for e in exc.errors)
+            except ApiError as exc:
+                errors.extend((None, e.get("field") or "", e.get("message") or "") for e in exc.errors)
+                if not exc.errors:
+                    errors.append((None, "", localise_api_error(exc, lang)))
+        result = {"errors": _zone_errors(errors, lang), "summary": summary, **keep}
+        status = 422 if errors else 200
+        if not _is_htmx(request):
+            return await _page(request, lang, None, zone_result=result, status=status)
+        context = _base_context(request, lang) | await _zone_form_context(**result)
+        # The map redraws itself on this event (and on the zones.changed event of the stream).
+        return _block("zone_form", context, status, trigger_event="zones-changed" if summary else None)
+
+    @post("/pickups/assign", status_code=200)
+    async def assign(self, request: Request[Principal, Any, Any]) -> Template:
+        return await self._dispatch(request, unassign=False)
+
+    @post("/pickups/unassign", status_code=200)
+    async def unassign(self, request: Request[Principal, Any, Any]) -> Template:
+        return await self._dispatch(request, unassign=True)
+
+    async def _dispatch(self, request: Request[Principal, Any, Any], *, unassign: bool) -> Template:
+        lang = _lang(request)
+        form = await request.form()
+        pickup_ids = sorted({int(v) for v in form.getall("pickup_ids", []) if str(v).isdigit()})
+        courier_raw = str(form.get("courier_id") or "")
+        courier_id = int(courier_raw) if courier_raw.isdigit() else None
+        reason = str(form.get("reason") or "").strip()
+        allow_outside_zone = str(form.get("allow_outside_zone") or "") in ("on", "true", "1")
+        kept: dict[str, Any] = {
+            "courier_id": courier_id,
+            "reason": reason,
+            "allow_outside_zone": allow_outside_zone,
+        }
+        error, status, done = None, 200, None
+        if not pickup_ids:
+            error, status = translate("console.dispatch.no_selection", lang), 422
+        elif courier_id is None and not unassign:
+            error, status = translate("console.dispatch.no_courier", lang), 422
+        elif not reason:
+            error, status = translate("console.dispatch.no_reason", lang), 422
+        else:
+            actor = Actor(request.user.role, request.user.id)
+            try:
+                # Imported here so that the console runs (and says so) while the dispatch service is absent.
+                from server.dispatch import service as dispatch
+            except ImportError:
+                error, status = translate("console.dispatch.unavailable", lang), 503
+            else:
+                try:
+                    if unassign:
+                        changed = await dispatch.unassign_pickups(actor, pickup_ids, reason=reason)
+                        done = translate("console.dispatch.done_unassign", lang, n=len(changed))
+                    else:
+                        assert courier_id is not None
+                        changed = await dispatch.assign_pickups(
+                            actor,
+                            pickup_ids,
+                            courier_id,
+                            reason=reason,
+                            allow_outside_zone=allow_outside_zone,
+                        )
+                        name = next(
+                            (c.name for c in await queries.couriers() if c.id == courier_id), str(courier_id)
+                        )
+                        done = translate("console.dispatch.done_assign", lang, n=len(changed), courier=name)
+                    kept["reason"] = ""
+                except ApiError as exc:
+                    error, status = localise_api_error(exc, lang), exc.status_code
+        kept.update(error=error, done=done)
+        if not _is_htmx(request):
+            return await _page(request, lang, None, dispatch=kept, status=status)
+        context = _base_context(request, lang) | await _dispatch_context(**kept)
+        return _block("dispatch_form", context, status)
