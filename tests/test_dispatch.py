@@ -121,7 +121,7 @@ async def test_dispatcher_reassigns_and_both_couriers_are_told(people: Personas)
 async def test_assigning_many_at_once_is_all_or_nothing(people: Personas) -> None:
     zone = await make_zone(people, couriers=1)
     other = await make_zone(people, couriers=1)
-    (courier,) = await login_couriers(people, zone)
+    await login_couriers(people, zone)
     await login_couriers(people, other)
     ours = await create(people, zone)
     theirs = await create(people, other)
