@@ -49,7 +49,7 @@ class ApiError(HTTPException):
         message: str,
         *,
         field: str | None = None,
-        errors: list[dict[str, str]] | None = None,
+        errors: list[dict[str, Any]] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail=message, status_code=status_code)

@@ -3,6 +3,8 @@ store and return exactly the same bytes."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from piccolo.columns import (
     BigInt,
     BigSerial,
@@ -10,6 +12,7 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     Real,
+    Serial,
     Text,
     Timestamptz,
     Varchar,
@@ -21,16 +24,20 @@ from piccolo.table import Table
 class Station(Table, tablename="stations"):
     """A node of the province → city → district → station tree (网点 at the leaves)."""
 
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
     code = Varchar(length=64, unique=True)
     name = Varchar(length=128)
     level = Varchar(length=16, default="station")  # province | city | district | station
-    parent = ForeignKey("self", null=True, on_delete=OnDelete.restrict, index=True)
+    parent: ForeignKey[Station] = ForeignKey("self", null=True, on_delete=OnDelete.restrict, index=True)
     timezone = Varchar(length=64, default="Asia/Shanghai")
 
 
 class Zone(Table, tablename="zones"):
     """A pickup zone (片区) of one station: a WGS-84 polygon and/or admin-area names."""
 
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
     station = ForeignKey(Station, on_delete=OnDelete.restrict, index=True)
     code = Varchar(length=64, unique=True)
     name = Varchar(length=128)
@@ -44,6 +51,8 @@ class Zone(Table, tablename="zones"):
 
 
 class User(Table, tablename="users"):
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
     username = Varchar(length=64, unique=True)
     display_name = Varchar(length=128)
     phone = Varchar(length=20, null=True, default=None)
@@ -57,6 +66,8 @@ class User(Table, tablename="users"):
 class Courier(Table, tablename="couriers"):
     """A courier's working state; one row per user with the courier role."""
 
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
     user = ForeignKey(User, unique=True, on_delete=OnDelete.cascade)
     on_duty = Boolean(default=False, index=True)
     capacity = Integer(default=8)
@@ -67,6 +78,8 @@ class Courier(Table, tablename="couriers"):
 
 
 class CourierZone(Table, tablename="courier_zones"):
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
     courier = ForeignKey(Courier, on_delete=OnDelete.cascade, index=True)
     zone = ForeignKey(Zone, on_delete=OnDelete.cascade, index=True)
     role = Varchar(length=8, default="primary")  # primary | backup
@@ -75,6 +88,8 @@ class CourierZone(Table, tablename="courier_zones"):
 class Partner(Table, tablename="partners"):
     """A platform sending pickups by API. Only a SHA-256 of its (high-entropy, generated) key is kept."""
 
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
     code = Varchar(length=64, unique=True)
     name = Varchar(length=128)
     api_key_hash = Varchar(length=64, unique=True)
@@ -122,6 +137,8 @@ class Pickup(Table, tablename="pickups"):
 class PickupOffer(Table, tablename="pickup_offers"):
     """Who a pickup was put in front of, in which round, and how that ended."""
 
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
     pickup = ForeignKey(Pickup, on_delete=OnDelete.cascade, index=True)
     courier = ForeignKey(Courier, on_delete=OnDelete.cascade, index=True)
     round = Integer(default=1)
@@ -177,6 +194,8 @@ class Timer(Table, tablename="timers"):
 class Session(Table, tablename="sessions"):
     """Server-side login sessions (shared by every server process through the database)."""
 
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
     key = Varchar(length=128, unique=True)
     data = Text()
     expires_at = Timestamptz(null=True, default=None, index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from litestar import Controller, Request, get, post, put
@@ -45,7 +46,7 @@ class AdminController(Controller):
     async def export_zones(self) -> dict[str, Any]:
         import msgspec
 
-        rows = await Zone.select(Zone.all_columns(), Zone.station.code).where(Zone.active == True)  # noqa: E712
+        rows = await Zone.select(*Zone.all_columns(), Zone.station.code).where(Zone.active == True)  # noqa: E712
         zones = [
             _ZoneRow(
                 code=r["code"],
@@ -86,10 +87,16 @@ class AdminController(Controller):
                 422,
                 "invalid_geojson",
                 f"the GeoJSON was refused ({len(exc.errors)} problem(s)); nothing was changed",
-                errors=[{"field": e.field, "message": e.message, "index": e.index} for e in exc.errors],  # type: ignore[misc]
+                errors=[{"field": e.field, "message": e.message, "index": e.index} for e in exc.errors],
             ) from None
 
 
+@dataclass(frozen=True)
 class _ZoneRow:
-    def __init__(self, **values: Any) -> None:
-        self.__dict__.update(values)
+    code: str
+    name: str
+    priority: int
+    admin_areas: tuple[str, ...]
+    geojson: dict[str, Any] | None
+    station: str
+    extra: dict[str, Any]

@@ -12,6 +12,7 @@ from pathlib import Path
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
+from piccolo.table import Table
 from piccolo.engine.sqlite import SQLiteEngine
 
 from server.db.sqlite_engine import FastSQLiteEngine
@@ -40,7 +41,8 @@ def get_engine(url: str) -> Engine:
     engine = _engines.get(url)
     if engine is None:
         engine = _engines[url] = make_engine(url)
-    for table in (*TABLES, Migration):
+    tables: list[type[Table]] = [*TABLES, Migration]
+    for table in tables:
         table._meta.db = engine
     return engine
 

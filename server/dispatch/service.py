@@ -32,6 +32,7 @@ from server.zones.service import ZoneInfo, directory
 # -- who can be offered a pickup -----------------------------------------------------------------------
 async def stage_candidates(zone: ZoneInfo, stage: int) -> list[Candidate]:
     """On-duty couriers of one escalation stage, with their load and last known position."""
+    where: Any
     if stage == ZONE:
         where = (CourierZone.zone == zone.id) & (CourierZone.role == "primary")
     elif stage == BACKUP:

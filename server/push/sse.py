@@ -19,6 +19,8 @@ from server.push.log import PushMessage
 
 KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000
+# Comments are sent with data=None: Litestar's default data="" adds an empty `data:` line, and by the
+# SSE spec that makes EventSource dispatch an empty `message` event for every keepalive.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _encoder = msgspec.json.Encoder()
@@ -65,16 +67,17 @@ def event_stream(
                 newest = await latest()
                 yield ServerSentEventMessage(data="{}", event="ready", id=str(newest), retry=RETRY_MS)
             else:
-                yield ServerSentEventMessage(comment="resuming", retry=RETRY_MS)
-                for message in await replay(last_event_id):
-                    sent.add(message.id)
-                    yield to_sse(message)
+                yield ServerSentEventMessage(data=None, comment="resuming", retry=RETRY_MS)
+                for missed in await replay(last_event_id):
+                    sent.add(missed.id)
+                    yield to_sse(missed)
                 yield ServerSentEventMessage(data="{}", event="ready")
             while True:
                 try:
-                    message = await asyncio.wait_for(conn.queue.get(), keepalive)
+                    async with asyncio.timeout(keepalive):
+                        message = await conn.queue.get()
                 except TimeoutError:
-                    yield ServerSentEventMessage(comment="keepalive")
+                    yield ServerSentEventMessage(data=None, comment="keepalive")
                     continue
                 if message is None:
                     return

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+from piccolo.columns import Column
 from shapely.geometry import shape
 
 from server.domain.geo import Datum, IndexedZone, ZoneFeature, ZoneIndex, parse_zone_collection
@@ -87,7 +88,7 @@ async def import_zones(
     async with unit_of_work() as uow:
         existing = {r["code"]: r["id"] for r in await Zone.select(Zone.id, Zone.code)}
         for feature in features:
-            values = {
+            values: dict[Column | str, Any] = {
                 Zone.name: feature.name,
                 Zone.station: stations[feature.station or default_station or ""],
                 Zone.geojson: msgspec.json.encode(feature.geojson).decode() if feature.geojson else None,
@@ -106,7 +107,7 @@ async def import_zones(
                 await Zone.update(values).where(Zone.id == existing[feature.code])
                 updated += 1
             else:
-                await Zone.insert(Zone(code=feature.code, **{c._meta.name: v for c, v in values.items()}))
+                await Zone.insert(Zone(code=feature.code, **{c._meta.name: v for c, v in values.items() if isinstance(c, Column)}))
                 created += 1
         if deactivate_missing:
             missing = set(existing) - {f.code for f in features}
