@@ -40,6 +40,8 @@ from server.push import log as push_log
 from server.push.hub import PushHub, stop_task
 from server.push.log import PushMessage
 from server.settings import Settings, load_settings
+from server.webhooks.controller import WebhookController
+from server.webhooks.service import WebhookWorker
 from server.zones.service import directory
 
 ROOT = Path(__file__).resolve().parent
@@ -101,11 +103,13 @@ class Runtime(InitPluginProtocol):
         scheduler = Scheduler(self.settings.scheduler_interval_ms / 1000)
         app.state["scheduler"] = scheduler
         scheduler_task = asyncio.create_task(scheduler.run(), name="lanshou-scheduler")
+        webhook_task = asyncio.create_task(WebhookWorker(self.settings.webhook_interval_ms / 1000).run())
         try:
             await asyncio.wait_for(self.hub.ready.wait(), 10)
             yield
         finally:
             await stop_task(scheduler_task)
+            await stop_task(webhook_task)
             push_log.set_publisher(None)
             self.hub.close_all()
             await stop_task(hub_task)
@@ -140,6 +144,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CourierController,
             AdminController,
             DispatchController,
+            WebhookController,
             ConsoleController,
             create_static_files_router(path="/static", directories=[PWA / "static", PWA]),
         ],

@@ -96,6 +96,15 @@ class Partner(Table, tablename="partners"):
     api_key_prefix = Varchar(length=16)
     active = Boolean(default=True)
     created_at = Timestamptz()
+    # Webhook delivery: the partner's events are read from the log after this cursor and POSTed in
+    # order, signed with the secret; the cursor moves only when the partner answers 2xx.
+    webhook_url = Varchar(length=500, null=True, default=None)
+    webhook_secret = Varchar(length=64, null=True, default=None)
+    webhook_cursor = BigInt(default=0)
+    webhook_attempts = Integer(default=0)
+    webhook_next_ms = BigInt(default=0)  # no attempt before this (backoff after a failure)
+    webhook_lease_ms = BigInt(default=0)  # a process delivering holds the partner until this
+    webhook_last_error = Varchar(length=500, null=True, default=None)
 
 
 class Pickup(Table, tablename="pickups"):

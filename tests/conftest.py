@@ -185,7 +185,7 @@ def fresh_db() -> Iterator[tuple[Database, dict[str, str]]]:
 
 @pytest.fixture(scope="session")
 def server(db: Database, demo: dict[str, str]) -> Iterator[ServerProcess]:
-    proc = ServerProcess(db, LANSHOU_SCHEDULER_INTERVAL_MS="50").start()
+    proc = ServerProcess(db, LANSHOU_SCHEDULER_INTERVAL_MS="50", LANSHOU_WEBHOOK_INTERVAL_MS="100").start()
     yield proc
     proc.stop()
 
