@@ -298,7 +298,8 @@ async def _hand_over(
 
 
 async def unassign_pickups(actor: Actor, pickup_ids: list[int], *, reason: str) -> list[int]:
-    """Take pickups back from their couriers (or offers back from couriers) and dispatch them afresh."""
+    """Take pickups back from their couriers (or offers back from couriers) and dispatch them afresh;
+    a failed pickup is offered again this way."""
     async with unit_of_work() as uow:
         pickups = await _load_pickups(pickup_ids)
         errors = [
@@ -307,7 +308,7 @@ async def unassign_pickups(actor: Actor, pickup_ids: list[int], *, reason: str) 
                 "message": f"cannot unassign a pickup that is {pickups[pid]['status']}",
             }
             for i, pid in enumerate(pickup_ids)
-            if pickups[pid]["status"] not in (*HELD_STATES, "offered")
+            if pickups[pid]["status"] not in (*HELD_STATES, "offered", "failed")
         ]
         if errors:
             raise ApiError(409, "illegal_transition", errors[0]["message"], errors=errors)

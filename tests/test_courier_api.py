@@ -1,0 +1,102 @@
+"""The courier API beyond the happy loop: replays, failures, re-offers, heartbeat, the app's first screen."""
+
+from __future__ import annotations
+
+from tests.conftest import Personas, SSEStream, login_couriers, make_zone, pickup_body
+
+
+async def test_a_replayed_action_is_answered_not_redone(people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    (courier,) = await login_couriers(people, zone)
+    pickup = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    body = {"client_action_id": "phone-42-accept", "client_at": "2026-11-25T09:00:00+08:00"}
+    first = await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json=body)
+    again = await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json=body)
+    assert first.status_code == again.status_code == 200
+    events = (await people.partner().get(f"/api/v1/pickups/{pickup['id']}")).json()["events"]
+    assert [e["type"] for e in events].count("pickup.accepted") == 1
+
+
+async def test_a_failed_pickup_records_its_reason_and_can_be_offered_again(people: Personas) -> None:
+    zone = await make_zone(people, couriers=2)
+    alice, bob = await login_couriers(people, zone)
+    pickup = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    assert (await alice.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})).status_code == 200
+    r = await alice.post(
+        f"/api/v1/courier/pickups/{pickup['id']}/fail", json={"reason": "customer_absent", "note": "敲门无人"}
+    )
+    assert (
+        r.status_code == 200
+        and r.json()["status"] == "failed"
+        and r.json()["failure_reason"] == "customer_absent"
+    )
+    r = await alice.post(
+        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": "EA123456785CN"}
+    )
+    assert r.status_code == 409 and r.json()["current_status"] == "failed"
+    dispatcher = await people.user("dispatch")
+    async with SSEStream(bob) as stream:
+        r = await dispatcher.post(
+            "/api/v1/dispatch/unassign", json={"pickup_ids": [pickup["id"]], "reason": "retry tomorrow"}
+        )
+        assert r.status_code == 200, r.text
+        await stream.next_event("pickup.offered", pickup_id=pickup["id"])
+    assert (await bob.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})).status_code == 200
+
+
+async def test_collect_needs_a_pickup_the_courier_holds(people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    (courier,) = await login_couriers(people, zone)
+    pickup = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    r = await courier.post(
+        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": "EA123456785CN"}
+    )
+    assert r.status_code == 409
+    r = await courier.post("/api/v1/courier/pickups/999999999/accept", json={})
+    assert r.status_code == 404
+
+
+async def test_the_first_screen_lists_offers_and_held_pickups(people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    (courier,) = await login_couriers(people, zone)
+    offered = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    held = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    await courier.post(f"/api/v1/courier/pickups/{held['id']}/accept", json={})
+    screen = (await courier.get("/api/v1/courier/pickups")).json()
+    assert [o["id"] for o in screen["offers"]] == [offered["id"]]
+    assert [h["id"] for h in screen["held"]] == [held["id"]]
+    assert screen["held"][0]["sender"]["phone"] == "13912345678"
+    assert screen["offers"][0]["sender_phone"] == "139****5678"
+
+
+async def test_heartbeat_records_position_and_refuses_half_a_coordinate(people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    (courier,) = await login_couriers(people, zone)
+    assert (
+        await courier.post("/api/v1/courier/heartbeat", json={"lat": 28.2, "lng": 112.98, "datum": "gcj02"})
+    ).status_code == 200
+    r = await courier.post("/api/v1/courier/heartbeat", json={"lat": 28.2})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "lat"
+
+
+async def test_going_off_duty_stops_new_offers(people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    (courier,) = await login_couriers(people, zone)
+    r = await courier.post("/api/v1/courier/duty", json={"on_duty": False})
+    assert r.json()["on_duty"] is False
+    async with SSEStream(courier) as stream:
+        await people.partner().post("/api/v1/pickups", json=pickup_body(zone))
+        await stream.expect_none("pickup.offered", within=0.5)
+
+
+async def test_the_openapi_schema_describes_the_api(people: Personas) -> None:
+    r = await people.anonymous().get("/schema/openapi.json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    for path in (
+        "/api/v1/pickups",
+        "/api/v1/courier/events",
+        "/api/v1/courier/pickups/{pickup_id}/accept",
+        "/auth/login",
+    ):
+        assert path in paths, path
