@@ -42,7 +42,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "console.col.status": {"zh-CN": "状态", "en": "Status"},
     "console.col.courier": {"zh-CN": "揽投员", "en": "Courier"},
     "console.col.due": {"zh-CN": "揽收时限", "en": "Due"},
-    "console.col.chase": {"zh-CN": "催件", "en": "Chases"},
+    "console.col.chase": {"zh-CN": "催件", "en": "Chased"},
     "console.status.pending": {"zh-CN": "待分配", "en": "Pending"},
     "console.status.offered": {"zh-CN": "待接单", "en": "Offered"},
     "console.status.accepted": {"zh-CN": "已接单", "en": "Accepted"},
@@ -55,9 +55,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "console.escalated": {"zh-CN": "已升级至调度", "en": "Escalated"},
     "console.no_zone": {"zh-CN": "未匹配片区", "en": "No zone"},
     "console.due.left": {"zh-CN": "剩 {d}", "en": "{d} left"},
-    "console.due.over": {"zh-CN": "超时 {d}", "en": "{d} overdue"},
+    "console.due.over": {"zh-CN": "超时 {d}", "en": "{d} late"},
     "console.dur.min": {"zh-CN": "{n}分钟", "en": "{n} min"},
-    "console.dur.hour": {"zh-CN": "{h}小时{m}分", "en": "{h} h {m} min"},
+    "console.dur.hour": {"zh-CN": "{h}小时{m}分", "en": "{h}h {m}m"},
     "console.dur.day": {"zh-CN": "{n}天", "en": "{n} d"},
     "console.ago": {"zh-CN": "{d}前", "en": "{d} ago"},
     "console.just_now": {"zh-CN": "刚刚", "en": "just now"},
@@ -71,9 +71,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "console.courier.duty": {"zh-CN": "状态", "en": "Duty"},
     "console.courier.on_duty": {"zh-CN": "在岗", "en": "On duty"},
     "console.courier.off_duty": {"zh-CN": "离岗", "en": "Off duty"},
-    "console.courier.open": {"zh-CN": "在办/上限", "en": "Open/cap."},
-    "console.courier.last_seen": {"zh-CN": "最近在线", "en": "Last seen"},
-    "console.courier.last_accept": {"zh-CN": "上次接单", "en": "Last accept"},
+    "console.courier.open": {"zh-CN": "在办/上限", "en": "Load"},
+    "console.courier.last_seen": {"zh-CN": "最近在线", "en": "Seen"},
+    "console.courier.last_accept": {"zh-CN": "上次接单", "en": "Accepted"},
     "console.dispatch.selected": {"zh-CN": "已选 {n} 单", "en": "{n} selected"},
     "console.dispatch.courier": {"zh-CN": "揽投员", "en": "Courier"},
     "console.dispatch.choose": {"zh-CN": "选择揽投员…", "en": "Choose a courier…"},
@@ -89,10 +89,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "console.dispatch.no_selection": {"zh-CN": "请先勾选运单", "en": "Select at least one pickup"},
     "console.dispatch.no_courier": {"zh-CN": "请选择揽投员", "en": "Choose a courier"},
     "console.dispatch.no_reason": {"zh-CN": "请填写原因", "en": "Give a reason"},
-    "console.dispatch.unavailable": {
-        "zh-CN": "派单服务暂不可用",
-        "en": "The dispatch service is not available",
-    },
     "console.error.not_found": {
         "zh-CN": "运单或揽投员不存在，未做任何修改",
         "en": "Not found; nothing was changed",
@@ -157,6 +153,15 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "console.geo.code": {"zh-CN": "缺少片区编码（code）", "en": "code is required"},
     "console.geo.name": {"zh-CN": "缺少片区名称（name）", "en": "name is required"},
     "console.geo.priority": {"zh-CN": "priority 应为整数", "en": "priority must be an integer"},
+    "console.geo.admin_areas": {
+        "zh-CN": "admin_areas 应为非空字符串数组（区 / 街道名）",
+        "en": "admin_areas must be an array of names",
+    },
+    "console.geo.station": {"zh-CN": "station 应为网点编码字符串", "en": "station must be a string code"},
+    "console.geo.more_positions": {
+        "zh-CN": "此环另有 {n} 个无效坐标点未列出",
+        "en": "{n} more invalid positions in this ring are not listed",
+    },
     "console.geo.duplicate": {
         "zh-CN": "片区编码 {code} 重复：已在要素 #{other} 使用",
         "en": "duplicate code {code}: already used by feature #{other}",
@@ -211,7 +216,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "zh-CN": "派单方式应为 grab（抢单）或 assign（派单）",
         "en": "grab or assign",
     },
-    "console.geo.positive": {"zh-CN": "应为正整数", "en": "a positive whole number"},
+    "console.geo.positive": {"zh-CN": "应为正数", "en": "a positive number"},
 }
 
 

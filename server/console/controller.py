@@ -24,6 +24,7 @@ from litestar.response import Redirect, ServerSentEvent, Template
 
 from server.auth.principal import Principal, dispatcher_only
 from server.console import queries
+from server.dispatch import service as dispatch
 from server.domain.geo import GeoJSONError
 from server.errors import ApiError
 from server.i18n import CATALOGUE, pick_language, translate
@@ -82,6 +83,8 @@ class Formatter:
 
     def duration(self, seconds: float) -> str:
         minutes = max(int(seconds // 60), 0)
+        if minutes < 1:
+            return translate("console.dur.min", self.lang, n="<1")
         if minutes < 60:
             return translate("console.dur.min", self.lang, n=minutes)
         if minutes < 24 * 60:
@@ -121,11 +124,8 @@ async def _board_context(zone_code: str | None) -> dict[str, Any]:
     return {"zone": zone, "sections": await queries.board(zone)}
 
 
-async def _dispatch_context(**form: Any) -> dict[str, Any]:
-    return {
-        "courier_options": await queries.couriers(),
-        "dispatch": {"courier_id": None, "reason": ""} | form,
-    }
+def _dispatch_context(couriers: list[queries.CourierRow], **form: Any) -> dict[str, Any]:
+    return {"courier_options": couriers, "dispatch": {"courier_id": None, "reason": ""} | form}
 
 
 async def _zone_form_context(**result: Any) -> dict[str, Any]:
@@ -139,19 +139,27 @@ def _block(block: str, context: dict[str, Any], status: int = 200, **kwargs: Any
 
 
 async def _page(
-    request: Request[Principal, Any, Any], lang: str, zone_code: str | None, **extra: Any
+    request: Request[Principal, Any, Any],
+    lang: str,
+    zone_code: str | None,
+    *,
+    dispatch: dict[str, Any] | None = None,
+    zone_result: dict[str, Any] | None = None,
+    status: int = 200,
 ) -> Template:
-    settings = request.app.state.settings
-    status = extra.pop("status", 200)
+    """The whole page; forms posted without htmx come back to it with their outcome shown."""
     context = _base_context(request, lang)
+    # Read before the board: console.js resumes the stream from here, so nothing that happens between
+    # rendering the page and connecting the stream is missed.
+    context["last_event_id"] = await latest_event_id()
     context.update(await _board_context(zone_code))
-    context.update(await _dispatch_context(**extra.pop("dispatch", {})))
-    context.update(await _zone_form_context(**extra.pop("zone_result", {})))
+    couriers = await queries.couriers()
+    context.update(_dispatch_context(couriers, **(dispatch or {})))
+    context.update(await _zone_form_context(**(zone_result or {})))
     context.update(
-        couriers=await queries.couriers(),
-        tile_url=settings.map_tile_url,
+        couriers=couriers,
+        tile_url=request.app.state.settings.map_tile_url,
         js_strings={key: translate(key, lang) for key in JS_STRINGS},
-        **extra,
     )
     return Template(template_name=TEMPLATE, context=context, status_code=status)
 
@@ -170,6 +178,10 @@ _GEO_MESSAGES: list[tuple[re.Pattern[str], str]] = [
         (r"^code (is required|must be a non-empty string)$", "console.geo.code"),
         (r"^name (is required|must be a string)$", "console.geo.name"),
         (r"^priority must be an integer$", "console.geo.priority"),
+        (r"^admin_areas must be an array of strings$", "console.geo.admin_areas"),
+        (r"^an admin area must be a non-empty string$", "console.geo.admin_areas"),
+        (r"^station must be a string code$", "console.geo.station"),
+        (r"^(?P<n>\d+) more invalid positions in this ring are not listed$", "console.geo.more_positions"),
         (
             r"^duplicate code '(?P<code>.*)': already used by features\[(?P<other>\d+)\]$",
             "console.geo.duplicate",
@@ -190,10 +202,22 @@ _GEO_MESSAGES: list[tuple[re.Pattern[str], str]] = [
         (r"^no station given$", "console.geo.no_station"),
         (r"^unknown station '(?P<code>.*)'$", "console.geo.unknown_station"),
         (r"^grab or assign$", "console.geo.dispatch_mode"),
-        (r"^a positive whole number$", "console.geo.positive"),
+        (r"^a positive (whole )?number$", "console.geo.positive"),
     )
 ]
 _SWAPPED_HINT = "it looks like [latitude, longitude]"
+# GEOS' reasons for an invalid polygon, as geo.py passes them on ("Self-intersection at or near point …").
+_GEOS_REASONS_ZH = (
+    ("Ring Self-intersection", "环自相交"),
+    ("Self-intersection", "自相交"),
+    ("Hole lies outside shell", "内环在外环之外"),
+    ("Nested shells", "外环相互嵌套"),
+    ("Nested holes", "内环相互嵌套"),
+    ("Interior is disconnected", "内部不连通"),
+    ("Too few points", "点数太少"),
+    ("Duplicate Rings", "环重复"),
+    (" at or near point ", "，位置约在 "),
+)
 _FEATURE_INDEX = re.compile(r"^features\[(\d+)\]")
 
 
@@ -203,7 +227,11 @@ def localise_geo_message(message: str, lang: str) -> str:
     for pattern, key in _GEO_MESSAGES:
         match = pattern.search(message)
         if match:
-            text = translate(key, lang, **match.groupdict())
+            values = match.groupdict()
+            if "why" in values:
+                for english, chinese in _GEOS_REASONS_ZH:
+                    values["why"] = values["why"].replace(english, chinese)
+            text = translate(key, lang, **values)
             if _SWAPPED_HINT in message:
                 text += translate("console.geo.swapped", lang)
             return text
@@ -334,7 +362,9 @@ class ConsoleController(Controller):
             return await _page(request, lang, None, zone_result=result, status=status)
         context = _base_context(request, lang) | await _zone_form_context(**result)
         # The map redraws itself on this event (and on the zones.changed event of the stream).
-        return _block("zone_form", context, status, trigger_event="zones-changed" if summary else None)
+        if summary is None:
+            return _block("zone_form", context, status)
+        return _block("zone_form", context, status, trigger_event="zones-changed", after="receive")
 
     @post("/pickups/assign", status_code=200)
     async def assign(self, request: Request[Principal, Any, Any]) -> Template:
@@ -367,33 +397,20 @@ class ConsoleController(Controller):
         else:
             actor = Actor(request.user.role, request.user.id)
             try:
-                # Imported here so that the console runs (and says so) while the dispatch service is absent.
-                from server.dispatch import service as dispatch
-            except ImportError:
-                error, status = translate("console.dispatch.unavailable", lang), 503
-            else:
-                try:
-                    if unassign:
-                        changed = await dispatch.unassign_pickups(actor, pickup_ids, reason=reason)
-                        done = translate("console.dispatch.done_unassign", lang, n=len(changed))
-                    else:
-                        assert courier_id is not None
-                        changed = await dispatch.assign_pickups(
-                            actor,
-                            pickup_ids,
-                            courier_id,
-                            reason=reason,
-                            allow_outside_zone=allow_outside_zone,
-                        )
-                        name = next(
-                            (c.name for c in await queries.couriers() if c.id == courier_id), str(courier_id)
-                        )
-                        done = translate("console.dispatch.done_assign", lang, n=len(changed), courier=name)
-                    kept["reason"] = ""
-                except ApiError as exc:
-                    error, status = localise_api_error(exc, lang), exc.status_code
+                if courier_id is None or unassign:
+                    changed = await dispatch.unassign_pickups(actor, pickup_ids, reason=reason)
+                    done = translate("console.dispatch.done_unassign", lang, n=len(changed))
+                else:
+                    changed = await dispatch.assign_pickups(
+                        actor, pickup_ids, courier_id, reason=reason, allow_outside_zone=allow_outside_zone
+                    )
+                    name = await queries.courier_name(courier_id)
+                    done = translate("console.dispatch.done_assign", lang, n=len(changed), courier=name)
+                kept["reason"] = ""
+            except ApiError as exc:
+                error, status = localise_api_error(exc, lang), exc.status_code
         kept.update(error=error, done=done)
         if not _is_htmx(request):
             return await _page(request, lang, None, dispatch=kept, status=status)
-        context = _base_context(request, lang) | await _dispatch_context(**kept)
+        context = _base_context(request, lang) | _dispatch_context(await queries.couriers(), **kept)
         return _block("dispatch_form", context, status)

@@ -184,7 +184,7 @@ async def board(zone: ZoneRef | None, limit: int = SECTION_LIMIT) -> list[Sectio
 
 async def _open_totals(zone: ZoneRef | None) -> dict[str, int]:
     open_statuses = ["pending", "offered", *(s.value for s in HELD_STATES)]
-    where = Pickup.status.is_in(open_statuses)
+    where: Any = Pickup.status.is_in(open_statuses)
     if zone is not None:
         where = where & (Pickup.zone == zone.id)
     rows = (
@@ -238,6 +238,15 @@ async def couriers(zone: ZoneRef | None = None) -> list[CourierRow]:
     ]
     out.sort(key=lambda c: (not c.on_duty, c.name, c.id))
     return out
+
+
+async def courier_name(courier_id: int) -> str:
+    row = (
+        await Courier.select(Courier.user._.display_name.as_alias("name"))
+        .where(Courier.id == courier_id)
+        .first()
+    )
+    return row["name"] if row else str(courier_id)
 
 
 async def last_accepts(courier_ids: list[int]) -> dict[int, datetime]:
