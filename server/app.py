@@ -47,7 +47,7 @@ from server.zones.service import directory
 ROOT = Path(__file__).resolve().parent
 PWA = ROOT.parent / "pwa"
 SESSION_COOKIE = "lanshou_session"
-PUBLIC_PATHS = ["^/auth/login", "^/schema", "^/static", "^/health", "^/$", "^/favicon.ico"]
+PUBLIC_PATHS = ["^/auth/login", "^/auth/logout", "^/schema", "^/static", "^/health", "^/$", "^/favicon.ico"]
 
 log = logging.getLogger("lanshou")
 

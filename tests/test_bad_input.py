@@ -108,7 +108,7 @@ async def test_lat_without_lng_is_refused(people: Personas) -> None:
     body = pickup_body(partner_order_no=order_no())
     body["address"]["lat"] = 28.19
     r = await create_refused(people.partner(), json=body)
-    body = assert_error(r, 422, "validation_error", "address.lat")
+    body = assert_error(r, 422, "validation_error", "address.lng")  # the one that is missing
     assert "lng" in body["errors"][0]["message"]
 
 

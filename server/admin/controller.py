@@ -11,7 +11,7 @@ from server.admin import service
 from server.admin.schemas import CourierZonesIn, StationCreate, StationOut, UserCreate, UserOut
 from server.auth.principal import Principal, admin_only, dispatcher_only
 from server.domain.geo import GeoJSONError, to_feature_collection
-from server.errors import ApiError
+from server.errors import ApiError, require_json_body
 from server.push.log import Actor
 from server.tables import Zone
 from server.zones.service import import_zones
@@ -23,6 +23,7 @@ def actor_of(principal: Principal) -> Actor:
 
 class AdminController(Controller):
     path = "/api/v1"
+    before_request = require_json_body  # JSON only, or 415
     tags = ["set-up"]
 
     @post(

@@ -11,6 +11,7 @@ from litestar.response import ServerSentEvent
 from server.auth.principal import Principal, courier_only
 from server.courier import service
 from server.courier.schemas import ActionIn, CollectIn, DutyIn, DutyOut, FailIn, HeartbeatIn
+from server.errors import require_json_body
 from server.pickups.schemas import PickupOut
 from server.push.log import courier_events_since, latest_event_id
 from server.push.sse import event_stream, parse_last_event_id
@@ -18,6 +19,7 @@ from server.push.sse import event_stream, parse_last_event_id
 
 class CourierController(Controller):
     path = "/api/v1/courier"
+    before_request = require_json_body  # JSON only, or 415
     guards = [courier_only]
     tags = ["courier"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.table import Table
 from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.table import Table
 
 from server.db.sqlite_engine import FastSQLiteEngine
 from server.tables import TABLES

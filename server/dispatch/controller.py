@@ -10,11 +10,13 @@ from server.auth.principal import Principal, dispatcher_only
 from server.dispatch import service
 from server.dispatch.schemas import AssignIn, DispatchResult, StationSummary, UnassignIn
 from server.dispatch.stations import station_summary
+from server.errors import require_json_body
 from server.push.log import Actor
 
 
 class DispatchController(Controller):
     path = "/api/v1/dispatch"
+    before_request = require_json_body  # JSON only, or 415
     guards = [dispatcher_only]
     tags = ["dispatch"]
 

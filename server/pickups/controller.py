@@ -16,10 +16,11 @@ from server.pickups.schemas import CancelIn, PickupCreate, PickupOut, PickupPage
 
 class PickupController(Controller):
     path = "/api/v1/pickups"
+    before_request = require_json_body  # JSON only, or 415
     guards = [partner_only]
     tags = ["pickups"]
 
-    @post("/", status_code=201, before_request=require_json_body, summary="Ask for a doorstep pickup")
+    @post("/", status_code=201, summary="Ask for a doorstep pickup")
     async def create(self, request: Request[Principal, Any, Any], data: PickupCreate) -> PickupOut:
         return await service.create_pickup(request.user, data)
 

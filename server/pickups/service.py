@@ -44,7 +44,8 @@ def check_create(data: PickupCreate) -> tuple[str, datetime | None, datetime | N
             {"field": "sender.phone", "message": "not a mainland-China mobile number (11 digits, 1[3-9]…)"}
         )
     if (data.address.lat is None) != (data.address.lng is None):
-        errors.append({"field": "address.lat", "message": "give both lat and lng, or neither"})
+        missing = "address.lng" if data.address.lng is None else "address.lat"
+        errors.append({"field": missing, "message": "give both lat and lng, or neither"})
     start = end = None
     if data.window is not None:
         start, end = data.window.start, data.window.end

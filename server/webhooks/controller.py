@@ -8,6 +8,7 @@ import msgspec
 from litestar import Controller, Request, delete, get, put
 
 from server.auth.principal import Principal, partner_only
+from server.errors import require_json_body
 from server.webhooks import service
 
 
@@ -17,6 +18,7 @@ class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class WebhookController(Controller):
     path = "/api/v1/partner/webhook"
+    before_request = require_json_body  # JSON only, or 415
     guards = [partner_only]
     tags = ["webhooks"]
 

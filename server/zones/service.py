@@ -107,7 +107,12 @@ async def import_zones(
                 await Zone.update(values).where(Zone.id == existing[feature.code])
                 updated += 1
             else:
-                await Zone.insert(Zone(code=feature.code, **{c._meta.name: v for c, v in values.items() if isinstance(c, Column)}))
+                await Zone.insert(
+                    Zone(
+                        code=feature.code,
+                        **{c._meta.name: v for c, v in values.items() if isinstance(c, Column)},
+                    )
+                )
                 created += 1
         if deactivate_missing:
             missing = set(existing) - {f.code for f in features}
