@@ -19,7 +19,7 @@ from server.push.sse import event_stream, parse_last_event_id
 
 class CourierController(Controller):
     path = "/api/v1/courier"
-    before_request = require_json_body  # JSON only, or 415
+    before_request = require_json_body  # type: ignore[assignment]  # JSON only, or 415
     guards = [courier_only]
     tags = ["courier"]
 

@@ -16,7 +16,7 @@ from server.push.log import Actor
 
 class DispatchController(Controller):
     path = "/api/v1/dispatch"
-    before_request = require_json_body  # JSON only, or 415
+    before_request = require_json_body  # type: ignore[assignment]  # JSON only, or 415
     guards = [dispatcher_only]
     tags = ["dispatch"]
 

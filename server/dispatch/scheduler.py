@@ -8,13 +8,13 @@ row gone. A crash before commit leaves the timer in place for the next process t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
 from server.db.engine import is_postgres
 from server.dispatch.rules import epoch_ms
 from server.dispatch.service import TIMER_HANDLERS
+from server.periodic import repeat
 from server.push.log import unit_of_work
 from server.tables import Timer
 
@@ -76,18 +76,6 @@ async def run_due(now: datetime | None = None) -> int:
 class Scheduler:
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self.fired = 0
 
     async def run(self) -> None:
-        while True:
-            try:
-                count = await run_due()
-                self.fired += count
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scheduler pass failed")
-                count = 0
-            # A full batch means more may be due: go again at once.
-            if count < BATCH:
-                await asyncio.sleep(self.interval_s)
+        await repeat(run_due, interval_s=self.interval_s, batch=BATCH, log=log)

@@ -16,7 +16,7 @@ from server.pickups.schemas import CancelIn, PickupCreate, PickupOut, PickupPage
 
 class PickupController(Controller):
     path = "/api/v1/pickups"
-    before_request = require_json_body  # JSON only, or 415
+    before_request = require_json_body  # type: ignore[assignment]  # JSON only, or 415
     guards = [partner_only]
     tags = ["pickups"]
 

@@ -18,7 +18,7 @@ class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class WebhookController(Controller):
     path = "/api/v1/partner/webhook"
-    before_request = require_json_body  # JSON only, or 415
+    before_request = require_json_body  # type: ignore[assignment]  # JSON only, or 415
     guards = [partner_only]
     tags = ["webhooks"]
 

@@ -11,7 +11,6 @@ partner's webhook secret, so a partner can check origin and freshness.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -26,6 +25,7 @@ import msgspec
 
 from server.db.engine import is_postgres
 from server.errors import ApiError
+from server.periodic import repeat
 from server.tables import Event, Partner
 
 log = logging.getLogger("lanshou.webhooks")
@@ -218,13 +218,4 @@ class WebhookWorker:
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
-            while True:
-                try:
-                    delivered = await deliver_due(client)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("webhook pass failed")
-                    delivered = 0
-                if delivered < BATCH:
-                    await asyncio.sleep(self.interval_s)
+            await repeat(lambda: deliver_due(client), interval_s=self.interval_s, batch=BATCH, log=log)
