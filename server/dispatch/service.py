@@ -40,17 +40,19 @@ async def stage_candidates(zone: ZoneInfo, stage: int) -> list[Candidate]:
     else:
         station_zones = await Zone.select(Zone.id).where(Zone.station == zone.station_id)
         where = CourierZone.zone.is_in([z["id"] for z in station_zones])
-    members = await CourierZone.select(CourierZone.courier).where(where)
-    ids = sorted({m["courier"] for m in members})
-    if not ids:
+    rows = await CourierZone.select(
+        CourierZone.courier,
+        CourierZone.courier.capacity,
+        CourierZone.courier.last_lat,
+        CourierZone.courier.last_lng,
+    ).where(where & (CourierZone.courier.on_duty == True))  # noqa: E712
+    couriers = {r["courier"]: r for r in rows}  # a courier in two of the station's zones counts once
+    if not couriers:
         return []
-    couriers = await Courier.select(Courier.id, Courier.capacity, Courier.last_lat, Courier.last_lng).where(
-        Courier.id.is_in(ids) & (Courier.on_duty == True)  # noqa: E712
-    )
-    load = await open_load([c["id"] for c in couriers])
+    load = await open_load(list(couriers))
     return [
-        Candidate(c["id"], load.get(c["id"], 0), c["capacity"], c["last_lat"], c["last_lng"])
-        for c in couriers
+        Candidate(cid, load.get(cid, 0), r["courier.capacity"], r["courier.last_lat"], r["courier.last_lng"])
+        for cid, r in sorted(couriers.items())
     ]
 
 
@@ -70,8 +72,12 @@ async def dispatch_pickup(
     uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, actor: Actor, *, stage: int = ZONE, reason: str
 ) -> None:
     """Offer the pickup at `stage`, or at the first later stage that has someone to offer it to."""
-    offered_ever = await _offered_couriers(pickup["id"], open_only=False)
-    offered_open = await _offered_couriers(pickup["id"], open_only=True)
+    if pickup["offer_round"] == 0:  # never offered: nobody to leave out
+        offered_ever: set[int] = set()
+        offered_open: set[int] = set()
+    else:
+        offered_ever = await _offered_couriers(pickup["id"], open_only=False)
+        offered_open = await _offered_couriers(pickup["id"], open_only=True)
     while stage < DISPATCHER:
         candidates = await stage_candidates(zone, stage)
         if zone.dispatch_mode == "assign":
@@ -128,8 +134,12 @@ async def _escalate_to_dispatcher(
 
 
 async def start_time_limit(pickup: dict[str, Any]) -> None:
-    for kind, due in sla_timers(pickup["created_at"], pickup["due_at"]):
-        await add_timer(pickup["id"], kind, due)
+    timers = [
+        Timer(kind=kind, pickup=pickup["id"], due_ms=epoch_ms(due), round=0)
+        for kind, due in sla_timers(pickup["created_at"], pickup["due_at"])
+    ]
+    if timers:
+        await Timer.insert(*timers)
 
 
 # -- timers ------------------------------------------------------------------------------------------

@@ -148,7 +148,8 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
         if duplicate := await duplicate_of_order():
             raise duplicate from None
         raise
-    return await pickup_view(pickup_id, with_events=False)
+    # Everything the answer needs is in hand: no second read of what was just written.
+    return pickup_out(pickup)
 
 
 def _iso(value: Any) -> str:
@@ -161,7 +162,6 @@ async def pickup_view(
     row = await Pickup.select().where(Pickup.id == pickup_id).first()
     if row is None:
         raise not_found("pickup")
-    zone_info = directory.zones.get(row["zone"]) if row["zone"] else None
     courier = None
     if row["courier"]:
         c = (
@@ -188,6 +188,18 @@ async def pickup_view(
             )
             for e in rows
         ]
+    return pickup_out(row, courier=courier, events=events, full_phone=full_phone)
+
+
+def pickup_out(
+    row: dict[str, Any],
+    *,
+    courier: CourierRef | None = None,
+    events: list[EventOut] | None = None,
+    full_phone: bool = False,
+) -> PickupOut:
+    """The API view of a pickup row (partners see the phone masked; the courier holding it does not)."""
+    zone_info = directory.zones.get(row["zone"]) if row["zone"] else None
     window = TimeWindow(start=row["window_start"], end=row["window_end"]) if row["window_start"] else None
     return PickupOut(
         id=row["id"],

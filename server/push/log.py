@@ -40,11 +40,36 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# A transaction-level advisory lock taken just before a transaction writes its events (PostgreSQL only).
+EVENT_LOG_LOCK = 0x4C53_4556  # "LSEV"
+
+
+class _Pending(msgspec.Struct):
+    row: Event
+    type: str
+    at: datetime
+    pickup_id: int | None
+    data: dict[str, Any]
+    to: list[int]
+
+
 class UnitOfWork:
-    """Collects what a transaction wants to push, to publish once it has committed."""
+    """Collects a transaction's events, writes them as its last step, and publishes them once it has
+    committed.
+
+    Why last, and under a lock: SSE resume (Last-Event-ID) and every other reader of the log ask for the
+    events "after id N", which is only sound if no event with a smaller id can appear later. On SQLite
+    write transactions run one at a time, so that holds. On PostgreSQL ids come from a sequence and
+    transactions commit in any order: a courier could receive event 11, drop, and resume after 11 just
+    before event 10 commits, and never see 10. So the events are inserted after all the transaction's
+    other work, under a transaction-level advisory lock held until commit: ids are handed out in commit
+    order. While it holds the lock a transaction only inserts events and commits, so it waits on no
+    lock that a transaction queued behind it could hold: no deadlock.
+    """
 
     def __init__(self) -> None:
         self.messages: list[PushMessage] = []
+        self._pending: list[_Pending] = []
 
     async def record(
         self,
@@ -57,30 +82,38 @@ class UnitOfWork:
         at: datetime | None = None,
         client_action_id: str | None = None,
         client_at: datetime | None = None,
-    ) -> PushMessage:
+    ) -> None:
         at = at or utcnow()
         payload = data or {}
-        recipients = sorted(set(to))
-        rows = await Event.insert(
-            Event(
-                pickup=pickup_id,
-                type=type,
-                actor_kind=actor.kind,
-                actor_id=actor.id,
-                at=at,
-                data=msgspec.json.encode(payload).decode(),
-                client_action_id=client_action_id,
-                client_at=client_at,
-            )
-        ).returning(Event.id)
-        event_id = rows[0]["id"]
-        if recipients:
-            await EventRecipient.insert(*(EventRecipient(event=event_id, courier=c) for c in recipients))
-        message = PushMessage(
-            id=event_id, type=type, at=at.isoformat(), pickup_id=pickup_id, data=payload, to=recipients
+        row = Event(
+            pickup=pickup_id,
+            type=type,
+            actor_kind=actor.kind,
+            actor_id=actor.id,
+            at=at,
+            data=msgspec.json.encode(payload).decode(),
+            client_action_id=client_action_id,
+            client_at=client_at,
         )
-        self.messages.append(message)
-        return message
+        self._pending.append(_Pending(row, type, at, pickup_id, payload, sorted(set(to))))
+
+    async def write(self) -> None:
+        """Insert the recorded events (inside the transaction, as its last step)."""
+        if not self._pending:
+            return
+        if Event._meta.db.engine_type in ("postgres", "cockroach"):
+            await Event.raw("SELECT pg_advisory_xact_lock({})", EVENT_LOG_LOCK)
+        for p in self._pending:
+            rows = await Event.insert(p.row).returning(Event.id)
+            event_id = rows[0]["id"]
+            if p.to:
+                await EventRecipient.insert(*(EventRecipient(event=event_id, courier=c) for c in p.to))
+            self.messages.append(
+                PushMessage(
+                    id=event_id, type=p.type, at=p.at.isoformat(), pickup_id=p.pickup_id, data=p.data, to=p.to
+                )
+            )
+        self._pending.clear()
 
 
 # Set by the running app; the CLI (demo seeding, migrations) runs without one and pushes nothing.
@@ -103,6 +136,7 @@ async def unit_of_work() -> AsyncIterator[UnitOfWork]:
     uow = UnitOfWork()
     async with Pickup._meta.db.transaction():
         yield uow
+        await uow.write()
     publish(uow.messages)
 
 
