@@ -1,5 +1,5 @@
 """The one place that writes events: every state change records its event here, in the caller's
-transaction, and the push messages go out only after that transaction commits.
+transaction, and the push messages go out only after that transaction commits, in id order.
 
 Nothing is lost if the process dies between commit and publish: the event is in the log, and a client
 reconnecting with Last-Event-ID receives it from there.
@@ -7,6 +7,7 @@ reconnecting with Last-Event-ID receives it from there.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -42,6 +43,16 @@ def utcnow() -> datetime:
 
 # A transaction-level advisory lock taken just before a transaction writes its events (PostgreSQL only).
 EVENT_LOG_LOCK = 0x4C53_4556  # "LSEV"
+_publish_order: tuple[Any, asyncio.Lock] | None = None
+
+
+def _publish_order_lock() -> asyncio.Lock:
+    """This process's lock from writing events to publishing them (one per event loop)."""
+    global _publish_order
+    loop = asyncio.get_running_loop()
+    if _publish_order is None or _publish_order[0] is not loop:
+        _publish_order = (loop, asyncio.Lock())
+    return _publish_order[1]
 
 
 class _Pending(msgspec.Struct):
@@ -64,12 +75,15 @@ class UnitOfWork:
     before event 10 commits, and never see 10. So the events are inserted after all the transaction's
     other work, under a transaction-level advisory lock held until commit: ids are handed out in commit
     order. While it holds the lock a transaction only inserts events and commits, so it waits on no
-    lock that a transaction queued behind it could hold: no deadlock.
+    lock that a transaction queued behind it could hold: no deadlock. Within the process an asyncio
+    lock is held from there until the messages are handed to the publisher, so they also go out in
+    commit order (a live stream that delivered 11 before 10 would make the client resume after 11).
     """
 
     def __init__(self) -> None:
         self.messages: list[PushMessage] = []
         self._pending: list[_Pending] = []
+        self._ordering: asyncio.Lock | None = None
 
     async def record(
         self,
@@ -101,6 +115,8 @@ class UnitOfWork:
         """Insert the recorded events (inside the transaction, as its last step)."""
         if not self._pending:
             return
+        self._ordering = _publish_order_lock()
+        await self._ordering.acquire()
         if Event._meta.db.engine_type in ("postgres", "cockroach"):
             await Event.raw("SELECT pg_advisory_xact_lock({})", EVENT_LOG_LOCK)
         for p in self._pending:
@@ -114,6 +130,11 @@ class UnitOfWork:
                 )
             )
         self._pending.clear()
+
+    def release(self) -> None:
+        if self._ordering is not None:
+            self._ordering.release()
+            self._ordering = None
 
 
 # Set by the running app; the CLI (demo seeding, migrations) runs without one and pushes nothing.
@@ -134,10 +155,13 @@ def publish(messages: Sequence[PushMessage]) -> None:
 async def unit_of_work() -> AsyncIterator[UnitOfWork]:
     """A write transaction whose recorded events are pushed after it commits (never if it rolls back)."""
     uow = UnitOfWork()
-    async with Pickup._meta.db.transaction():
-        yield uow
-        await uow.write()
-    publish(uow.messages)
+    try:
+        async with Pickup._meta.db.transaction():
+            yield uow
+            await uow.write()
+        publish(uow.messages)
+    finally:
+        uow.release()
 
 
 def decode_event_row(row: dict[str, Any], to: list[int] | None = None) -> PushMessage:
