@@ -6,8 +6,8 @@ subscriptions: that sidesteps Litestar Channels' subscribe/unsubscribe race (lit
 drop events for every subscriber of a channel) and its leaked subscribers (#4871, #4867), and it keeps
 one LISTEN (or one Redis SUBSCRIBE) per process however many couriers are connected.
 
-A message too large for the backend (PostgreSQL NOTIFY takes 8000 bytes) goes as a list of event ids,
-and each process reads those events from the log.
+A message too large for the backend (PostgreSQL NOTIFY takes 8000 bytes) goes as lists of event ids,
+a few hundred per message, and each process reads those events from the log.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ log = logging.getLogger("lanshou.push")
 
 CHANNEL = "lanshou"
 _MAX_INLINE_BYTES = 7000
+_REFS_PER_MESSAGE = 350  # ids of up to 18 digits, a comma each: under _MAX_INLINE_BYTES
 # A client this far behind is cut off; it reconnects and resumes from the log instead.
 _MAX_QUEUED = 2000
 
@@ -101,9 +102,15 @@ class PushHub:
             # Not started (or already stopped): the events are in the log; clients get them on resume.
             return
         payload = self._encoder.encode(_Envelope(messages=list(messages)))
-        if len(payload) > _MAX_INLINE_BYTES:
-            payload = self._encoder.encode(_Envelope(refs=[m.id for m in messages]))
-        self._channels.publish(payload, CHANNEL)
+        if len(payload) <= _MAX_INLINE_BYTES:
+            self._channels.publish(payload, CHANNEL)
+            return
+        # The ids, a few hundred per message: PostgreSQL refuses a NOTIFY over 8000 bytes, and one
+        # refused publish ends Litestar's publishing task, so no push would leave this process again.
+        ids = [m.id for m in messages]
+        for start in range(0, len(ids), _REFS_PER_MESSAGE):
+            refs = _Envelope(refs=ids[start : start + _REFS_PER_MESSAGE])
+            self._channels.publish(self._encoder.encode(refs), CHANNEL)
 
     # -- the process's one subscription ------------------------------------------------------------
     async def run(self, channels: ChannelsPlugin) -> None:

@@ -115,8 +115,9 @@ class UnitOfWork:
         """Insert the recorded events (inside the transaction, as its last step)."""
         if not self._pending:
             return
-        self._ordering = _publish_order_lock()
-        await self._ordering.acquire()
+        ordering = _publish_order_lock()
+        await ordering.acquire()
+        self._ordering = ordering
         if Event._meta.db.engine_type in ("postgres", "cockroach"):
             await Event.raw("SELECT pg_advisory_xact_lock({})", EVENT_LOG_LOCK)
         for p in self._pending:
