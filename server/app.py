@@ -11,10 +11,8 @@ from typing import Any
 
 from litestar import Litestar, Request, get
 from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.asyncpg import AsyncPgChannelsBackend
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
-from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.logging import LoggingConfig
@@ -37,6 +35,7 @@ from server.dispatch.scheduler import Scheduler
 from server.errors import EXCEPTION_HANDLERS
 from server.pickups.controller import PickupController
 from server.push import log as push_log
+from server.push.backends import SafePgNotifyBackend, SafeRedisBackend
 from server.push.hub import PushHub, stop_task
 from server.push.log import PushMessage
 from server.settings import Settings, load_settings
@@ -68,9 +67,9 @@ def channels_backend(settings: Settings) -> ChannelsBackend:
     if url.startswith(("redis://", "rediss://")):
         from redis.asyncio import Redis
 
-        return RedisChannelsPubSubBackend(redis=Redis.from_url(url), key_prefix="lanshou")
+        return SafeRedisBackend(redis=Redis.from_url(url), key_prefix=settings.channels_prefix)
     if url.startswith(("postgres://", "postgresql://")):
-        return AsyncPgChannelsBackend(dsn=url)
+        return SafePgNotifyBackend(dsn=url)
     return MemoryChannelsBackend()
 
 

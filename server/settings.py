@@ -31,6 +31,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = "var"
     # Empty: in-memory channels (one process). redis://… or postgresql://… to share push between processes.
     channels_url: str = ""
+    # Redis pub/sub names are server-wide (not per database): deployments sharing a Redis need their own.
+    channels_prefix: str = "lanshou"
     # Cookies marked Secure; turn on behind HTTPS (the default serves plain HTTP on localhost).
     secure_cookies: bool = False
     # Scheduler poll interval for durable timers, in milliseconds.
@@ -146,6 +148,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         data_dir=str(data_dir),
         channels_url=_channels_url(env),
+        channels_prefix=env.get("LANSHOU_CHANNELS_PREFIX", "").strip() or "lanshou",
         secure_cookies=_bool(env, "LANSHOU_SECURE_COOKIES", False),
         scheduler_interval_ms=_int(env, "LANSHOU_SCHEDULER_INTERVAL_MS", 500, 10, 60_000),
         webhook_interval_ms=_int(env, "LANSHOU_WEBHOOK_INTERVAL_MS", 1000, 10, 60_000),

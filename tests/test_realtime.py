@@ -298,9 +298,10 @@ async def test_two_processes_share_offers_zones_and_withdrawals(
         if not _redis_reachable():
             pytest.skip("Redis at 127.0.0.1:6379 is unreachable; the SQLite run shares push through Redis")
         channels_url = REDIS_URL
-    a = ServerProcess(database, LANSHOU_CHANNELS_URL=channels_url).start()
+    prefix = f"lanshou-test-{database.name}"  # Redis pub/sub is server-wide: keep runs apart
+    a = ServerProcess(database, LANSHOU_CHANNELS_URL=channels_url, LANSHOU_CHANNELS_PREFIX=prefix).start()
     try:
-        b = ServerProcess(database, LANSHOU_CHANNELS_URL=channels_url).start()
+        b = ServerProcess(database, LANSHOU_CHANNELS_URL=channels_url, LANSHOU_CHANNELS_PREFIX=prefix).start()
     except BaseException:
         a.stop()
         raise

@@ -147,8 +147,10 @@ async def on_offer_expiry(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     pickup = await Pickup.select().where(Pickup.id == timer["pickup"]).first()
     if pickup is None or pickup["status"] != "offered" or pickup["offer_round"] != timer["round"]:
         return  # accepted, cancelled or re-offered since: this timer is stale
-    zone = directory.zones.get(pickup["zone"])
+    zone = await zone_of(pickup)
     if zone is None:
+        # The zone was deactivated (or is gone) with this pickup in flight: a person decides.
+        await _escalate_to_dispatcher(uow, pickup, Actor("system"), open_offers=True)
         return
     if zone.dispatch_mode == "assign":
         expired = await _offered_couriers(pickup["id"], open_only=True)
@@ -170,6 +172,17 @@ async def on_offer_expiry(uow: UnitOfWork, timer: dict[str, Any]) -> None:
         await dispatch_pickup(
             uow, pickup, zone, Actor("system"), stage=pickup["escalation_stage"] + 1, reason="widened"
         )
+
+
+async def zone_of(pickup: dict[str, Any]) -> ZoneInfo | None:
+    """The pickup's zone from the directory, reloading once in case this process has not heard of it."""
+    if pickup["zone"] is None:
+        return None
+    zone = directory.zones.get(pickup["zone"])
+    if zone is None:
+        await directory.reload()
+        zone = directory.zones.get(pickup["zone"])
+    return zone
 
 
 async def on_time_limit(uow: UnitOfWork, timer: dict[str, Any]) -> None:
