@@ -119,6 +119,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "The console is for dispatchers and admins",
     },
     "console.zones.title": {"zh-CN": "导入片区（GeoJSON）", "en": "Import zones (GeoJSON)"},
+    "console.zones.export": {"zh-CN": "导出全部片区（GeoJSON）", "en": "Export all zones (GeoJSON)"},
     "console.zones.file": {"zh-CN": "GeoJSON 文件", "en": "GeoJSON file"},
     "console.zones.text": {"zh-CN": "或粘贴 GeoJSON", "en": "or paste GeoJSON"},
     "console.zones.station": {"zh-CN": "默认网点", "en": "Default station"},

@@ -348,3 +348,15 @@ def test_every_geojson_problem_is_said_in_chinese() -> None:
                 assert said != error.message, error.message
                 assert localise_geo_message(error.message, "en") == error.message
     assert seen > 20
+
+
+async def test_the_console_links_to_an_export_that_imports_back_unchanged(people: Personas) -> None:
+    api = await dispatcher(people)
+    page = (await api.get("/console")).text
+    assert 'id="zone-export" href="/api/v1/zones"' in page
+    exported = (await api.get("/api/v1/zones")).json()
+    assert exported["type"] == "FeatureCollection" and exported["features"]
+    r = await api.put("/api/v1/zones", json=exported)  # a round trip changes nothing
+    assert r.status_code == 200, r.text
+    assert r.json()["created"] == 0
+    assert (await api.get("/api/v1/zones")).json() == exported
