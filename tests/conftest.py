@@ -42,10 +42,10 @@ def _pg_url_for(admin_url: str, database: str) -> str:
     return urlunsplit(urlsplit(admin_url)._replace(path="/" + database))
 
 
-async def _pg_admin(sql: str) -> None:
+async def _pg_admin(admin_url: str, sql: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(PG_ADMIN_URL)
+    conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(sql)
     finally:
@@ -55,12 +55,16 @@ async def _pg_admin(sql: str) -> None:
 class Database:
     """A database made for this test run, with its URL and the env a server process needs."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(
+        self, tmp: Path, pg_admin_url: str | None = PG_ADMIN_URL or None, prefix: str = "lanshou_test"
+    ) -> None:
+        """On PostgreSQL when given a server to create the database on (by default the test run's)."""
         self.tmp = tmp
-        self.name = f"lanshou_test_{uuid.uuid4().hex[:12]}"
-        if ON_POSTGRES:
-            asyncio.run(_pg_admin(f'CREATE DATABASE "{self.name}"'))
-            self.url = _pg_url_for(PG_ADMIN_URL, self.name)
+        self.pg_admin_url = pg_admin_url
+        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        if pg_admin_url:
+            asyncio.run(_pg_admin(pg_admin_url, f'CREATE DATABASE "{self.name}"'))
+            self.url = _pg_url_for(pg_admin_url, self.name)
         else:
             self.url = f"sqlite:///{tmp / 'lanshou.sqlite3'}"
 
@@ -91,8 +95,8 @@ class Database:
         return result.stdout
 
     def drop(self) -> None:
-        if ON_POSTGRES:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        if self.pg_admin_url:
+            asyncio.run(_pg_admin(self.pg_admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
 
 class ServerProcess:

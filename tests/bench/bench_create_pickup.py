@@ -21,7 +21,6 @@ On 2 cores the server gets one and the client the other; the CPU columns show wh
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import re
@@ -30,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +37,7 @@ import httpx
 import msgspec
 
 from tests.bench.loadgen import LoadResult, build_request, load, run
-from tests.conftest import ROOT, Database, _pg_url_for, free_port
+from tests.conftest import ROOT, Database, free_port
 
 # A pickup inside demo zone CS-TX-02 (天心·坡子街), given in WGS-84 so no datum shift moves it out.
 ZONE = "CS-TX-02"
@@ -61,36 +59,6 @@ PICKUP = {
 }
 # The demo's primary couriers of CS-TX-02.
 ON_DUTY = ("courier09", "courier10")
-
-
-class BenchDatabase(Database):
-    """conftest's Database, but SQLite or PostgreSQL chosen per instance rather than per test run."""
-
-    def __init__(self, tmp: Path, pg_admin_url: str | None = None) -> None:
-        self.tmp = tmp
-        self.pg_admin_url = pg_admin_url
-        self.name = f"lanshou_bench_{uuid.uuid4().hex[:12]}"
-        if pg_admin_url:
-            self._admin(f'CREATE DATABASE "{self.name}"')
-            self.url = _pg_url_for(pg_admin_url, self.name)
-        else:
-            self.url = f"sqlite:///{tmp / 'lanshou.sqlite3'}"
-
-    def _admin(self, sql: str) -> None:
-        import asyncpg
-
-        async def execute() -> None:
-            conn = await asyncpg.connect(self.pg_admin_url)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        asyncio.run(execute())
-
-    def drop(self) -> None:
-        if self.pg_admin_url:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 class Served:
@@ -200,7 +168,7 @@ def bench_lanshou(
 ) -> Row:
     workdir = tmp / re.sub(r"\W+", "-", label).strip("-").lower()
     workdir.mkdir()
-    db = BenchDatabase(workdir, pg_admin_url)
+    db = Database(workdir, pg_admin_url, prefix="lanshou_bench")
     try:
         out = db.cli("demo", **env)
         match = re.search(r"(lsk_[A-Za-z0-9_\-]+)", out)

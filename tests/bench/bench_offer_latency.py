@@ -26,44 +26,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 
-from tests.conftest import Database, Personas, ServerProcess, _pg_url_for, make_zone, pickup_body, seed_demo
-
-
-class BenchDatabase(Database):
-    """conftest's Database, with SQLite or PostgreSQL chosen by argument rather than by environment."""
-
-    def __init__(self, tmp: Path, pg_admin_url: str | None = None) -> None:
-        self.tmp = tmp
-        self.pg_admin_url = pg_admin_url
-        self.name = f"lanshou_bench_{uuid.uuid4().hex[:12]}"
-        if pg_admin_url:
-            self._admin(f'CREATE DATABASE "{self.name}"')
-            self.url = _pg_url_for(pg_admin_url, self.name)
-        else:
-            self.url = f"sqlite:///{tmp / 'lanshou.sqlite3'}"
-
-    def _admin(self, sql: str) -> None:
-        import asyncpg
-
-        async def execute() -> None:
-            conn = await asyncpg.connect(self.pg_admin_url)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        asyncio.run(execute())
-
-    def drop(self) -> None:
-        if self.pg_admin_url:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+from tests.conftest import Database, Personas, ServerProcess, make_zone, pickup_body, seed_demo
 
 
 class _Offer(msgspec.Struct):
@@ -275,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="lanshou-bench-offer-"))
-    database = BenchDatabase(tmp, args.postgres)
+    database = Database(tmp, args.postgres, prefix="lanshou_bench")
     server = None
     try:
         database.cli("migrate")
