@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Response, get
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
@@ -52,9 +52,14 @@ log = logging.getLogger("lanshou")
 
 
 @get("/health", include_in_schema=False)
-async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """200 while this process can push; 503 (for a load balancer to take it out) when it cannot."""
     hub: PushHub = request.app.state.hub
-    return {"ok": True, "push_ready": hub.ready.is_set(), "connections": hub.connection_count()}
+    ready = hub.ready.is_set()
+    return Response(
+        {"ok": ready, "push_ready": ready, "connections": hub.connection_count()},
+        status_code=200 if ready else 503,
+    )
 
 
 @get("/", include_in_schema=False)

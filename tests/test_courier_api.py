@@ -100,3 +100,9 @@ async def test_the_openapi_schema_describes_the_api(people: Personas) -> None:
         "/auth/login",
     ):
         assert path in paths, path
+
+
+async def test_health_reports_that_push_is_running(people: Personas) -> None:
+    r = await people.anonymous().get("/health")
+    assert r.status_code == 200
+    assert r.json()["push_ready"] is True and r.json()["ok"] is True

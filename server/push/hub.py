@@ -134,6 +134,7 @@ class PushHub:
                                 log.exception("push hook failed for %s", message.type)
         finally:
             self._channels = None
+            self.ready.clear()  # /health reports it: this process no longer pushes
 
     def route(self, message: PushMessage) -> None:
         for courier_id in message.to:
