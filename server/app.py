@@ -32,6 +32,7 @@ from server.courier.controller import CourierController
 from server.db.engine import close_engine, get_engine, open_engine
 from server.dispatch.controller import DispatchController
 from server.dispatch.scheduler import Scheduler
+from server.dispatch.scope import forget_scopes
 from server.errors import EXCEPTION_HANDLERS
 from server.pickups.controller import PickupController
 from server.push import log as push_log
@@ -120,8 +121,9 @@ class Runtime(InitPluginProtocol):
             await close_engine(engine)
 
     async def on_message(self, message: PushMessage) -> None:
-        if message.type == "zones.changed":
+        if message.type in ("zones.changed", "station.created"):
             await directory.reload()
+            forget_scopes()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

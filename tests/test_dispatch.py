@@ -249,7 +249,7 @@ async def test_another_partner_cannot_chase_or_cancel(people: Personas, db) -> N
 
 
 async def test_station_figures_roll_up_to_city_and_province(people: Personas) -> None:
-    dispatcher = await people.user("dispatch")
+    dispatcher = await people.user("admin")  # the whole tree; the demo dispatcher sees Changsha only
     before = (await dispatcher.get("/api/v1/dispatch/stations")).json()
     zone = await make_zone(people)
     await create(people, zone)

@@ -47,7 +47,12 @@ class AdminController(Controller):
     async def export_zones(self) -> dict[str, Any]:
         import msgspec
 
-        rows = await Zone.select(*Zone.all_columns(), Zone.station.code).where(Zone.active == True)  # noqa: E712
+        # By code: the same zones always export the same file (diffable, and stable across engines).
+        rows = (
+            await Zone.select(*Zone.all_columns(), Zone.station.code)
+            .where(Zone.active == True)  # noqa: E712
+            .order_by(Zone.code)
+        )
         zones = [
             _ZoneRow(
                 code=r["code"],

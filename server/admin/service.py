@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from server.admin.schemas import StationCreate, StationOut, UserCreate, UserOut, ZoneMembership
 from server.auth.service import create_user
+from server.dispatch.scope import forget_scopes
 from server.domain.contact import normalize_mobile
 from server.errors import ApiError, field_errors, not_found
 from server.push.log import Actor, unit_of_work
@@ -97,4 +98,5 @@ async def add_station(data: StationCreate, actor: Actor) -> StationOut:
             Station(code=data.code, name=data.name, level=data.level, parent=parent_id)
         ).returning(Station.id)
         await uow.record("station.created", actor=actor, data={"code": data.code, "parent": data.parent})
+    forget_scopes()
     return StationOut(id=rows[0]["id"], code=data.code, name=data.name, level=data.level, parent=data.parent)

@@ -25,6 +25,7 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from server.auth.principal import Principal, dispatcher_only
 from server.console import queries
 from server.dispatch import service as dispatch
+from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
 from server.errors import ApiError
 from server.i18n import CATALOGUE, pick_language, translate
@@ -119,9 +120,9 @@ def _base_context(request: Request[Principal, Any, Any], lang: str) -> dict[str,
     }
 
 
-async def _board_context(zone_code: str | None) -> dict[str, Any]:
+async def _board_context(zone_code: str | None, scope: Scope) -> dict[str, Any]:
     zone = await queries.zone_by_code(zone_code) if zone_code else None
-    return {"zone": zone, "sections": await queries.board(zone)}
+    return {"zone": zone, "sections": await queries.board(zone, scope=scope)}
 
 
 def _dispatch_context(couriers: list[queries.CourierRow], **form: Any) -> dict[str, Any]:
@@ -152,8 +153,9 @@ async def _page(
     # Read before the board: console.js resumes the stream from here, so nothing that happens between
     # rendering the page and connecting the stream is missed.
     context["last_event_id"] = await latest_event_id()
-    context.update(await _board_context(zone_code))
-    couriers = await queries.couriers()
+    scope = await scope_of(request.user)
+    context.update(await _board_context(zone_code, scope))
+    couriers = await queries.couriers(scope=scope)
     context.update(_dispatch_context(couriers, **(dispatch or {})))
     context.update(await _zone_form_context(**(zone_result or {})))
     context.update(
@@ -291,19 +293,22 @@ class ConsoleController(Controller):
 
     @get("/board")
     async def board(self, request: Request[Principal, Any, Any], zone: str | None = None) -> Template:
-        context = _base_context(request, _lang(request)) | await _board_context(zone)
+        context = _base_context(request, _lang(request)) | await _board_context(
+            zone, await scope_of(request.user)
+        )
         return _block("board", context)
 
     @get("/pickups/{pickup_id:int}/row")
     async def row(self, request: Request[Principal, Any, Any], pickup_id: int) -> Response[Any]:
-        row = await queries.pickup_row(pickup_id)
+        row = await queries.pickup_row(pickup_id, await scope_of(request.user))
         if row is None:
             return Response(content="", status_code=404, media_type=MediaType.HTML)
         return _block("row", _base_context(request, _lang(request)) | {"row": row})
 
     @get("/couriers")
     async def couriers(self, request: Request[Principal, Any, Any]) -> Template:
-        context = _base_context(request, _lang(request)) | {"couriers": await queries.couriers()}
+        couriers = await queries.couriers(scope=await scope_of(request.user))
+        context = _base_context(request, _lang(request)) | {"couriers": couriers}
         return _block("couriers", context)
 
     @get("/events")
@@ -396,13 +401,19 @@ class ConsoleController(Controller):
             error, status = translate("console.dispatch.no_reason", lang), 422
         else:
             actor = Actor(request.user.role, request.user.id)
+            scope = await scope_of(request.user)
             try:
                 if courier_id is None or unassign:
-                    changed = await dispatch.unassign_pickups(actor, pickup_ids, reason=reason)
+                    changed = await dispatch.unassign_pickups(actor, pickup_ids, reason=reason, scope=scope)
                     done = translate("console.dispatch.done_unassign", lang, n=len(changed))
                 else:
                     changed = await dispatch.assign_pickups(
-                        actor, pickup_ids, courier_id, reason=reason, allow_outside_zone=allow_outside_zone
+                        actor,
+                        pickup_ids,
+                        courier_id,
+                        reason=reason,
+                        allow_outside_zone=allow_outside_zone,
+                        scope=scope,
                     )
                     name = await queries.courier_name(courier_id)
                     done = translate("console.dispatch.done_assign", lang, n=len(changed), courier=name)
@@ -412,5 +423,6 @@ class ConsoleController(Controller):
         kept.update(error=error, done=done)
         if not _is_htmx(request):
             return await _page(request, lang, None, dispatch=kept, status=status)
-        context = _base_context(request, lang) | _dispatch_context(await queries.couriers(), **kept)
+        couriers = await queries.couriers(scope=await scope_of(request.user))
+        context = _base_context(request, lang) | _dispatch_context(couriers, **kept)
         return _block("dispatch_form", context, status)

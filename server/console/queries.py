@@ -14,6 +14,7 @@ from piccolo.query.functions.aggregate import Count, Max
 from piccolo.query.mixins import OrderByRaw
 
 from server.dispatch.offers import open_load
+from server.dispatch.scope import EVERYTHING, Scope
 from server.domain.pickup_states import HELD_STATES
 from server.tables import Courier, CourierZone, Event, Pickup, Station, Zone
 
@@ -108,6 +109,7 @@ _ROW_COLUMNS = (
     Pickup.sla_state,
     Pickup.chase_count,
     Pickup.escalation_stage,
+    Pickup.zone,
     Pickup.created_at,
     Pickup.updated_at,
     Pickup.zone._.code.as_alias("zone_code"),
@@ -158,14 +160,17 @@ async def zone_by_code(code: str) -> ZoneRef | None:
     return ZoneRef(row["id"], row["code"], row["name"]) if row else None
 
 
-async def board(zone: ZoneRef | None, limit: int = SECTION_LIMIT) -> list[Section]:
-    """The four sections of the board, optionally for one zone."""
+async def board(zone: ZoneRef | None, limit: int = SECTION_LIMIT, scope: Scope = EVERYTHING) -> list[Section]:
+    """The four sections of the board, optionally for one zone, within what the dispatcher answers for."""
     sections = []
-    totals = await _open_totals(zone)
+    totals = await _open_totals(zone, scope)
+    in_scope = scope.pickup_filter(Pickup.zone)
     for key in SECTIONS:
         where = _section_filter(key)
         if zone is not None:
             where = where & (Pickup.zone == zone.id)
+        if in_scope is not None:
+            where = where & in_scope
         query = Pickup.select(*_ROW_COLUMNS).where(where).limit(limit)
         if key == "closed":
             query = query.order_by(Pickup.updated_at, ascending=False).order_by(Pickup.id, ascending=False)
@@ -182,11 +187,13 @@ async def board(zone: ZoneRef | None, limit: int = SECTION_LIMIT) -> list[Sectio
     return sections
 
 
-async def _open_totals(zone: ZoneRef | None) -> dict[str, int]:
+async def _open_totals(zone: ZoneRef | None, scope: Scope) -> dict[str, int]:
     open_statuses = ["pending", "offered", *(s.value for s in HELD_STATES)]
     where: Any = Pickup.status.is_in(open_statuses)
     if zone is not None:
         where = where & (Pickup.zone == zone.id)
+    if (in_scope := scope.pickup_filter(Pickup.zone)) is not None:
+        where = where & in_scope
     rows = (
         await Pickup.select(Pickup.status, Pickup.escalation_stage, Count(alias="n"))
         .where(where)
@@ -198,12 +205,12 @@ async def _open_totals(zone: ZoneRef | None) -> dict[str, int]:
     return totals
 
 
-async def pickup_row(pickup_id: int) -> PickupRow | None:
+async def pickup_row(pickup_id: int, scope: Scope = EVERYTHING) -> PickupRow | None:
     row = await Pickup.select(*_ROW_COLUMNS).where(Pickup.id == pickup_id).first()
-    return _row(row) if row else None
+    return _row(row) if row and scope.covers_zone(row["zone"]) else None
 
 
-async def couriers(zone: ZoneRef | None = None) -> list[CourierRow]:
+async def couriers(zone: ZoneRef | None = None, scope: Scope = EVERYTHING) -> list[CourierRow]:
     """Active couriers (of one zone, primary or backup, when given): on duty first, then by name."""
     query = Courier.select(
         Courier.id,
@@ -219,6 +226,15 @@ async def couriers(zone: ZoneRef | None = None) -> list[CourierRow]:
         if not ids:
             return []
         query = query.where(Courier.id.is_in(ids))
+    if scope.station_ids is not None and scope.zone_ids is not None:
+        members = await CourierZone.select(CourierZone.courier).where(
+            CourierZone.zone.is_in(sorted(scope.zone_ids) or [-1])
+        )
+        stationed = await Courier.select(Courier.id).where(
+            Courier.user.station.is_in(sorted(scope.station_ids))
+        )
+        ids = sorted({m["courier"] for m in members} | {c["id"] for c in stationed})
+        query = query.where(Courier.id.is_in(ids or [-1]))
     rows = await query
     ids = [r["id"] for r in rows]
     load = await open_load(ids)

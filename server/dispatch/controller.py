@@ -9,6 +9,7 @@ from litestar import Controller, Request, get, post
 from server.auth.principal import Principal, dispatcher_only
 from server.dispatch import service
 from server.dispatch.schemas import AssignIn, DispatchResult, StationSummary, UnassignIn
+from server.dispatch.scope import scope_of
 from server.dispatch.stations import station_summary
 from server.errors import require_json_body
 from server.push.log import Actor
@@ -29,16 +30,18 @@ class DispatchController(Controller):
             data.courier_id,
             reason=data.reason,
             allow_outside_zone=data.allow_outside_zone,
+            scope=await scope_of(request.user),
         )
         return DispatchResult(changed=changed)
 
     @post("/unassign", status_code=200, summary="Take pickups back and dispatch them afresh; all or none")
     async def unassign(self, request: Request[Principal, Any, Any], data: UnassignIn) -> DispatchResult:
         actor = Actor(request.user.role, request.user.id)
+        scope = await scope_of(request.user)
         return DispatchResult(
-            changed=await service.unassign_pickups(actor, data.pickup_ids, reason=data.reason)
+            changed=await service.unassign_pickups(actor, data.pickup_ids, reason=data.reason, scope=scope)
         )
 
     @get("/stations", summary="Open and closed pickups per station, rolled up province → city → district")
-    async def stations(self) -> list[StationSummary]:
-        return await station_summary()
+    async def stations(self, request: Request[Principal, Any, Any]) -> list[StationSummary]:
+        return await station_summary(await scope_of(request.user))

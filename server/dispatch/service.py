@@ -22,6 +22,7 @@ from server.dispatch.rules import (
     rank_for_assign,
     sla_timers,
 )
+from server.dispatch.scope import EVERYTHING, Scope, courier_in_scope
 from server.domain.pickup_states import HELD_STATES, OPEN_STATES, Action, IllegalTransition, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.push.log import Actor, UnitOfWork, unit_of_work, utcnow
@@ -210,13 +211,14 @@ TIMER_HANDLERS = {"offer_expiry": on_offer_expiry, "sla_warning": on_time_limit,
 
 
 # -- dispatcher actions --------------------------------------------------------------------------------
-async def _load_pickups(pickup_ids: list[int]) -> dict[int, dict[str, Any]]:
+async def _load_pickups(pickup_ids: list[int], scope: Scope) -> dict[int, dict[str, Any]]:
     if not pickup_ids:
         raise field_errors([{"field": "pickup_ids", "message": "name at least one pickup"}])
     if len(pickup_ids) > 500:
         raise field_errors([{"field": "pickup_ids", "message": "at most 500 at once"}])
     rows = await Pickup.select().where(Pickup.id.is_in(list(set(pickup_ids))))
-    found = {r["id"]: r for r in rows}
+    # Another station's pickup is "unknown" to this dispatcher, as another partner's is to a partner.
+    found = {r["id"]: r for r in rows if scope.covers_zone(r["zone"])}
     missing = [
         {"field": f"pickup_ids[{i}]", "message": f"no pickup {pid}"}
         for i, pid in enumerate(pickup_ids)
@@ -228,7 +230,13 @@ async def _load_pickups(pickup_ids: list[int]) -> dict[int, dict[str, Any]]:
 
 
 async def assign_pickups(
-    actor: Actor, pickup_ids: list[int], courier_id: int, *, reason: str, allow_outside_zone: bool = False
+    actor: Actor,
+    pickup_ids: list[int],
+    courier_id: int,
+    *,
+    reason: str,
+    allow_outside_zone: bool = False,
+    scope: Scope = EVERYTHING,
 ) -> list[int]:
     """Hand pickups to one courier (assign, or reassign from another): all of them or none."""
     courier = (
@@ -236,7 +244,7 @@ async def assign_pickups(
         .where(Courier.id == courier_id)
         .first()
     )
-    if courier is None:
+    if courier is None or not await courier_in_scope(scope, courier_id):
         raise not_found("courier", field="courier_id")
     if not courier["on_duty"]:
         raise ApiError(422, "courier_off_duty", "this courier is off duty", field="courier_id")
@@ -244,7 +252,7 @@ async def assign_pickups(
         m["zone"] for m in await CourierZone.select(CourierZone.zone).where(CourierZone.courier == courier_id)
     }
     async with unit_of_work() as uow:
-        pickups = await _load_pickups(pickup_ids)
+        pickups = await _load_pickups(pickup_ids, scope)
         errors = []
         for i, pid in enumerate(pickup_ids):
             p = pickups[pid]
@@ -320,11 +328,13 @@ async def _hand_over(
     )
 
 
-async def unassign_pickups(actor: Actor, pickup_ids: list[int], *, reason: str) -> list[int]:
+async def unassign_pickups(
+    actor: Actor, pickup_ids: list[int], *, reason: str, scope: Scope = EVERYTHING
+) -> list[int]:
     """Take pickups back from their couriers (or offers back from couriers) and dispatch them afresh;
     a failed pickup is offered again this way."""
     async with unit_of_work() as uow:
-        pickups = await _load_pickups(pickup_ids)
+        pickups = await _load_pickups(pickup_ids, scope)
         errors = [
             {
                 "field": f"pickup_ids[{i}]",

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter
 
 from server.dispatch.schemas import StationSummary
+from server.dispatch.scope import EVERYTHING, Scope
 from server.tables import Pickup, Station, Zone
 
 
-async def station_summary() -> list[StationSummary]:
+async def station_summary(scope: Scope = EVERYTHING) -> list[StationSummary]:
+    """The tree with counts; a scoped dispatcher gets the subtrees they answer for."""
     stations = await Station.select(Station.id, Station.code, Station.name, Station.level, Station.parent)
     zone_station = {z["id"]: z["station"] for z in await Zone.select(Zone.id, Zone.station)}
     counts: dict[int, Counter[str]] = {s["id"]: Counter() for s in stations}
@@ -32,4 +34,8 @@ async def station_summary() -> list[StationSummary]:
             code=node["code"], name=node["name"], level=node["level"], counts=dict(total), children=kids
         )
 
-    return [build(root) for root in children.get(None, [])]
+    if scope.station_ids is None:
+        roots = children.get(None, [])
+    else:
+        roots = [s for s in stations if s["id"] in scope.station_ids and s["parent"] not in scope.station_ids]
+    return [build(root) for root in roots]

@@ -13,6 +13,7 @@ import msgspec
 from piccolo.columns import Column
 from shapely.geometry import shape
 
+from server.dispatch.scope import forget_scopes
 from server.domain.geo import Datum, IndexedZone, ZoneFeature, ZoneIndex, parse_zone_collection
 from server.errors import ApiError, field_errors
 from server.push.log import Actor, unit_of_work
@@ -121,6 +122,7 @@ async def import_zones(
                 deactivated = len(missing)
         await uow.record("zones.changed", actor=actor, data={"created": created, "updated": updated})
     await directory.reload()
+    forget_scopes()
     return {"created": created, "updated": updated, "deactivated": deactivated}
 
 
