@@ -266,11 +266,7 @@ async def courier_name(courier_id: int) -> str:
 
 
 async def last_accepts(courier_ids: list[int]) -> dict[int, datetime]:
-    """Each courier's latest pickup.accepted event.
-
-    The events table has no index for this (type, actor); fine for a station's couriers, but at
-    province scale this wants an index on events(type, actor_id) or a column on couriers.
-    """
+    """Each courier's latest pickup.accepted event (index events_actor_type)."""
     if not courier_ids:
         return {}
     rows = (
