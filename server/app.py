@@ -56,7 +56,7 @@ log = logging.getLogger("lanshou")
 async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """200 while this process can push; 503 (for a load balancer to take it out) when it cannot."""
     hub: PushHub = request.app.state.hub
-    ready = hub.ready.is_set()
+    ready = hub.healthy
     return Response(
         {"ok": ready, "push_ready": ready, "connections": hub.connection_count()},
         status_code=200 if ready else 503,
@@ -109,12 +109,14 @@ class Runtime(InitPluginProtocol):
         app.state["scheduler"] = scheduler
         scheduler_task = asyncio.create_task(scheduler.run(), name="lanshou-scheduler")
         webhook_task = asyncio.create_task(WebhookWorker(self.settings.webhook_interval_ms / 1000).run())
+        watchdog_task = asyncio.create_task(self.hub.watch(), name="lanshou-push-watchdog")
         try:
             await asyncio.wait_for(self.hub.ready.wait(), 10)
             yield
         finally:
             await stop_task(scheduler_task)
             await stop_task(webhook_task)
+            await stop_task(watchdog_task)
             push_log.set_publisher(None)
             self.hub.close_all()
             await stop_task(hub_task)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
@@ -35,6 +37,7 @@ _MAX_QUEUED = 2000
 class _Envelope(msgspec.Struct, frozen=True):
     messages: list[PushMessage] = []
     refs: list[int] = []  # event ids to load from the log
+    ping: str = ""  # the process's own watchdog message (see PushHub.watch)
 
 
 class Connection:
@@ -53,6 +56,10 @@ class Connection:
 
 class PushHub:
     def __init__(self) -> None:
+        self._ping_token = secrets.token_hex(8)
+        self._last_ping_seen = time.monotonic()
+        # True while this process's own pings stop coming back through the backend.
+        self.stalled = False
         self._couriers: dict[int, set[Connection]] = {}
         self._consoles: set[Connection] = set()
         self._channels: ChannelsPlugin | None = None
@@ -121,6 +128,10 @@ class PushHub:
                 async for raw in subscriber.iter_events():
                     try:
                         envelope = self._decoder.decode(raw)
+                        if envelope.ping:
+                            if envelope.ping == self._ping_token:
+                                self._last_ping_seen = time.monotonic()
+                            continue
                         messages = envelope.messages or await self._load(envelope.refs)
                     except Exception:
                         log.exception("dropping an undecodable push message")
@@ -135,6 +146,31 @@ class PushHub:
         finally:
             self._channels = None
             self.ready.clear()  # /health reports it: this process no longer pushes
+
+    @property
+    def healthy(self) -> bool:
+        return self.ready.is_set() and not self.stalled
+
+    async def watch(self, interval_s: float = 5.0, deadline_s: float = 20.0) -> None:
+        """Send this process a ping through the backend every few seconds and check that it comes back.
+
+        A dropped LISTEN connection (Litestar's asyncpg backend does not reconnect) or a broken Redis
+        subscription would otherwise stop push silently. When pings stop arriving the process reports
+        itself unhealthy (/health 503, for the load balancer) and ends its SSE streams, so the apps
+        reconnect, elsewhere if they can, and resume from the event log.
+        """
+        while True:
+            if self._channels is not None:
+                self._channels.publish(self._encoder.encode(_Envelope(ping=self._ping_token)), CHANNEL)
+            await asyncio.sleep(interval_s)
+            silent_for = time.monotonic() - self._last_ping_seen
+            if silent_for > deadline_s and not self.stalled:
+                log.error("push is stalled: no ping back for %.0f s; ending SSE streams", silent_for)
+                self.stalled = True
+                self.close_all()
+            elif silent_for <= deadline_s and self.stalled:
+                log.warning("push has recovered")
+                self.stalled = False
 
     def route(self, message: PushMessage) -> None:
         for courier_id in message.to:
