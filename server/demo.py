@@ -13,7 +13,7 @@ import msgspec
 
 from server.auth.service import create_partner, create_user
 from server.push.log import SYSTEM, unit_of_work
-from server.tables import Courier, CourierZone, Station, User, Zone
+from server.tables import Courier, CourierZone, Station, Zone
 
 WEST, EAST = 112.940, 113.040
 SOUTH, MIDDLE, NORTH = 28.140, 28.190, 28.240
@@ -119,7 +119,3 @@ async def _seed_people() -> None:
             CourierZone(courier=courier["id"], zone=zone_ids[zone], role="primary"),
             CourierZone(courier=courier["id"], zone=zone_ids[BACKUP[zone]], role="backup"),
         )
-
-
-async def demo_users() -> list[str]:
-    return [r["username"] for r in await User.select(User.username).order_by(User.id)]

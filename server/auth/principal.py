@@ -63,10 +63,6 @@ async def partner_for_key(key: str) -> Principal | None:
     return principal
 
 
-def forget_partner_keys() -> None:
-    _PARTNER_CACHE.clear()
-
-
 async def principal_for_user(user_id: int) -> Principal | None:
     row = (
         await User.select(User.id, User.display_name, User.role, User.station)

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from server.domain.contact import mask_phone
 from server.domain.pickup_states import HELD_STATES, Action, next_status
 from server.push.log import Actor, UnitOfWork, utcnow
-from server.tables import Courier, CourierZone, Pickup, PickupOffer
+from server.tables import Pickup, PickupOffer
 from server.zones.service import ZoneInfo
-
-
-async def on_duty_couriers(zone_id: int, roles: Iterable[str] = ("primary",)) -> list[int]:
-    """On-duty couriers of a zone (by membership role) with spare capacity, fewest open pickups first."""
-    members = await CourierZone.select(CourierZone.courier).where(
-        (CourierZone.zone == zone_id) & CourierZone.role.is_in(list(roles))
-    )
-    ids = [m["courier"] for m in members]
-    if not ids:
-        return []
-    couriers = await Courier.select(Courier.id, Courier.capacity).where(
-        Courier.id.is_in(ids) & (Courier.on_duty == True)  # noqa: E712
-    )
-    if not couriers:
-        return []
-    load = await open_load([c["id"] for c in couriers])
-    eligible = [c for c in couriers if load.get(c["id"], 0) < c["capacity"]]
-    eligible.sort(key=lambda c: (load.get(c["id"], 0), c["id"]))
-    return [c["id"] for c in eligible]
 
 
 async def open_load(courier_ids: list[int]) -> dict[int, int]:
@@ -46,7 +27,6 @@ async def open_load(courier_ids: list[int]) -> dict[int, int]:
 
 def offer_snapshot(pickup: dict[str, Any], zone: ZoneInfo | None) -> dict[str, Any]:
     """What a courier sees in an offer: enough to decide, with the phone masked until accepted."""
-    from server.domain.contact import mask_phone
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
