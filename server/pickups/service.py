@@ -102,8 +102,6 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
 
     try:
         async with unit_of_work() as uow:
-            if duplicate := await duplicate_of_order():
-                raise duplicate
             row = Pickup(
                 tracking_code=new_tracking_code(),
                 partner=partner.id,
@@ -143,8 +141,8 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
             if zone is not None:
                 await dispatch_pickup(uow, pickup, zone, actor, reason="new")
     except (sqlite3.IntegrityError, UniqueViolationError):
-        # Two creates with one order number can both pass the check above (PostgreSQL reads committed
-        # data only); the unique index (partner, partner_order_no) stops the later one here.
+        # The unique index (partner, partner_order_no) is the check: it also stops the later of two
+        # simultaneous creates, which no read before the insert could.
         if duplicate := await duplicate_of_order():
             raise duplicate from None
         raise
@@ -162,15 +160,7 @@ async def pickup_view(
     row = await Pickup.select().where(Pickup.id == pickup_id).first()
     if row is None:
         raise not_found("pickup")
-    courier = None
-    if row["courier"]:
-        c = (
-            await Courier.select(Courier.id, Courier.user.display_name, Courier.user.phone)
-            .where(Courier.id == row["courier"])
-            .first()
-        )
-        if c:
-            courier = CourierRef(id=c["id"], name=c["user.display_name"], phone=c["user.phone"])
+    courier = (await courier_refs([row["courier"]])).get(row["courier"])
     events = None
     if with_events:
         rows = await Event.select().where(Event.pickup == pickup_id).order_by(Event.id)
@@ -189,6 +179,16 @@ async def pickup_view(
             for e in rows
         ]
     return pickup_out(row, courier=courier, events=events, full_phone=full_phone)
+
+
+async def courier_refs(courier_ids: list[int | None]) -> dict[int, CourierRef]:
+    ids = sorted({c for c in courier_ids if c})
+    if not ids:
+        return {}
+    rows = await Courier.select(Courier.id, Courier.user.display_name, Courier.user.phone).where(
+        Courier.id.is_in(ids)
+    )
+    return {r["id"]: CourierRef(id=r["id"], name=r["user.display_name"], phone=r["user.phone"]) for r in rows}
 
 
 def pickup_out(
@@ -261,7 +261,7 @@ def decode_cursor(cursor: str) -> int:
 async def list_partner_pickups(
     partner: Principal, *, status: str | None, limit: int, cursor: str | None
 ) -> PickupPage:
-    query = Pickup.select(Pickup.id).where(Pickup.partner == partner.id)
+    query = Pickup.select().where(Pickup.partner == partner.id)
     if status is not None:
         if status not in {s.value for s in Status}:
             raise ApiError(400, "bad_filter", f"unknown status {status!r}", field="status")
@@ -269,7 +269,8 @@ async def list_partner_pickups(
     if cursor:
         query = query.where(Pickup.id < decode_cursor(cursor))
     rows = await query.order_by(Pickup.id, ascending=False).limit(limit + 1)
-    ids = [r["id"] for r in rows[:limit]]
-    items = [await pickup_view(i, with_events=False) for i in ids]
-    next_cursor = encode_cursor(ids[-1]) if len(rows) > limit else None
+    page = rows[:limit]
+    couriers = await courier_refs([r["courier"] for r in page])  # one look-up for the page, not one each
+    items = [pickup_out(r, courier=couriers.get(r["courier"])) for r in page]
+    next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
     return PickupPage(items=items, next_cursor=next_cursor)
