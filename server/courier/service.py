@@ -14,7 +14,7 @@ import msgspec
 
 from server.auth.principal import Principal
 from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn, HeartbeatIn
-from server.dispatch.offers import close_offers, offer_snapshot, open_load
+from server.dispatch.offers import close_offers, join_offer, offer_snapshot, open_load
 from server.dispatch.service import dispatch_pickup
 from server.domain.contact import check_waybill
 from server.domain.geo import to_wgs84
@@ -65,7 +65,6 @@ async def _offer_open_pickups(uow: UnitOfWork, courier_id: int, zone_ids: list[i
         .where(Pickup.status.is_in(["offered", "pending"]) & Pickup.zone.is_in(zone_ids))
         .limit(200)
     )
-    now = utcnow()
     sent = 0
     for pickup in rows:
         zone = directory.zones[pickup["zone"]]
@@ -82,24 +81,7 @@ async def _offer_open_pickups(uow: UnitOfWork, courier_id: int, zone_ids: list[i
         )
         if already:
             continue
-        await PickupOffer.insert(
-            PickupOffer(pickup=pickup["id"], courier=courier_id, round=pickup["offer_round"], offered_at=now)
-        )
-        await uow.record(
-            "pickup.offered",
-            actor=actor,
-            pickup_id=pickup["id"],
-            to=[courier_id],
-            at=now,
-            data={
-                "round": pickup["offer_round"],
-                "zone": zone.code,
-                "mode": zone.dispatch_mode,
-                "reason": "on_duty",
-                "couriers": [courier_id],
-                "pickup": offer_snapshot(pickup, zone),
-            },
-        )
+        await join_offer(uow, pickup, zone, courier_id, actor=actor)
         sent += 1
     return sent
 

@@ -77,6 +77,33 @@ async def offer_to(
     ).where(Pickup.id == pickup["id"])
     pickup.update(status=new_status.value, zone=zone.id, courier=None, offer_round=round_no)
     expires = now + timedelta(seconds=ttl_s) if ttl_s else None
+    await _offer_in_round(
+        uow, pickup, zone, courier_ids, actor=actor, now=now, expires=expires, reason=reason
+    )
+
+
+async def join_offer(
+    uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, courier_id: int, *, actor: Actor
+) -> None:
+    """Add a courier who came on duty to the pickup's current (grab) round."""
+    await _offer_in_round(
+        uow, pickup, zone, [courier_id], actor=actor, now=utcnow(), expires=None, reason="on_duty"
+    )
+
+
+async def _offer_in_round(
+    uow: UnitOfWork,
+    pickup: dict[str, Any],
+    zone: ZoneInfo,
+    courier_ids: list[int],
+    *,
+    actor: Actor,
+    now: datetime,
+    expires: datetime | None,
+    reason: str,
+) -> None:
+    """The offer rows of the pickup's current round and the `pickup.offered` event pushed to them."""
+    round_no = pickup["offer_round"]
     if courier_ids:
         await PickupOffer.insert(
             *(
