@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -99,6 +100,21 @@ class Database:
             asyncio.run(_pg_admin(self.pg_admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
 
+def wait_until_serving(proc: subprocess.Popen[bytes], url: str, log_path: Path, seconds: float = 30) -> None:
+    """Until GET /health says push_ready; RuntimeError with the server's log if it exits or times out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited at start:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(url + "/health", timeout=1).json().get("push_ready"):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not start:\n{log_path.read_text(errors='replace')}")
+
+
 class ServerProcess:
     """`lanshou serve` in a subprocess on a free loopback port."""
 
@@ -119,17 +135,8 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited at start:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).json().get("push_ready"):
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+        wait_until_serving(self.proc, self.url, self.log_path)
+        return self
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -148,9 +155,10 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def db() -> Iterator[Database]:
-    tmp = Path(tempfile.mkdtemp(prefix="lanshou-test-"))
+@contextmanager
+def migrated_database(tmp_prefix: str) -> Iterator[Database]:
+    """A database of its own in a temporary folder, migrated through the CLI, dropped afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix))
     database = Database(tmp)
     try:
         database.cli("migrate")
@@ -158,6 +166,12 @@ def db() -> Iterator[Database]:
     finally:
         database.drop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def db() -> Iterator[Database]:
+    with migrated_database("lanshou-test-") as database:
+        yield database
 
 
 def seed_demo(database: Database) -> dict[str, str]:
@@ -177,14 +191,8 @@ def demo(db: Database) -> dict[str, str]:
 def fresh_db() -> Iterator[tuple[Database, dict[str, str]]]:
     """A database of its own (migrated, demo seeded) for tests that start and stop their own servers,
     so that no other server's scheduler touches its timers."""
-    tmp = Path(tempfile.mkdtemp(prefix="lanshou-fresh-"))
-    database = Database(tmp)
-    try:
-        database.cli("migrate")
+    with migrated_database("lanshou-fresh-") as database:
         yield database, seed_demo(database)
-    finally:
-        database.drop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,11 @@ SQLite or PostgreSQL like the rest of the suite (LANSHOU_TEST_DATABASE_URL).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from itertools import chain
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +24,7 @@ from piccolo.conf.apps import AppConfig
 from piccolo.table import Table
 
 from server.piccolo_app import APP_CONFIG
-from tests.conftest import ON_POSTGRES, ROOT, Database
+from tests.conftest import ON_POSTGRES, ROOT, Database, migrated_database
 
 # -- (a) tables and migrations in step -----------------------------------------------------------------
 
@@ -86,14 +83,8 @@ async def test_the_step_check_notices_a_column_with_no_migration() -> None:
 def fresh_db() -> Iterator[Database]:
     """A database of this module's own, migrated through the CLI: these tests undo migrations, which
     must not pull tables from under the session's shared database and its running server."""
-    tmp = Path(tempfile.mkdtemp(prefix="lanshou-migrations-"))
-    database = Database(tmp)
-    try:
-        database.cli("migrate")
+    with migrated_database("lanshou-migrations-") as database:
         yield database
-    finally:
-        database.drop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def piccolo_migrations(db: Database, *args: str) -> str:

@@ -37,7 +37,7 @@ import httpx
 import msgspec
 
 from tests.bench.loadgen import LoadResult, build_request, load, run
-from tests.conftest import ROOT, Database, free_port
+from tests.conftest import ROOT, Database, free_port, wait_until_serving
 
 # A pickup inside demo zone CS-TX-02 (天心·坡子街), given in WGS-84 so no datum shift moves it out.
 ZONE = "CS-TX-02"
@@ -77,18 +77,12 @@ class Served:
             self.proc = subprocess.Popen(
                 self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args} exited at start:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).json().get("push_ready"):
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError(f"{self.args} did not start:\n{self.log()}")
+        try:
+            wait_until_serving(self.proc, self.url, self.log_path)
+        except RuntimeError:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is None or self.proc.poll() is not None:
