@@ -115,6 +115,21 @@ def wait_until_serving(proc: subprocess.Popen[bytes], url: str, log_path: Path, 
     raise RuntimeError(f"server did not start:\n{log_path.read_text(errors='replace')}")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, kill: bool = False) -> None:
+    """SIGTERM (or SIGKILL, to simulate a crash) and wait; SIGKILL if it will not go within 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 class ServerProcess:
     """`lanshou serve` in a subprocess on a free loopback port."""
 
@@ -139,17 +154,7 @@ class ServerProcess:
         return self
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, kill=kill)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

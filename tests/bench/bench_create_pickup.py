@@ -37,7 +37,7 @@ import httpx
 import msgspec
 
 from tests.bench.loadgen import LoadResult, build_request, load, run
-from tests.conftest import ROOT, Database, free_port, wait_until_serving
+from tests.conftest import ROOT, Database, free_port, stop_process, wait_until_serving
 
 # A pickup inside demo zone CS-TX-02 (天心·坡子街), given in WGS-84 so no datum shift moves it out.
 ZONE = "CS-TX-02"
@@ -85,14 +85,7 @@ class Served:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
 
     def cpu_seconds(self) -> float:
         """User + system CPU the server process (all its threads) has used so far; Linux only."""
