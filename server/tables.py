@@ -210,6 +210,18 @@ class Session(Table, tablename="sessions"):
     expires_at = Timestamptz(null=True, default=None, index=True)
 
 
+class ThrottleCount(Table, tablename="throttle_counts"):
+    """Failures counted per key (a username, a client address) for limits that every server process
+    shares (see server/throttle.py). A row whose window has ended counts as zero; old rows are purged."""
+
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
+    key = Varchar(length=200, unique=True)
+    hits = Integer(default=0)
+    # Epoch milliseconds, an integer compare on both engines (see Timer.due_ms).
+    window_ends_ms = BigInt(default=0, index=True)
+
+
 TABLES: list[type[Table]] = [
     Station,
     Zone,
@@ -223,4 +235,5 @@ TABLES: list[type[Table]] = [
     EventRecipient,
     Timer,
     Session,
+    ThrottleCount,
 ]
