@@ -39,6 +39,7 @@ from server.push import log as push_log
 from server.push.backends import SafePgNotifyBackend, SafeRedisBackend
 from server.push.hub import PushHub, stop_task
 from server.push.log import PushMessage
+from server.security_headers import add_security_headers
 from server.settings import Settings, load_settings
 from server.webhooks.controller import WebhookController
 from server.webhooks.service import WebhookWorker
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="Lanshou API", version="1", path="/schema"),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
+        before_send=[add_security_headers(settings)],
         logging_config=LoggingConfig(
             root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]},
             log_exceptions="always" if settings.log_level == "debug" else "debug",

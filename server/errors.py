@@ -180,26 +180,6 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     return Response(content=content, status_code=status, media_type=MediaType.JSON, headers=exc.headers)
 
 
-async def require_json_body(request: Request[Any, Any, Any]) -> None:
-    """A `before_request` hook: bodies sent to the JSON API must say they are JSON, or 415.
-
-    Litestar decodes a `data` argument as JSON whatever the Content-Type says. A client that labels
-    its JSON text/plain (or sends a form) has a bug it should hear about now, and text/plain is also
-    what a cross-site page can send without asking.
-    """
-    if request.method not in ("POST", "PUT", "PATCH"):
-        return
-    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
-        return  # no body at all: the handler decides whether it needs one
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"send the body as JSON with Content-Type: application/json (got {media_type or 'none'!r})",
-        )
-
-
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response(

@@ -16,6 +16,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "login.missing": {"zh-CN": "请输入用户名和密码", "en": "Enter your username and password"},
     "login.signed_in_as": {"zh-CN": "已登录：", "en": "Signed in as "},
     "logout": {"zh-CN": "退出", "en": "Sign out"},
+    "forbidden.title": {"zh-CN": "无权访问", "en": "Not allowed"},
+    "forbidden.hint": {
+        "zh-CN": "如需使用，请用有权限的账号登录。",
+        "en": "To use it, sign in with an account that may.",
+    },
+    "forbidden.switch": {"zh-CN": "换个账号登录", "en": "Sign in as someone else"},
     # -- the dispatcher's console (server/console) --
     "console.title": {"zh-CN": "调度台", "en": "Dispatch console"},
     "console.live": {"zh-CN": "实时", "en": "Live"},
@@ -127,6 +133,18 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "console.zones.submit": {"zh-CN": "导入", "en": "Import"},
     "console.zones.empty": {"zh-CN": "请选择文件或粘贴 GeoJSON", "en": "Choose a file or paste GeoJSON"},
     "console.zones.bad_json": {"zh-CN": "不是有效的 JSON：{detail}", "en": "Not valid JSON: {detail}"},
+    "console.zones.bad_encoding": {
+        "zh-CN": "无法识别文件编码：请另存为 UTF-8（或 GBK / GB18030）后重新上传",
+        "en": "Unknown file encoding: save it as UTF-8 (or GBK / GB18030) and upload it again",
+    },
+    "console.zones.too_deep": {
+        "zh-CN": "JSON 嵌套过深（最多 {n} 层），不像是片区文件",
+        "en": "The JSON is nested too deeply (at most {n} levels); this does not look like a zone file",
+    },
+    "console.zones.too_large": {
+        "zh-CN": "文件太大：最多 {mb} MB",
+        "en": "The file is too large: at most {mb} MB",
+    },
     "console.zones.refused": {
         "zh-CN": "GeoJSON 未通过校验（{n} 处问题），未做任何修改",
         "en": "The GeoJSON was refused ({n} problems); nothing was changed",

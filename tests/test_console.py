@@ -360,3 +360,161 @@ async def test_the_console_links_to_an_export_that_imports_back_unchanged(people
     assert r.status_code == 200, r.text
     assert r.json()["created"] == 0
     assert (await api.get("/api/v1/zones")).json() == exported
+
+
+# -- what the browser receives: text stays text, a strict policy, files in the encodings people save ------
+
+HOSTILE_NAME = "<img src=x onerror=\"window.__xss='name'\"><script>window.__xss='script'</script>"
+
+
+async def test_a_zone_name_with_markup_reaches_the_board_as_text(people: Personas) -> None:
+    zone = await make_zone(people, name=HOSTILE_NAME)
+    pickup_id = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()["id"]
+    api = await dispatcher(people)
+    html = await row_html(api, pickup_id)
+    assert "&lt;img src=x onerror=" in html and "&lt;script&gt;" in html
+    assert "<img" not in html and "<script" not in html
+    board = (await api.get(f"/console/board?zone={zone.code}", headers=HX)).text
+    assert "&lt;img src=x" in board and "<img" not in board
+
+
+def csp_directives(response: Any) -> dict[str, list[str]]:
+    policy = response.headers["content-security-policy"]
+    out: dict[str, list[str]] = {}
+    for part in policy.split(";"):
+        if part.strip():
+            name, *values = part.split()
+            out[name] = values
+    return out
+
+
+def assert_strict_policy(response: Any) -> None:
+    """No inline script, nothing framed, nothing sniffed: what every HTML page must carry."""
+    d = csp_directives(response)
+    assert d["default-src"] == ["'self'"]
+    assert d["script-src"] == ["'self'"]
+    assert d["object-src"] == ["'none'"] and d["base-uri"] == ["'self'"]
+    assert d["frame-ancestors"] == ["'none'"] and d["form-action"] == ["'self'"]
+    assert d["connect-src"] == ["'self'"]
+    assert d["style-src"] == ["'self'"]  # no 'unsafe-inline'
+    assert "'self'" in d["img-src"] and "data:" in d["img-src"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+
+
+async def test_every_page_carries_a_policy_without_inline_script(people: Personas) -> None:
+    api = await dispatcher(people)
+    console = await api.get("/console")
+    assert_strict_policy(console)
+    # The default tiles come from OpenStreetMap: the map must still be allowed to show them.
+    assert "https://tile.openstreetmap.org" in csp_directives(console)["img-src"]
+    assert_strict_policy(await people.anonymous().get("/auth/login"))
+    assert_strict_policy(await (await people.user("courier01")).get("/console"))
+    assert_strict_policy(await api.get("/console/board", headers=HX))
+    failed = await people.anonymous().post("/auth/login", data={"username": "dispatch", "password": "no"})
+    assert failed.status_code == 401
+    assert_strict_policy(failed)
+    assert_strict_policy(await api.get("/schema"))
+    # Everything else is at least never sniffed into HTML or framed: JSON, errors, static files.
+    for r in (
+        await api.get("/api/v1/zones"),
+        await api.get("/no/such/page"),
+        await api.get("/static/console.js"),
+        await people.anonymous().get("/api/v1/me"),
+    ):
+        assert r.headers["x-content-type-options"] == "nosniff", r.url
+        assert r.headers["x-frame-options"] == "DENY", r.url
+
+
+def test_the_policy_allows_the_configured_tile_host_and_nothing_else() -> None:
+    from server.security_headers import content_security_policy
+
+    def img_src(tile_url: str) -> list[str]:
+        for part in content_security_policy(tile_url).split(";"):
+            name, *values = part.split()
+            if name == "img-src":
+                return values
+        raise AssertionError("no img-src")
+
+    assert img_src("https://tile.openstreetmap.org/{z}/{x}/{y}.png")[2:] == ["https://tile.openstreetmap.org"]
+    assert img_src("https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png")[2:] == [
+        "https://*.tile.openstreetmap.org"
+    ]
+    amap = "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&x={x}&y={y}&z={z}&style=8"
+    assert img_src(amap)[2:] == ["https://*.is.autonavi.com"]
+    assert img_src("http://10.0.0.5:8080/tiles/{z}/{x}/{y}.png")[2:] == ["http://10.0.0.5:8080"]
+    assert img_src("/tiles/{z}/{x}/{y}.png") == ["'self'", "data:"]  # served by ourselves
+    # A value that would smuggle a directive into the header adds nothing.
+    assert img_src("https://evil.example; script-src *;/{z}/{x}/{y}.png") == ["'self'", "data:"]
+    assert img_src("javascript:alert(1)") == ["'self'", "data:"]
+
+
+async def test_a_courier_gets_a_proper_page_saying_the_console_is_not_for_them(people: Personas) -> None:
+    courier = await people.user("courier01")
+    r = await courier.get("/console")
+    assert r.status_code == 403
+    assert r.headers["content-type"].startswith("text/html")
+    assert '<link rel="stylesheet" href="/static/app.css">' in r.text
+    assert "<title>" in r.text and 'lang="zh-CN"' in r.text
+    assert "调度台仅限调度员和管理员使用" in r.text
+    assert 'href="/auth/login?next=%2Fconsole"' in r.text
+    r = await courier.get("/console?lang=en")
+    assert r.status_code == 403 and 'lang="en"' in r.text
+    assert "The console is for dispatchers and admins" in r.text
+    assert 'href="/auth/login?next=%2Fconsole%3Flang%3Den&amp;lang=en"' in r.text
+
+
+def gbk_collection(code: str) -> dict[str, Any]:
+    return zone_collection(code, name=f"天心区·坡子街 {code}")
+
+
+async def test_zone_files_saved_with_a_bom_or_in_gbk_are_imported(people: Personas) -> None:
+    api = await dispatcher(people)
+    for encoding in ("utf-8-sig", "gbk", "gb18030", "utf-16"):
+        code = f"ENC-{uuid.uuid4().hex[:6]}"
+        raw = json.dumps(gbk_collection(code), ensure_ascii=False).encode(encoding)
+        files = {"file": ("zones.geojson", raw, "application/geo+json")}
+        r = await api.post("/console/zones", files=files, data={"datum": "wgs84"}, headers=csrf(api))
+        assert r.status_code == 200, (encoding, r.text)
+        assert "导入成功：新建 1 个" in r.text
+        names = {
+            f["properties"]["code"]: f["properties"]["name"]
+            for f in (await api.get("/api/v1/zones")).json()["features"]
+        }
+        assert names[code] == f"天心区·坡子街 {code}", encoding
+
+
+async def test_a_file_in_an_unknown_encoding_gets_a_form_error(people: Personas) -> None:
+    api = await dispatcher(people)
+    # 0x80 and 0xFF start no character in UTF-8 or in GB18030.
+    raw = b'{"type": "FeatureCollection", "features": [], "name": "\x80\xff"}'
+    for lang, said in (("", "无法识别文件编码"), ("?lang=en", "Unknown file encoding")):
+        files = {"file": ("zones.geojson", raw, "application/geo+json")}
+        r = await api.post(f"/console/zones{lang}", files=files, headers=csrf(api))
+        assert r.status_code == 422, r.text
+        assert 'id="zone-form"' in r.text and said in r.text
+
+
+async def test_deeply_nested_json_gets_a_form_error(people: Personas) -> None:
+    api = await dispatcher(people)
+    code = f"DEEP-{uuid.uuid4().hex[:6]}"
+    deep_property = zone_collection(code)
+    deep_property["features"][0]["properties"]["extra"] = json.loads("[" * 200 + "]" * 200)
+    for text in ("[" * 100_000 + "]" * 100_000, json.dumps(deep_property)):
+        r = await api.post("/console/zones", data={"geojson": text}, headers=csrf(api))
+        assert r.status_code == 422, r.text[:300]
+        assert 'id="zone-form"' in r.text and "嵌套过深" in r.text
+    assert code not in await zone_codes(api)
+
+
+async def test_a_file_over_the_upload_limit_gets_a_form_error(people: Personas) -> None:
+    api = await dispatcher(people)
+    # Past the console's 8 MiB for zone files (and the JSON API's 1 MiB).
+    huge = b" " * (8 * 1024 * 1024 + 1) + json.dumps(zone_collection("HUGE")).encode()
+    files = {"file": ("zones.geojson", huge, "application/geo+json")}
+    r = await api.post("/console/zones", files=files, headers=csrf(api))
+    assert r.status_code == 413, r.text[:300]
+    assert 'id="zone-form"' in r.text and "文件太大" in r.text
+    r = await api.post("/console/zones?lang=en", files=files, headers=csrf(api))
+    assert r.status_code == 413 and "The file is too large" in r.text

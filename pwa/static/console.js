@@ -28,6 +28,14 @@
   }
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // What users typed (zone names and codes) goes into the page as text, never as HTML: Leaflet's
+  // bindTooltip/bindPopup would parse a string as HTML, so they are given a node instead.
+  function textElement(text) {
+    const el = document.createElement("span");
+    el.textContent = text;
+    return el;
+  }
   const board = () => document.getElementById("board");
 
   // -- times ------------------------------------------------------------------------------------------
@@ -93,6 +101,8 @@
       if (existing) removeRow(existing);
       return;
     }
+    // The row partial is our own server's HTML, user text in it escaped by Jinja2's autoescape; a
+    // <template> keeps it inert (no scripts, no image loads) until the row is in place.
     const template = document.createElement("template");
     template.innerHTML = html.trim();
     const row = template.content.querySelector("tr");
@@ -256,6 +266,7 @@
     if (!el || typeof L === "undefined") return;
     map = L.map(el, { zoomSnap: 0.25 }).setView([28.19, 112.98], 12);
     const tiles = root.dataset.tileUrl;
+    // Leaflet shows the attribution as HTML: this one is ours, not typed by a user.
     const attribution = /openstreetmap/.test(tiles) ? "&copy; OpenStreetMap contributors" : "";
     L.tileLayer(tiles, { maxZoom: 19, attribution }).addTo(map);
     loadZones();
@@ -285,7 +296,7 @@
           const p = feature.properties;
           // Names on the map while they fit; beyond that, on hover.
           const permanent = collection.features.length <= 30;
-          layer.bindTooltip(permanent ? p.name : `${p.name} · ${p.code}`, {
+          layer.bindTooltip(textElement(permanent ? p.name : `${p.name} · ${p.code}`), {
             permanent,
             sticky: !permanent,
             direction: "center",

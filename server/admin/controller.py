@@ -10,10 +10,12 @@ from litestar import Controller, Request, get, post, put
 from server.admin import service
 from server.admin.schemas import CourierZonesIn, StationCreate, StationOut, UserCreate, UserOut
 from server.auth.principal import Principal, admin_only, dispatcher_only
+from server.dispatch.scope import scope_of
 from server.domain.geo import GeoJSONError, to_feature_collection
-from server.errors import ApiError, require_json_body
+from server.errors import ApiError
 from server.push.log import Actor
 from server.tables import Zone
+from server.validation import PathId, check_json_body
 from server.zones.service import import_zones
 
 
@@ -23,7 +25,7 @@ def actor_of(principal: Principal) -> Actor:
 
 class AdminController(Controller):
     path = "/api/v1"
-    before_request = require_json_body  # type: ignore[assignment]  # JSON only, or 415
+    before_request = check_json_body  # type: ignore[assignment]  # JSON that fits the struct, or 4xx
     tags = ["set-up"]
 
     @post(
@@ -38,21 +40,27 @@ class AdminController(Controller):
 
     @put("/couriers/{courier_id:int}/zones", guards=[dispatcher_only], summary="Set a courier's zones")
     async def courier_zones(
-        self, request: Request[Principal, Any, Any], courier_id: int, data: CourierZonesIn
+        self, request: Request[Principal, Any, Any], courier_id: PathId, data: CourierZonesIn
     ) -> dict[str, Any]:
-        zones = await service.set_courier_zones(courier_id, data.zones, actor_of(request.user))
+        zones = await service.set_courier_zones(
+            courier_id, data.zones, actor_of(request.user), scope=await scope_of(request.user)
+        )
         return {"courier_id": courier_id, "zones": zones}
 
-    @get("/zones", guards=[dispatcher_only], summary="Every zone as a GeoJSON FeatureCollection (WGS-84)")
-    async def export_zones(self) -> dict[str, Any]:
+    @get(
+        "/zones",
+        guards=[dispatcher_only],
+        summary="The zones you answer for as a GeoJSON FeatureCollection (WGS-84)",
+    )
+    async def export_zones(self, request: Request[Principal, Any, Any]) -> dict[str, Any]:
         import msgspec
 
+        scope = await scope_of(request.user)
+        query = Zone.select(*Zone.all_columns(), Zone.station.code).where(Zone.active == True)  # noqa: E712
+        if scope.station_ids is not None:
+            query = query.where(Zone.station.is_in(sorted(scope.station_ids) or [-1]))
         # By code: the same zones always export the same file (diffable, and stable across engines).
-        rows = (
-            await Zone.select(*Zone.all_columns(), Zone.station.code)
-            .where(Zone.active == True)  # noqa: E712
-            .order_by(Zone.code)
-        )
+        rows = await query.order_by(Zone.code)
         zones = [
             _ZoneRow(
                 code=r["code"],
@@ -87,6 +95,7 @@ class AdminController(Controller):
                 default_station=station,
                 actor=actor_of(request.user),
                 deactivate_missing=replace,
+                scope=await scope_of(request.user),
             )
         except GeoJSONError as exc:
             raise ApiError(

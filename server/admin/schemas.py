@@ -4,7 +4,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+from server.validation import Line64, Line128, OptionalLine128, Phone
+
+# Codes (zones, stations) and user names: one line, no control characters, not blank.
+Name = Line64
 
 
 class ZoneMembership(msgspec.Struct, forbid_unknown_fields=True):
@@ -16,8 +19,8 @@ class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
     username: Name
     password: Annotated[str, msgspec.Meta(min_length=4, max_length=200)]
     role: Literal["courier", "dispatcher", "admin"]
-    display_name: Annotated[str, msgspec.Meta(max_length=128)] | None = None
-    phone: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+    display_name: OptionalLine128 | None = None
+    phone: Phone | None = None
     station: Name | None = None
     capacity: Annotated[int, msgspec.Meta(ge=1, le=200)] = 8
     zones: list[ZoneMembership] = []
@@ -36,7 +39,7 @@ class CourierZonesIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class StationCreate(msgspec.Struct, forbid_unknown_fields=True):
     code: Name
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    name: Line128
     level: Literal["province", "city", "district", "station"] = "station"
     parent: Name | None = None  # parent station's code
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server.admin.schemas import StationCreate, StationOut, UserCreate, UserOut, ZoneMembership
 from server.auth.service import create_user
-from server.dispatch.scope import forget_scopes
+from server.dispatch.scope import EVERYTHING, Scope, courier_in_scope, forget_scopes
 from server.domain.contact import normalize_mobile
 from server.errors import ApiError, field_errors, not_found
 from server.push.log import Actor, unit_of_work
@@ -55,12 +55,37 @@ async def _zone_ids(memberships: list[ZoneMembership]) -> dict[str, int]:
 
 
 async def set_courier_zones(
-    courier_id: int, memberships: list[ZoneMembership], actor: Actor
+    courier_id: int, memberships: list[ZoneMembership], actor: Actor, *, scope: Scope = EVERYTHING
 ) -> list[dict[str, str]]:
-    """Replace a courier's zones (primary and backup) in one go."""
-    if not await Courier.exists().where(Courier.id == courier_id):
+    """Replace a courier's zones (primary and backup) in one go.
+
+    A dispatcher answering for part of the station tree sees only couriers of those stations (another
+    courier is "not found") and may put them only on zones of those stations.
+    """
+    if not await Courier.exists().where(Courier.id == courier_id) or not await courier_in_scope(
+        scope, courier_id
+    ):
         raise not_found("courier", field="courier_id")
     known = await _zone_ids(memberships)
+    if not scope.everything:
+        stations = {
+            z["id"]: z["station"]
+            for z in await Zone.select(Zone.id, Zone.station).where(
+                Zone.id.is_in(list(known.values()) or [-1])
+            )
+        }
+        outside = [
+            {"field": f"zones[{i}].zone", "message": f"zone {m.zone!r} belongs to a station outside yours"}
+            for i, m in enumerate(memberships)
+            if not scope.covers_station(stations.get(known[m.zone]))
+        ]
+        if outside:
+            raise ApiError(
+                403,
+                "out_of_scope",
+                "you may put couriers only on zones of the stations you answer for; nothing was changed",
+                errors=outside,
+            )
     async with unit_of_work() as uow:
         await CourierZone.delete().where(CourierZone.courier == courier_id)
         if memberships:

@@ -7,6 +7,7 @@ with their own partial; the board then changes through the same stream, like for
 
 from __future__ import annotations
 
+import codecs
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -17,8 +18,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.datastructures import UploadFile
+from litestar.datastructures import FormMultiDict, UploadFile
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Parameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
@@ -260,11 +262,15 @@ def localise_api_error(exc: ApiError, lang: str) -> str:
 # -- access: anonymous browsers go to the login page, others get a page saying why not ------------------
 
 
-def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
-    lang = _lang(request)
-    target = "/auth/login?" + urlencode(
+def _login_url(lang: str) -> str:
+    return "/auth/login?" + urlencode(
         {"next": _url(lang, "/console")} | ({"lang": "en"} if lang == "en" else {})
     )
+
+
+def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
+    lang = _lang(request)
+    target = _login_url(lang)
     if _is_htmx(request):
         # A partial would otherwise swap the login page into the board.
         return Response(content="", status_code=401, headers={"HX-Redirect": target})
@@ -273,12 +279,63 @@ def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> R
 
 def _forbidden(request: Request[Any, Any, Any], exc: PermissionDeniedException) -> Response[Any]:
     lang = _lang(request)
-    body = (
-        f'<!doctype html><html lang="{lang}"><meta charset="utf-8"><title>403</title>'
-        f"<p>{translate('console.forbidden', lang)}</p>"
-        f'<p><a href="/auth/login?next=/console">{translate("login.title", lang)}</a></p></html>'
-    )
-    return Response(content=body, status_code=403, media_type=MediaType.HTML)
+    context = {
+        "lang": lang,
+        "t": lambda key, **kw: translate(key, lang, **kw),
+        "message": translate("console.forbidden", lang),
+        "login_url": _login_url(lang),
+    }
+    return Template(template_name="forbidden.html", context=context, status_code=403)
+
+
+# -- reading an uploaded zone file ----------------------------------------------------------------------
+
+# A city's zones with detailed boundaries fit several times over; the JSON API's general limit
+# (LANSHOU_MAX_BODY_BYTES, 1 MiB) is for pickups, not for a whole map.
+ZONE_UPLOAD_MAX_BYTES = 8 * 1024 * 1024
+# A zone file needs 8 levels (collection, features, feature, geometry, then MultiPolygon coordinates);
+# anything much deeper is not a zone file and would only exhaust the stack of whoever walks it.
+ZONE_MAX_DEPTH = 32
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _upload_text(raw: bytes) -> str | None:
+    """The text of an uploaded file, or None when it is in no encoding we can read.
+
+    UTF-8 with or without a BOM; UTF-16 when it starts with its BOM (Windows Notepad's "Unicode");
+    otherwise GB18030, a superset of GBK, which is what Chinese Windows tools save by default.
+    """
+    if raw.startswith(codecs.BOM_UTF8):
+        encodings: tuple[str, ...] = ("utf-8-sig",)
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings = ("utf-16",)
+    else:
+        encodings = ("utf-8", "gb18030")
+    for encoding in encodings:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def _decode_json(text: str) -> Any:
+    """JSON text to Python values, refusing nesting deeper than ZONE_MAX_DEPTH."""
+    try:
+        value = msgspec.json.decode(text)
+    except RecursionError:  # msgspec gives up near 1000 levels
+        raise _TooDeep from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > ZONE_MAX_DEPTH:
+            raise _TooDeep
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return value
 
 
 class ConsoleController(Controller):
@@ -326,28 +383,44 @@ class ConsoleController(Controller):
             last_event_id=parse_last_event_id(last_event_id_header, last_event_id),
         )
 
-    @post("/zones", status_code=200)
+    @post("/zones", status_code=200, request_max_body_size=ZONE_UPLOAD_MAX_BYTES)
     async def upload_zones(self, request: Request[Principal, Any, Any]) -> Template:
         lang = _lang(request)
-        form = await request.form()
+        errors: list[tuple[int | None, str, str]] = []
+        status = 422
+        try:
+            form = await request.form()
+        except RequestEntityTooLarge:
+            form, status = FormMultiDict(), 413
+            mb = ZONE_UPLOAD_MAX_BYTES // (1024 * 1024)
+            errors.append((None, "file", translate("console.zones.too_large", lang, mb=mb)))
+        except (UnicodeDecodeError, LookupError):
+            # A text field in a charset Litestar cannot decode (only a hand-made request does this).
+            form = FormMultiDict()
+            errors.append((None, "geojson", translate("console.zones.bad_encoding", lang)))
         upload = form.get("file")
         text = str(form.get("geojson") or "")
         raw = await upload.read() if isinstance(upload, UploadFile) else b""
-        if not raw.strip():
-            raw = text.encode()
+        source: str | None = text
+        if raw.strip():
+            source = _upload_text(raw)
+            if source is None:
+                errors.append((None, "file", translate("console.zones.bad_encoding", lang)))
         station = str(form.get("station") or "") or None
         datum = str(form.get("datum") or "wgs84")
         keep = {"text": text if len(text) < 200_000 else "", "station": station, "datum": datum}
-        errors: list[tuple[int | None, str, str]] = []
         summary = None
-        if not raw.strip():
+        if errors or source is None:
+            pass  # the form or the file could not be read: nothing to import
+        elif not source.strip():
             errors.append((None, "file", translate("console.zones.empty", lang)))
         elif datum not in DATUMS:
             errors.append((None, "datum", f"wgs84, gcj02 or bd09: {datum!r}"))
         else:
             try:
+                collection = _decode_json(source)
                 summary = await import_zones(
-                    msgspec.json.decode(raw),
+                    collection,
                     datum=datum,  # type: ignore[arg-type]
                     default_station=station,
                     actor=Actor(request.user.role, request.user.id),
@@ -355,6 +428,8 @@ class ConsoleController(Controller):
                 )
             except msgspec.DecodeError as exc:
                 errors.append((None, "body", translate("console.zones.bad_json", lang, detail=str(exc))))
+            except _TooDeep:
+                errors.append((None, "body", translate("console.zones.too_deep", lang, n=ZONE_MAX_DEPTH)))
             except GeoJSONError as exc:
                 errors.extend((e.index, e.field, e.message) for e in exc.errors)
             except ApiError as exc:
@@ -362,7 +437,7 @@ class ConsoleController(Controller):
                 if not exc.errors:
                     errors.append((None, "", localise_api_error(exc, lang)))
         result = {"errors": _zone_errors(errors, lang), "summary": summary, **keep}
-        status = 422 if errors else 200
+        status = status if errors else 200
         if not _is_htmx(request):
             return await _page(request, lang, None, zone_result=result, status=status)
         context = _base_context(request, lang) | await _zone_form_context(**result)

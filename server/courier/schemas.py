@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
 
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+from server.domain.pickup_states import FAILURE_REASONS
+from server.validation import ClientId, Moment, Text500
+
+FailureReason = Literal[tuple(FAILURE_REASONS)]  # type: ignore[valid-type]
 
 
 class DutyIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -19,16 +21,17 @@ class ActionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     and the time it was done on the phone (offline actions arrive late)."""
 
     client_action_id: ClientId | None = None
-    client_at: datetime | None = None
+    client_at: Moment | None = None
 
 
 class CollectIn(ActionIn, forbid_unknown_fields=True):
-    waybill_no: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    # Letters and digits (spaces, as a keyboard or scanner may add them, are removed).
+    waybill_no: Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9 ]+$")]
 
 
 class FailIn(ActionIn, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    reason: FailureReason
+    note: Text500 = ""
 
 
 class DutyOut(msgspec.Struct):

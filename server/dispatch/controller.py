@@ -11,13 +11,13 @@ from server.dispatch import service
 from server.dispatch.schemas import AssignIn, DispatchResult, StationSummary, UnassignIn
 from server.dispatch.scope import scope_of
 from server.dispatch.stations import station_summary
-from server.errors import require_json_body
 from server.push.log import Actor
+from server.validation import check_json_body
 
 
 class DispatchController(Controller):
     path = "/api/v1/dispatch"
-    before_request = require_json_body  # type: ignore[assignment]  # JSON only, or 415
+    before_request = check_json_body  # type: ignore[assignment]  # JSON that fits the struct, or 4xx
     guards = [dispatcher_only]
     tags = ["dispatch"]
 

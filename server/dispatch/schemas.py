@@ -4,19 +4,21 @@ from typing import Annotated
 
 import msgspec
 
-Reason = Annotated[str, msgspec.Meta(max_length=200)]
+from server.validation import Id, Text200
+
+Reason = Text200
 
 
 class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
-    pickup_ids: Annotated[list[int], msgspec.Meta(min_length=1, max_length=500)]
-    courier_id: int
+    pickup_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=500)]
+    courier_id: Id
     reason: Reason = ""
     # A dispatcher may send a courier outside their zones, but must say so.
     allow_outside_zone: bool = False
 
 
 class UnassignIn(msgspec.Struct, forbid_unknown_fields=True):
-    pickup_ids: Annotated[list[int], msgspec.Meta(min_length=1, max_length=500)]
+    pickup_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=500)]
     reason: Reason = ""
 
 

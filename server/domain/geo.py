@@ -43,6 +43,8 @@ from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 from shapely.validation import explain_validity
 
+from server.domain.text import text_problem
+
 __all__ = [
     "DATUMS",
     "Datum",
@@ -246,6 +248,10 @@ _GEOJSON_DECIMALS = 7
 # in one ring we summarise the rest in a single error.
 _MAX_POSITION_ERRORS_PER_RING = 5
 
+# The columns' sizes (PostgreSQL refuses longer text; SQLite would keep it).
+MAX_CODE_LENGTH = 64
+MAX_NAME_LENGTH = 128
+MAX_PRIORITY = 1_000_000
 _CORE_PROPERTIES = frozenset({"code", "name", "priority", "admin_areas", "station"})
 _SUPPORTED_GEOMETRIES = ("Polygon", "MultiPolygon")
 _VALIDITY_POINT = re.compile(r"^(?P<reason>.*?)\s*\[(?P<x>\S+) (?P<y>\S+)\]$")
@@ -522,6 +528,9 @@ def _parse_properties(
     elif not isinstance(code, str) or not code.strip():
         errs.add(f"{path}.code", "code must be a non-empty string")
         code = None
+    elif problem := text_problem(code, MAX_CODE_LENGTH):
+        errs.add(f"{path}.code", f"code {problem}")
+        code = None
     else:
         code = code.strip()
 
@@ -531,12 +540,19 @@ def _parse_properties(
     elif not isinstance(name, str):
         errs.add(f"{path}.name", "name must be a string")
         name = None
+    elif problem := text_problem(name, MAX_NAME_LENGTH, required=False):
+        errs.add(f"{path}.name", f"name {problem}")
+        name = None
 
     priority = props.get("priority", 0)
     if priority is None:
         priority = 0
-    elif not isinstance(priority, int) or isinstance(priority, bool):
-        errs.add(f"{path}.priority", "priority must be an integer")
+    elif (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not -MAX_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        errs.add(f"{path}.priority", f"priority must be an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}")
         priority = 0
 
     admin_raw = props.get("admin_areas")
@@ -548,6 +564,8 @@ def _parse_properties(
             for j, area in enumerate(admin_raw):
                 if not isinstance(area, str) or not area.strip():
                     errs.add(f"{path}.admin_areas[{j}]", "an admin area must be a non-empty string")
+                elif problem := text_problem(area, MAX_NAME_LENGTH):
+                    errs.add(f"{path}.admin_areas[{j}]", f"an admin area {problem}")
                 else:
                     # Matching strips whitespace, so store the stripped form.
                     admin_areas.append(area.strip())
@@ -555,6 +573,9 @@ def _parse_properties(
     station = props.get("station")
     if station is not None and not isinstance(station, str):
         errs.add(f"{path}.station", "station must be a string code")
+        station = None
+    elif station is not None and (problem := text_problem(station, MAX_CODE_LENGTH)):
+        errs.add(f"{path}.station", f"station {problem}")
         station = None
 
     extra = {k: v for k, v in props.items() if k not in _CORE_PROPERTIES}

@@ -9,14 +9,15 @@ from litestar.params import Parameter
 
 from server.auth.principal import Principal, partner_only
 from server.dispatch import service as dispatch
-from server.errors import require_json_body
+from server.domain.pickup_states import Status
 from server.pickups import service
 from server.pickups.schemas import CancelIn, PickupCreate, PickupOut, PickupPage
+from server.validation import PathId, check_json_body
 
 
 class PickupController(Controller):
     path = "/api/v1/pickups"
-    before_request = require_json_body  # type: ignore[assignment]  # JSON only, or 415
+    before_request = check_json_body  # type: ignore[assignment]  # JSON that fits the struct, or 4xx
     guards = [partner_only]
     tags = ["pickups"]
 
@@ -25,14 +26,14 @@ class PickupController(Controller):
         return await service.create_pickup(request.user, data)
 
     @get("/{pickup_id:int}", summary="One of your pickups, with its event history")
-    async def read(self, request: Request[Principal, Any, Any], pickup_id: int) -> PickupOut:
+    async def read(self, request: Request[Principal, Any, Any], pickup_id: PathId) -> PickupOut:
         return await service.partner_pickup(request.user, pickup_id)
 
     @get("/", summary="Your pickups, newest first, cursor-paginated")
     async def list_pickups(
         self,
         request: Request[Principal, Any, Any],
-        status: str | None = None,
+        status: Status | None = None,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> PickupPage:
@@ -41,13 +42,13 @@ class PickupController(Controller):
     @post(
         "/{pickup_id:int}/chase", status_code=200, summary="The customer chases (催件): re-alert the courier"
     )
-    async def chase(self, request: Request[Principal, Any, Any], pickup_id: int) -> PickupOut:
+    async def chase(self, request: Request[Principal, Any, Any], pickup_id: PathId) -> PickupOut:
         await dispatch.chase(request.user.id, pickup_id)
         return await service.partner_pickup(request.user, pickup_id)
 
     @post("/{pickup_id:int}/cancel", status_code=200, summary="Cancel a pickup that is not collected yet")
     async def cancel(
-        self, request: Request[Principal, Any, Any], pickup_id: int, data: CancelIn | None = None
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: CancelIn | None = None
     ) -> PickupOut:
         await dispatch.cancel(request.user.id, pickup_id, (data or CancelIn()).reason)
         return await service.partner_pickup(request.user, pickup_id)

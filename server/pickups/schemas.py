@@ -7,20 +7,21 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Short = Annotated[str, msgspec.Meta(max_length=64)]
+from server.domain.pickup_states import Status
+from server.validation import Line32, Line64, Line200, Moment, OptionalLine64, Phone, Text200, Text500
 
 
 class Sender(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    phone: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    name: Line64
+    phone: Phone
 
 
 class Address(msgspec.Struct, forbid_unknown_fields=True):
-    province: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-    city: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-    district: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-    detail: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    street: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    province: Line32
+    city: Line32
+    district: Line32
+    detail: Line200
+    street: OptionalLine64 = ""
     lat: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
     lng: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
     # The datum of lat/lng: AMap and Tencent give gcj02, Baidu bd09, a phone's GPS wgs84.
@@ -28,8 +29,8 @@ class Address(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TimeWindow(msgspec.Struct, forbid_unknown_fields=True):
-    start: datetime
-    end: datetime
+    start: Moment
+    end: Moment
 
 
 class PickupCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,8 +39,24 @@ class PickupCreate(msgspec.Struct, forbid_unknown_fields=True):
     parcel_count: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
     weight_kg: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
     window: TimeWindow | None = None
-    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
-    partner_order_no: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    note: Text500 = ""
+    partner_order_no: Line64 | None = None
+
+
+class SenderOut(msgspec.Struct):
+    name: str
+    phone: str  # masked (139****5678) except for the courier holding the pickup
+
+
+class AddressOut(msgspec.Struct):
+    province: str
+    city: str
+    district: str
+    street: str
+    detail: str
+    lat: float | None
+    lng: float | None
+    datum: Literal["wgs84"] = "wgs84"  # what Lanshou stores, whatever datum the pickup was sent in
 
 
 class ZoneRef(msgspec.Struct):
@@ -65,12 +82,12 @@ class EventOut(msgspec.Struct):
 class PickupOut(msgspec.Struct):
     id: int
     tracking_code: str
-    status: str
+    status: Status
     zone: ZoneRef | None
     courier: CourierRef | None
     partner_order_no: str | None
-    sender: Sender
-    address: Address
+    sender: SenderOut
+    address: AddressOut
     parcel_count: int
     weight_kg: float | None
     window: TimeWindow | None
@@ -89,4 +106,4 @@ class PickupPage(msgspec.Struct):
 
 
 class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    reason: Text200 = ""

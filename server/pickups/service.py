@@ -13,39 +13,41 @@ from asyncpg.exceptions import UniqueViolationError
 from server.auth.principal import Principal
 from server.dispatch.service import dispatch_pickup, start_time_limit
 from server.domain.contact import mask_phone, new_tracking_code, normalize_mobile
-from server.domain.geo import to_wgs84
 from server.domain.pickup_states import Status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import (
-    Address,
+    AddressOut,
     CourierRef,
     EventOut,
     PickupCreate,
     PickupOut,
     PickupPage,
-    Sender,
+    SenderOut,
     TimeWindow,
     ZoneRef,
 )
 from server.push.log import Actor, unit_of_work, utcnow
 from server.tables import Courier, Event, Pickup
+from server.validation import MAX_ID, point_in_wgs84
 from server.zones.service import ZoneInfo, directory
 
 # Event data that stays inside Lanshou (courier lists, offer snapshots): not for partners' eyes.
 _INTERNAL_KEYS = {"couriers", "pickup", "to"}
 
 
-def check_create(data: PickupCreate) -> tuple[str, datetime | None, datetime | None]:
-    """Checks msgspec cannot express; returns the normalised phone and the window in UTC."""
+def check_create(
+    data: PickupCreate,
+) -> tuple[str, tuple[float, float] | None, datetime | None, datetime | None]:
+    """Checks msgspec cannot express, all reported at once; returns the normalised phone, the point in
+    WGS-84 and the window in UTC."""
     errors = []
     phone = normalize_mobile(data.sender.phone)
     if phone is None:
         errors.append(
             {"field": "sender.phone", "message": "not a mainland-China mobile number (11 digits, 1[3-9]…)"}
         )
-    if (data.address.lat is None) != (data.address.lng is None):
-        missing = "address.lng" if data.address.lng is None else "address.lat"
-        errors.append({"field": missing, "message": "give both lat and lng, or neither"})
+    point, problems = point_in_wgs84(data.address.lng, data.address.lat, data.address.datum, "address")
+    errors.extend(problems)
     start = end = None
     if data.window is not None:
         start, end = data.window.start, data.window.end
@@ -61,7 +63,7 @@ def check_create(data: PickupCreate) -> tuple[str, datetime | None, datetime | N
                 errors.append({"field": "window.end", "message": "the window is already over"})
     if errors:
         raise field_errors(errors)
-    return phone or "", start, end
+    return phone or "", point, start, end
 
 
 def due_time(created: datetime, zone: ZoneInfo | None, window_end: datetime | None) -> datetime | None:
@@ -73,10 +75,8 @@ def due_time(created: datetime, zone: ZoneInfo | None, window_end: datetime | No
 
 
 async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
-    phone, window_start, window_end = check_create(data)
-    lng = lat = None
-    if data.address.lat is not None and data.address.lng is not None:
-        lng, lat = to_wgs84(data.address.lng, data.address.lat, data.address.datum)
+    phone, point, window_start, window_end = check_create(data)
+    lng, lat = point if point else (None, None)
     zone = directory.match(lng, lat, [data.address.street, data.address.district])
     now = utcnow()
     actor = Actor("partner", partner.id)
@@ -139,7 +139,7 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
             )
             await start_time_limit(pickup)
             if zone is not None:
-                await dispatch_pickup(uow, pickup, zone, actor, reason="new")
+                await dispatch_pickup(uow, pickup, zone, reason="new")  # offers: the system decides
     except (sqlite3.IntegrityError, UniqueViolationError):
         # The unique index (partner, partner_order_no) is the check: it also stops the later of two
         # simultaneous creates, which no read before the insert could.
@@ -204,15 +204,15 @@ def pickup_out(
     return PickupOut(
         id=row["id"],
         tracking_code=row["tracking_code"],
-        status=row["status"],
+        status=Status(row["status"]),
         zone=ZoneRef(id=zone_info.id, code=zone_info.code, name=zone_info.name) if zone_info else None,
         courier=courier,
         partner_order_no=row["partner_order_no"],
-        sender=Sender(
+        sender=SenderOut(
             name=row["sender_name"],
             phone=row["sender_phone"] if full_phone else mask_phone(row["sender_phone"]),
         ),
-        address=Address(
+        address=AddressOut(
             province=row["province"],
             city=row["city"],
             district=row["district"],
@@ -220,7 +220,6 @@ def pickup_out(
             detail=row["address_detail"],
             lat=row["lat"],
             lng=row["lng"],
-            datum="wgs84",
         ),
         parcel_count=row["parcel_count"],
         weight_kg=row["weight_kg"],
@@ -251,21 +250,20 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, value = raw.split(":", 1)
-        if prefix != "p":
+        last_id = int(value)
+        if prefix != "p" or not 0 < last_id <= MAX_ID:
             raise ValueError
-        return int(value)
+        return last_id
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_cursor", "the cursor is not one this API gave out", field="cursor") from None
 
 
 async def list_partner_pickups(
-    partner: Principal, *, status: str | None, limit: int, cursor: str | None
+    partner: Principal, *, status: Status | None, limit: int, cursor: str | None
 ) -> PickupPage:
     query = Pickup.select().where(Pickup.partner == partner.id)
     if status is not None:
-        if status not in {s.value for s in Status}:
-            raise ApiError(400, "bad_filter", f"unknown status {status!r}", field="status")
-        query = query.where(Pickup.status == status)
+        query = query.where(Pickup.status == status.value)
     if cursor:
         query = query.where(Pickup.id < decode_cursor(cursor))
     rows = await query.order_by(Pickup.id, ascending=False).limit(limit + 1)

@@ -13,7 +13,7 @@ import msgspec
 from piccolo.columns import Column
 from shapely.geometry import shape
 
-from server.dispatch.scope import forget_scopes
+from server.dispatch.scope import EVERYTHING, Scope, forget_scopes
 from server.domain.geo import Datum, IndexedZone, ZoneFeature, ZoneIndex, parse_zone_collection
 from server.errors import ApiError, field_errors
 from server.push.log import Actor, unit_of_work
@@ -68,9 +68,19 @@ directory = ZoneDirectory()
 
 
 async def import_zones(
-    collection: Any, *, datum: Datum, default_station: str | None, actor: Actor, deactivate_missing: bool
+    collection: Any,
+    *,
+    datum: Datum,
+    default_station: str | None,
+    actor: Actor,
+    deactivate_missing: bool,
+    scope: Scope = EVERYTHING,
 ) -> dict[str, int]:
-    """Create or update zones (by code) from a GeoJSON FeatureCollection; all or nothing."""
+    """Create or update zones (by code) from a GeoJSON FeatureCollection; all or nothing.
+
+    A dispatcher answering for part of the station tree may only create zones in those stations, edit
+    zones that belong to them, and deactivate (replace) among them: anything else is refused whole.
+    """
     features: list[ZoneFeature] = parse_zone_collection(collection, datum)  # raises GeoJSONError
     check_zone_extras(features)
     stations = {r["code"]: r["id"] for r in await Station.select(Station.id, Station.code)}
@@ -85,6 +95,31 @@ async def import_zones(
             )
     if errors:
         raise field_errors(errors)
+    owners = {r["code"]: r["station"] for r in await Zone.select(Zone.code, Zone.station)}
+    outside = []
+    for i, feature in enumerate(features):
+        code = feature.station or default_station or ""
+        if not scope.covers_station(stations[code]):
+            outside.append(
+                {
+                    "field": f"features[{i}].properties.station",
+                    "message": f"station {code!r} is outside the stations you answer for",
+                }
+            )
+        elif feature.code in owners and not scope.covers_station(owners[feature.code]):
+            outside.append(
+                {
+                    "field": f"features[{i}].properties.code",
+                    "message": f"zone {feature.code!r} belongs to a station outside yours",
+                }
+            )
+    if outside:
+        raise ApiError(
+            403,
+            "out_of_scope",
+            "you may change zones only in the stations you answer for; nothing was changed",
+            errors=outside,
+        )
     created = updated = deactivated = 0
     async with unit_of_work() as uow:
         existing = {r["code"]: r["id"] for r in await Zone.select(Zone.id, Zone.code)}
@@ -116,7 +151,9 @@ async def import_zones(
                 )
                 created += 1
         if deactivate_missing:
-            missing = set(existing) - {f.code for f in features}
+            # Only among the zones this dispatcher answers for: another station's zones are not theirs
+            # to switch off, whatever this file leaves out.
+            missing = {c for c in existing if scope.covers_station(owners[c])} - {f.code for f in features}
             if missing:
                 await Zone.update({Zone.active: False}).where(Zone.code.is_in(list(missing)))
                 deactivated = len(missing)
@@ -126,17 +163,40 @@ async def import_zones(
     return {"created": created, "updated": updated, "deactivated": deactivated}
 
 
+# Bounds of a zone's settings: a value beyond them is a mistake, and an unbounded one was accepted and
+# then made every create in the zone fail (a TTL too large for a date, an integer too large to store).
+OFFER_TTL_S = (1, 86_400)  # up to a day, whole seconds
+SLA_MINUTES = (0.0, 43_200.0)  # more than 0, at most 30 days; fractions allowed (express zones, tests)
+
+
 def check_zone_extras(features: list[ZoneFeature]) -> None:
     errors = []
     for i, f in enumerate(features):
+        path = f"features[{i}].properties"
         mode = f.extra.get("dispatch_mode")
         if mode is not None and mode not in ("grab", "assign"):
-            errors.append({"field": f"features[{i}].properties.dispatch_mode", "message": "grab or assign"})
-        for key in ("offer_ttl_s", "sla_minutes"):
-            value = f.extra.get(key)
-            if value is not None and (
-                not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
-            ):
-                errors.append({"field": f"features[{i}].properties.{key}", "message": "a positive number"})
+            errors.append({"field": f"{path}.dispatch_mode", "message": "grab or assign"})
+        ttl = f.extra.get("offer_ttl_s")
+        if ttl is not None and (
+            not isinstance(ttl, int) or isinstance(ttl, bool) or not OFFER_TTL_S[0] <= ttl <= OFFER_TTL_S[1]
+        ):
+            errors.append(
+                {
+                    "field": f"{path}.offer_ttl_s",
+                    "message": f"a whole number of seconds from {OFFER_TTL_S[0]} to {OFFER_TTL_S[1]}",
+                }
+            )
+        sla = f.extra.get("sla_minutes")
+        if sla is not None and (
+            not isinstance(sla, int | float)
+            or isinstance(sla, bool)
+            or not SLA_MINUTES[0] < sla <= SLA_MINUTES[1]
+        ):
+            errors.append(
+                {
+                    "field": f"{path}.sla_minutes",
+                    "message": f"a number of minutes above 0 and at most {SLA_MINUTES[1]:.0f}",
+                }
+            )
     if errors:
         raise ApiError(422, "validation_error", "invalid zone settings", errors=errors)
