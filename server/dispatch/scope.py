@@ -28,6 +28,9 @@ class Scope(msgspec.Struct, frozen=True):
     def everything(self) -> bool:
         return self.station_ids is None
 
+    def covers_station(self, station_id: int | None) -> bool:
+        return self.station_ids is None or station_id in self.station_ids
+
     def covers_zone(self, zone_id: int | None) -> bool:
         return self.zone_ids is None or zone_id is None or zone_id in self.zone_ids
 
