@@ -17,7 +17,6 @@ from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.logging import LoggingConfig
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
 from litestar.plugins import InitPluginProtocol
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -34,6 +33,7 @@ from server.dispatch.controller import DispatchController
 from server.dispatch.scheduler import Scheduler
 from server.dispatch.scope import forget_scopes
 from server.errors import EXCEPTION_HANDLERS
+from server.openapi import openapi_config
 from server.pickups.controller import PickupController
 from server.push import log as push_log
 from server.push.backends import SafePgNotifyBackend, SafeRedisBackend
@@ -170,7 +170,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             exclude=["/api/", "/auth/login", "/auth/logout"],
         ),
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
-        openapi_config=OpenAPIConfig(title="Lanshou API", version="1", path="/schema"),
+        openapi_config=openapi_config(PUBLIC_PATHS),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
         before_send=[add_security_headers(settings)],
