@@ -87,11 +87,13 @@ def point_in_wgs84(
     if lat is None and lng is None:
         return None, []
     if lat is None or lng is None:
-        missing = f"{field}.lat" if lat is None else f"{field}.lng"
+        missing = _join(field, "lat" if lat is None else "lng")
         return None, [{"field": missing, "message": "give both lat and lng, or neither"}]
     wgs_lng, wgs_lat = to_wgs84(lng, lat, datum)  # type: ignore[arg-type]
     if not (-90 <= wgs_lat <= 90 and -180 <= wgs_lng <= 180):
-        return None, [{"field": f"{field}.lat", "message": f"not a point on Earth once converted from {datum}"}]
+        return None, [
+            {"field": _join(field, "lat"), "message": f"not a point on Earth once converted from {datum}"}
+        ]
     return (wgs_lng, wgs_lat), []
 
 

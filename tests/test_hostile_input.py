@@ -226,3 +226,10 @@ async def test_unbounded_zone_settings_are_refused_and_creates_keep_working(peop
 async def test_a_status_filter_must_be_a_status(people: Personas) -> None:
     r = await people.partner().get("/api/v1/pickups", params={"status": "lost"})
     assert_error(r, 400, "bad_parameter", "status")
+
+
+async def test_a_session_cookie_with_control_characters_is_no_session(people: Personas) -> None:
+    anonymous = people.anonymous()
+    for value in ("%00", "abc%00def", "\\x00"):
+        r = await anonymous.get("/api/v1/me", headers={"cookie": f"lanshou_session={value}"})
+        assert r.status_code == 401, r.text

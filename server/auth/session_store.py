@@ -4,6 +4,7 @@ logins, and a session backend that stores only sessions someone signed in to, un
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -59,6 +60,14 @@ class SessionConfig(ServerSideSessionConfig):
     _backend_class = SessionBackend
 
 
+# Session ids are generated hex strings; anything else in the cookie is not one of ours.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+
+
+def _plausible(key: str) -> bool:
+    return _SESSION_ID.fullmatch(key) is not None
+
+
 def _expiry(expires_in: int | timedelta | None) -> datetime | None:
     if expires_in is None:
         return None
@@ -79,6 +88,8 @@ class DatabaseSessionStore(Store):
             await Session.insert(Session(key=key, data=data, expires_at=expires_at))
 
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
+        if not _plausible(key):
+            return None  # a forged cookie (NUL, a megabyte) never reaches the database
         row = await Session.select(Session.data, Session.expires_at).where(Session.key == key).first()
         if row is None:
             return None
@@ -93,6 +104,8 @@ class DatabaseSessionStore(Store):
         return str(row["data"]).encode()
 
     async def delete(self, key: str) -> None:
+        if not _plausible(key):
+            return
         await Session.delete().where(Session.key == key)
 
     async def delete_all(self) -> None:
@@ -102,6 +115,8 @@ class DatabaseSessionStore(Store):
         return await self.get(key) is not None
 
     async def expires_in(self, key: str) -> int | None:
+        if not _plausible(key):
+            return None
         row = await Session.select(Session.expires_at).where(Session.key == key).first()
         if row is None or row["expires_at"] is None:
             return None
