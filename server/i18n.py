@@ -15,6 +15,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "login.failed": {"zh-CN": "用户名或密码错误", "en": "Wrong username or password"},
     "login.missing": {"zh-CN": "请输入用户名和密码", "en": "Enter your username and password"},
     "login.signed_in_as": {"zh-CN": "已登录：", "en": "Signed in as "},
+    "login.throttled": {
+        "zh-CN": "登录失败次数过多，请 {minutes} 分钟后再试",
+        "en": "Too many failed sign-ins. Try again in {minutes} min.",
+    },
+    "login.invalid": {"zh-CN": "用户名或密码格式不正确", "en": "That username or password cannot be right"},
     "logout": {"zh-CN": "退出", "en": "Sign out"},
     "forbidden.title": {"zh-CN": "无权访问", "en": "Not allowed"},
     "forbidden.hint": {

@@ -43,6 +43,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     map_tile_url: str = DEFAULT_TILE_URL
     # Largest request body accepted, in bytes (a batch of 500 pickups fits comfortably).
     max_body_bytes: int = 1_048_576
+    # Failed sign-ins allowed per username and per client address within the window, then 429.
+    login_failures_per_user: int = 10
+    login_failures_per_address: int = 100
+    login_window_s: int = 900
+    # Seconds a connection may take to send a request's line and headers before it is closed.
+    header_timeout_s: int = 10
 
     @property
     def is_sqlite(self) -> bool:
@@ -154,4 +160,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_interval_ms=_int(env, "LANSHOU_WEBHOOK_INTERVAL_MS", 1000, 10, 60_000),
         map_tile_url=env.get("LANSHOU_MAP_TILE_URL", "").strip() or DEFAULT_TILE_URL,
         max_body_bytes=_int(env, "LANSHOU_MAX_BODY_BYTES", 1_048_576, 1024, 100 * 1_048_576),
+        login_failures_per_user=_int(env, "LANSHOU_LOGIN_FAILURES_PER_USER", 10, 1, 1_000_000),
+        login_failures_per_address=_int(env, "LANSHOU_LOGIN_FAILURES_PER_ADDRESS", 100, 1, 1_000_000),
+        login_window_s=_int(env, "LANSHOU_LOGIN_WINDOW_S", 900, 1, 86_400),
+        header_timeout_s=_int(env, "LANSHOU_HEADER_TIMEOUT_S", 10, 1, 3600),
     )

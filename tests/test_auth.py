@@ -171,6 +171,75 @@ async def test_a_user_made_with_the_cli_can_sign_in_and_me_shows_no_hash(
     assert "argon2" not in r.text and "s3cret" not in r.text
 
 
+# -- what sign-in accepts -------------------------------------------------------------------------------------
+
+
+async def test_a_login_body_that_is_not_utf8_is_400(people: Personas) -> None:
+    r = await people.anonymous().post(
+        "/auth/login",
+        content=b'{"username": "dispatch", "password": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert_json_error(r, 400, "malformed_body")
+
+
+async def test_a_nul_in_the_username_or_password_is_422_naming_each_field(people: Personas) -> None:
+    # PostgreSQL refuses NUL in text: it must never reach a query.
+    r = await people.anonymous().post(
+        "/auth/login", json={"username": "dis\u0000patch", "password": "x\u0000"}
+    )
+    assert_json_error(r, 422, "validation_error")
+    assert [e["field"] for e in r.json()["errors"]] == ["username", "password"]
+
+
+async def test_credentials_that_cannot_exist_are_422_before_any_look_up(people: Personas) -> None:
+    client = people.anonymous()
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"username": "a" * 10_000, "password": "demo"}, "username"),
+        ({"username": "   ", "password": "demo"}, "username"),
+        ({"username": "dis\tpatch", "password": "demo"}, "username"),
+        ({"username": "dispatch", "password": "p" * 5000}, "password"),
+        ({"username": "dispatch", "password": ""}, "password"),
+        ({"username": 7, "password": "demo"}, "username"),
+        ({"username": None, "password": "demo"}, "username"),
+        ({"username": {"$ne": ""}, "password": "demo"}, "username"),
+        ({"username": "dispatch", "password": ["demo"]}, "password"),
+    ]
+    for body, field in cases:
+        r = await client.post("/auth/login", json=body)
+        assert_json_error(r, 422, "validation_error")
+        assert [e["field"] for e in r.json()["errors"]] == [field], (body, r.json())
+
+
+async def test_a_login_body_over_the_size_limit_is_413(people: Personas) -> None:
+    r = await people.anonymous().post(
+        "/auth/login", json={"username": "dispatch", "password": "x" * 2_000_000}
+    )
+    assert_json_error(r, 413, "body_too_large")
+
+
+async def test_hostile_form_sign_ins_show_the_page_with_400(people: Personas) -> None:
+    client = people.anonymous()
+    for data, status in [
+        (b"username=dis%00patch&password=demo", 400),
+        (b"username=dispatch&password=de%00mo", 400),
+        (b"username=" + b"a" * 100_000 + b"&password=demo", 400),
+        (b"username=%FF%FE&password=%FF", 401),  # not UTF-8: decoded with replacement characters
+    ]:
+        r = await client.post(
+            "/auth/login", content=data, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        assert r.status_code == status, (data[:40], r.status_code, r.text[:200])
+        assert r.headers["content-type"].startswith("text/html")
+        assert "lanshou_session" not in r.headers.get("set-cookie", "")
+    # A file where the username should be.
+    r = await client.post(
+        "/auth/login", files={"username": ("name.txt", b"dispatch")}, data={"password": "demo"}
+    )
+    assert r.status_code == 400, r.text
+    assert "用户名或密码格式不正确" in r.text
+
+
 # -- who may call what -------------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -10,9 +11,9 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.response import Redirect, Template
 
 from server.auth.principal import SESSION_USER_KEY, Principal, principal_for_user
-from server.auth.service import authenticate
+from server.auth.service import LoginThrottle, SignInThrottled, credential_errors, sign_in
 from server.auth.session_store import start_session
-from server.errors import malformed_body, msgspec_field_errors
+from server.errors import ApiError, field_errors, malformed_body, msgspec_field_errors
 from server.i18n import pick_language, translate
 
 HOME_BY_ROLE = {"courier": "/api/v1/courier/pickups", "dispatcher": "/console", "admin": "/console"}
@@ -34,13 +35,32 @@ def _lang(request: Request[Any, Any, Any]) -> str:
     return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
-def _login_page(request: Request[Any, Any, Any], status: int = 200, **context: Any) -> Template:
+def _login_page(
+    request: Request[Any, Any, Any], status: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> Template:
     lang = _lang(request)
     return Template(
         template_name="login.html",
         context={"lang": lang, "t": lambda key, **kw: translate(key, lang, **kw), **context},
         status_code=status,
+        headers=headers,
     )
+
+
+def _client_address(request: Request[Any, Any, Any]) -> str:
+    # uvicorn runs with proxy_headers: behind a proxy on 127.0.0.1 this is X-Forwarded-For's client.
+    return request.client.host if request.client else "unknown"
+
+
+def _throttled(exc: SignInThrottled) -> ApiError:
+    error = ApiError(
+        429,
+        "rate_limited",
+        f"too many failed sign-ins for this username or from this address; try again in {exc.retry_after} s",
+        retry_after=exc.retry_after,
+    )
+    error.headers = {"Retry-After": str(exc.retry_after)}
+    return error
 
 
 class AuthController(Controller):
@@ -55,32 +75,59 @@ class AuthController(Controller):
         "/login",
         status_code=200,
         summary="Sign in (JSON or form: username, password); sets the session cookie",
+        description=(
+            "Failed sign-ins are limited per username and per client address: past the limit the answer "
+            "is 429 with Retry-After (seconds) until the window ends, and the password is not checked."
+        ),
     )
     async def login(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        limits = LoginThrottle(request.app.state.settings)
         content_type = request.headers.get("content-type", "").split(";")[0].strip()
         if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            form = await request.form()
-            username, password = str(form.get("username") or ""), str(form.get("password") or "")
-            lang = _lang(request)
-            if not username or not password:
-                return _login_page(request, 400, error=translate("login.missing", lang), username=username)
-            principal = await authenticate(username, password)
-            if principal is None:
-                return _login_page(request, 401, error=translate("login.failed", lang), username=username)
-            start_session(request, {SESSION_USER_KEY: principal.id})
-            target = _safe_next(str(form.get("next") or "")) or HOME_BY_ROLE.get(principal.role, "/")
-            return Redirect(path=target, status_code=303)
+            return await self._form_login(request, limits)
         try:
             body = msgspec.json.decode(await request.body(), type=LoginIn)
         except msgspec.ValidationError as exc:
             raise msgspec_field_errors(exc) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise malformed_body(f"{exc}; send JSON {{username, password}} or a form") from None
-        principal = await authenticate(body.username, body.password)
+        errors = credential_errors(body.username, body.password)
+        if errors:
+            raise field_errors(errors)
+        try:
+            principal = await sign_in(body.username, body.password, _client_address(request), limits)
+        except SignInThrottled as exc:
+            raise _throttled(exc) from None
         if principal is None:
             raise NotAuthorizedException("wrong username or password")
         start_session(request, {SESSION_USER_KEY: principal.id})
         return Response(content=msgspec.to_builtins(principal), media_type=MediaType.JSON)
+
+    async def _form_login(self, request: Request[Any, Any, Any], limits: LoginThrottle) -> Response[Any]:
+        form = await request.form()
+        username, password = form.get("username") or "", form.get("password") or ""
+        lang = _lang(request)
+        if not isinstance(username, str) or not isinstance(password, str):  # a file, not a field
+            return _login_page(request, 400, error=translate("login.invalid", lang))
+        if not username or not password:
+            return _login_page(request, 400, error=translate("login.missing", lang), username=username)
+        if credential_errors(username, password):
+            return _login_page(request, 400, error=translate("login.invalid", lang))
+        try:
+            principal = await sign_in(username, password, _client_address(request), limits)
+        except SignInThrottled as exc:
+            message = translate("login.throttled", lang, minutes=math.ceil(exc.retry_after / 60))
+            return _login_page(
+                request, 429, {"Retry-After": str(exc.retry_after)}, error=message, username=username
+            )
+        if principal is None:
+            return _login_page(request, 401, error=translate("login.failed", lang), username=username)
+        start_session(request, {SESSION_USER_KEY: principal.id})
+        next_page = form.get("next")
+        target = (_safe_next(next_page) if isinstance(next_page, str) else None) or HOME_BY_ROLE.get(
+            principal.role, "/"
+        )
+        return Redirect(path=target, status_code=303)
 
     @post("/logout", status_code=200, summary="Sign out")
     async def logout(self, request: Request[Any, Any, Any]) -> dict[str, bool]:
