@@ -167,9 +167,14 @@ async def test_the_console_works_without_a_single_policy_violation(
     await expect(page.locator("#dispatch-form .msg.ok")).to_contain_text(zone.couriers[1])
     await expect(page.locator(f"#rows-held #pickup-{pickup_id}")).to_contain_text(zone.couriers[1])
 
-    # A failed zone import shows its errors in the form.
+    # A failed zone import shows its errors in the form; so does a file over the limit (413).
     outcome = await upload_through_the_form(page, {"type": "FeatureCollection"})
     await expect(outcome).to_have_class("msg error")
+    await page.fill("#zone-form textarea[name=geojson]", "")
+    huge = {"name": "big.geojson", "mimeType": "application/geo+json", "buffer": b" " * (9 << 20) + b"{}"}
+    await page.set_input_files("#zone-form input[type=file]", files=[huge])
+    await page.click("#zone-form button[type=submit]")
+    await expect(page.locator("#zone-form .msg.error")).to_contain_text("文件太大")
 
     assert watch.violations == []
     assert await page.evaluate("window.__noReload") is True
