@@ -494,6 +494,12 @@ async def test_a_file_in_an_unknown_encoding_gets_a_form_error(people: Personas)
         r = await api.post(f"/console/zones{lang}", files=files, headers=csrf(api))
         assert r.status_code == 422, r.text
         assert 'id="zone-form"' in r.text and said in r.text
+    # The pasted text too, when a hand-made request sends it in bytes that are not UTF-8.
+    body = b'--XX\r\nContent-Disposition: form-data; name="geojson"\r\n\r\n\x80\xff\r\n--XX--\r\n'
+    headers = {**csrf(api), "content-type": "multipart/form-data; boundary=XX"}
+    r = await api.post("/console/zones", content=body, headers=headers)
+    assert r.status_code == 422, r.text
+    assert 'id="zone-form"' in r.text and "无法识别文件编码" in r.text
 
 
 async def test_deeply_nested_json_gets_a_form_error(people: Personas) -> None:
