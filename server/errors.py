@@ -189,4 +189,22 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
-EXCEPTION_HANDLERS = {HTTPException: handle_http_exception, Exception: handle_unexpected}
+def handle_undecodable(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
+    """Text the client sent that is not UTF-8 (a form field, a multipart part): the client's mistake.
+
+    JSON bodies are decoded in one place (server/validation.py) and answered there; Litestar's form
+    parser lets the error through from wherever it decodes a field.
+    """
+    error = malformed_body("it is not UTF-8 text")
+    return Response(
+        content=_body(error.code, "the request is not UTF-8 text", error.errors),
+        status_code=400,
+        media_type=MediaType.JSON,
+    )
+
+
+EXCEPTION_HANDLERS = {
+    HTTPException: handle_http_exception,
+    UnicodeDecodeError: handle_undecodable,
+    Exception: handle_unexpected,
+}

@@ -233,3 +233,21 @@ async def test_a_session_cookie_with_control_characters_is_no_session(people: Pe
     for value in ("%00", "abc%00def", "\\x00"):
         r = await anonymous.get("/api/v1/me", headers={"cookie": f"lanshou_session={value}"})
         assert r.status_code == 401, r.text
+
+
+async def test_a_form_field_that_is_not_utf8_is_a_400(people: Personas) -> None:
+    anonymous = people.anonymous()
+    files = {"username": (None, b"\xff\xfeadmin"), "password": (None, b"demo")}
+    r = await anonymous.post("/auth/login", files=files)
+    assert r.status_code == 400, r.text
+    dispatcher = await people.user("dispatch")
+    token = dispatcher.client.cookies.get("lanshou_csrf") or ""
+    if not token:
+        await dispatcher.get("/console")
+        token = dispatcher.client.cookies.get("lanshou_csrf") or ""
+    r = await dispatcher.post(
+        "/console/pickups/assign",
+        files={"reason": (None, b"\xff\xfe"), "pickup_ids": (None, b"1")},
+        headers={"x-csrftoken": token},
+    )
+    assert r.status_code == 400, r.text
