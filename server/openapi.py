@@ -41,6 +41,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin
 from litestar.routes import HTTPRoute
 
+from server.auth.controller import LoginIn
 from server.auth.principal import Principal, admin_only, courier_only, dispatcher_only, partner_only
 
 SCHEMAS = "#/components/schemas/"
@@ -67,6 +68,10 @@ ERROR_SCHEMAS: dict[str, Any] = {
             "message": {"type": "string"},
             "errors": {"type": "array", "items": {"$ref": SCHEMAS + "FieldError"}},
             "current_status": {"type": "string", "description": "The pickup's status, on a 409 about it."},
+            "retry_after": {
+                "type": "integer",
+                "description": "On a 429: seconds until it may be tried again.",
+            },
         },
         "required": ["code", "message", "errors"],
     },
@@ -156,6 +161,11 @@ _GUARD_ROLES = (
 ALL_ROLES = ["partner", "courier", "dispatcher", "admin"]
 
 
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 0}}
+}
+
+
 def _response_ref(status: int) -> dict[str, str]:
     return {"$ref": RESPONSES + ERROR_RESPONSES[status][0]}
 
@@ -168,21 +178,12 @@ def error_responses() -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": SCHEMAS + "Error"}}},
         }
         if status == 429:
-            response["headers"] = {
-                "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 0}}
-            }
+            response["headers"] = _RETRY_AFTER
         out[name] = response
     return out
 
 
 # -- sign-in: the handler reads its body itself --------------------------------------------------------
-
-
-class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
-    """The JSON body of POST /auth/login (server/auth/controller.py decodes it as its own LoginIn)."""
-
-    username: str
-    password: str
 
 
 _LOGIN_FORM = {
@@ -198,15 +199,17 @@ _HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}
 
 
 def _describe_login(operation: dict[str, Any]) -> None:
-    operation["description"] = (
-        "JSON (apps) answers with who signed in; a form (browsers) redirects to the role's page, or shows "
-        "the sign-in page again with the problem (400, 401). Either way the session cookie is set."
+    how = (
+        "JSON (apps) answers with who signed in; a form (browsers) is redirected to the role's page, or "
+        "shown the sign-in page again with the problem (400, 401, 429). Either way the session cookie is set."
     )
+    operation["description"] = " ".join(filter(None, [how, operation.get("description")]))
     operation["requestBody"] = {
         "required": True,
         "content": {
             "application/json": {"schema": {"$ref": SCHEMAS + "LoginIn"}},
             "application/x-www-form-urlencoded": {"schema": _LOGIN_FORM},
+            "multipart/form-data": {"schema": _LOGIN_FORM},
         },
     }
     responses = operation["responses"]
@@ -218,11 +221,18 @@ def _describe_login(operation: dict[str, Any]) -> None:
         "description": "Signed in (form): on to the role's page, or to `next`.",
         "headers": {"Location": {"schema": {"type": "string"}}},
     }
-    for status, what in ((400, "The body is malformed"), (401, "Wrong username or password")):
-        responses[str(status)] = {
+    for status, what in (
+        (400, "The body is malformed"),
+        (401, "Wrong username or password"),
+        (429, "Too many failed sign-ins for this username or from this address"),
+    ):
+        response: dict[str, Any] = {
             "description": f"{what}: an error (JSON body) or the sign-in page again (form).",
             "content": {"application/json": {"schema": {"$ref": SCHEMAS + "Error"}}, **_HTML_PAGE},
         }
+        if status == 429:
+            response["headers"] = _RETRY_AFTER
+        responses[str(status)] = response
 
 
 # -- finding the handlers and the structs they take and give -------------------------------------------
@@ -254,7 +264,7 @@ def _any_json(cls: type) -> dict[str, Any]:
 
 def struct_schemas(handlers: Sequence[HTTPRouteHandler]) -> dict[str, Any]:
     """msgspec's JSON Schema for every struct the handlers take or give, nested ones included."""
-    found: set[type[msgspec.Struct]] = {LoginIn, Principal}  # sign-in's body and answer
+    found: set[type[msgspec.Struct]] = {LoginIn, Principal}  # sign-in reads and answers these itself
     for handler in handlers:
         _structs_in(handler.parsed_fn_signature.return_type.annotation, found)
         if handler.parsed_data_field is not None:
@@ -308,6 +318,22 @@ def _who_may_call(handler: HTTPRouteHandler, path: str, public_paths: Sequence[s
     guards = [guard for layer in handler.ownership_layers for guard in (layer.guards or [])]
     roles = [role for guard, allowed in _GUARD_ROLES if guard in guards for role in allowed]
     return sorted(set(roles), key=ALL_ROLES.index) if roles else ALL_ROLES
+
+
+_BOUNDS = (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"), ("lt", "exclusiveMaximum"))
+
+
+def _exact_parameter_bounds(operation: dict[str, Any], handler: HTTPRouteHandler) -> None:
+    """Litestar writes a parameter's integer bounds as floats: `le=2**63 - 1` becomes 2**63, one more
+    than the server accepts. Take them exactly from the handler's `Parameter(ge=…, le=…)`."""
+    fields = handler.parsed_fn_signature.parameters
+    for parameter in operation.get("parameters", []):
+        field = fields.get(parameter["name"])
+        definition = field.kwarg_definition if field is not None else None
+        for attr, key in _BOUNDS:
+            value = getattr(definition, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                parameter["schema"][key] = value
 
 
 def _describe_access(operation: dict[str, Any], roles: list[str]) -> None:
@@ -381,6 +407,7 @@ def truthful_document(app: Any, generated: dict[str, Any], public_paths: Sequenc
             responses.setdefault(str(status), _response_ref(status))
         operation["responses"] = dict(sorted(responses.items()))
         _query_parameters_without_null(operation)
+        _exact_parameter_bounds(operation, handler)
         _describe_access(operation, _who_may_call(handler, path, public_paths))
     missing = sorted({ref for ref in _refs(document) if not _resolves(document, ref)})
     if missing:
