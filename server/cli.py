@@ -1,10 +1,12 @@
-"""The `lanshou` command: serve, migrate, demo, user create, partner create."""
+"""The `lanshou` command: serve, migrate, demo, user create, partner create and revoke."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
+import io
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -37,35 +39,63 @@ def _run(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(main())
 
 
-async def migrate() -> None:
-    """Apply Piccolo migrations from migrations/ (the only way tables are created outside tests)."""
-    from piccolo.apps.migrations.commands.forwards import run_forwards
+async def migrate() -> list[str]:
+    """Apply Piccolo migrations from migrations/ (the only way tables are created outside tests);
+    returns the ids of those applied, oldest first."""
+    from piccolo.apps.migrations.commands.forwards import ForwardsMigrationManager
+    from piccolo.apps.migrations.tables import Migration
 
-    result = await run_forwards(app_name="lanshou", migration_id="all", fake=False)
+    manager = ForwardsMigrationManager(app_name="lanshou")
+    await manager.create_migration_table()
+    app_config = manager.get_app_config(app_name="lanshou")
+    modules = manager.get_migration_modules(app_config.resolved_migrations_folder_path)
+    done = set(await Migration.get_migrations_which_ran(app_name="lanshou"))
+    pending = sorted(set(manager.get_migration_ids(modules)) - done)
+    if not pending:
+        return []
+    # Piccolo's own report is misleading ("4 migrations already complete" beside "4 migrations not yet
+    # run" on a new database): keep it for when something goes wrong, and say what happened ourselves.
+    piccolo_output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(piccolo_output):
+            result = await manager.run()
+    except Exception:
+        print(piccolo_output.getvalue(), file=sys.stderr)
+        raise
     if not result.success:
+        print(piccolo_output.getvalue(), file=sys.stderr)
         raise SystemExit(f"lanshou: migration failed: {result.message}")
+    return pending
+
+
+def report_migrations(applied: list[str]) -> None:
+    for migration_id in applied:
+        print(f"  {migration_id} [forwards]")
+    if applied:
+        n = len(applied)
+        print(f"lanshou: applied {n} migration{'s' if n != 1 else ''}; the database is up to date")
+    else:
+        print("lanshou: database is up to date (no migrations to apply)")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
+    from server.app import create_app
+    from server.serve import serve
 
     settings = _settings()
-    uvicorn.run(
-        "server.app:create_app",
-        factory=True,
+    serve(
+        create_app(settings),
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
-        # Open SSE streams would otherwise hold a shutdown forever.
-        timeout_graceful_shutdown=3,
-        proxy_headers=True,
+        header_timeout_s=settings.header_timeout_s,
+        parser=args.http,
     )
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = _settings()
-    _run(settings, migrate)
-    print("lanshou: database is up to date")
+    report_migrations(_run(settings, migrate))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -73,11 +103,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     settings = _settings()
 
-    async def work() -> dict[str, Any]:
-        await migrate()
-        return await seed_demo()
+    async def work() -> tuple[list[str], dict[str, Any]]:
+        return await migrate(), await seed_demo()
 
-    info = _run(settings, work)
+    applied, info = _run(settings, work)
+    report_migrations(applied)
     print("Demo city seeded: central Changsha, 3 stations, 6 zones.")
     print("  couriers courier01 … courier12, dispatcher `dispatch`, admin `admin`; password: demo")
     print(f"  partner `{info['partner']}` API key (shown once, stored hashed):")
@@ -122,12 +152,31 @@ def cmd_partner_create(args: argparse.Namespace) -> None:
     print(f"partner {args.code}: API key (shown once, stored hashed):\n  {key}")
 
 
+def cmd_partner_revoke(args: argparse.Namespace) -> None:
+    from server.auth.service import revoke_partner
+
+    settings = _settings()
+    if not _run(settings, lambda: revoke_partner(args.code)):
+        print(f"lanshou: no partner {args.code!r}", file=sys.stderr)
+        raise SystemExit(1)
+    print(
+        f"partner {args.code}: revoked; its API key is refused and its webhooks stopped "
+        "(`lanshou partner create --code` gives it a new key)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lanshou", description="Lanshou doorstep pickup dispatch")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the web server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--http",
+        choices=["auto", "httptools", "h11"],
+        default="auto",
+        help="HTTP parser (auto: httptools when installed, else h11)",
+    )
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="create or upgrade the database tables").set_defaults(func=cmd_migrate)
     sub.add_parser("demo", help="migrate and seed the demo city (Changsha)").set_defaults(func=cmd_demo)
@@ -148,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     pcreate.add_argument("--code", required=True)
     pcreate.add_argument("--name")
     pcreate.set_defaults(func=cmd_partner_create)
+    prevoke = partner.add_parser("revoke", help="revoke a partner's API key and stop its webhooks")
+    prevoke.add_argument("--code", required=True)
+    prevoke.set_defaults(func=cmd_partner_revoke)
     return parser
 
 

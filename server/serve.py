@@ -1,0 +1,173 @@
+"""The HTTP server process: uvicorn, with two changes.
+
+* A deadline for the request head. uvicorn times out idle kept-alive connections, but a connection that
+  sends part of a request line or of its headers and then nothing is held forever, and a few thousand
+  of those exhaust the process's file descriptors (slowloris). Here a connection gets
+  `header_timeout_s` to deliver each request's line and headers, counted from the connection for the
+  first request and from its first byte for later ones; then it is answered 408 and closed.
+* Shutdown ends SSE streams at once. uvicorn waits for open responses before it shuts the app down, and
+  a stream never finishes by itself: Ctrl+C took the full graceful timeout and then cancelled the
+  streams mid-flight, logging an ASGI error for each. Here the signal tells the push hub to end every
+  stream (clients see a clean end and reconnect, elsewhere if they can, resuming from the event log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is optional for uvicorn; then h11 parses
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+
+def _response_408() -> bytes:
+    body = b"the request headers took too long to arrive\n"
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        + b"content-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
+
+
+class _HeadDeadline:
+    """The timer both parsers share: armed while a request head is awaited, disarmed once it is in."""
+
+    header_timeout_s: float = 10.0
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_started = False
+
+    def _arm_head_deadline(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+
+    def _disarm_head_deadline(self) -> None:
+        self._head_started = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._head_started:  # part of a request came: say why it ends (nothing came: just close)
+            self.transport.write(_response_408())
+        self.transport.close()
+
+
+class HttpToolsWithHeadDeadline(_HeadDeadline, HttpToolsProtocol):  # type: ignore[misc,valid-type]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_started = True
+        self._arm_head_deadline()  # a later request on a kept-alive connection; the first is armed
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+
+class H11WithHeadDeadline(_HeadDeadline, H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        waiting_for_head = self.conn.their_state is h11.IDLE
+        if waiting_for_head:
+            self._head_started = True
+            self._arm_head_deadline()
+        super().data_received(data)
+        if waiting_for_head and self.conn.their_state is not h11.IDLE:
+            self._disarm_head_deadline()  # h11 leaves IDLE once the whole head is parsed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+
+def http_protocol(parser: str, header_timeout_s: float) -> type[asyncio.Protocol]:
+    """The protocol class for uvicorn's `http=`: httptools when installed ("auto"), or h11."""
+    base: type[_HeadDeadline]
+    if parser == "httptools" or (parser == "auto" and HttpToolsProtocol is not None):
+        base = HttpToolsWithHeadDeadline
+    else:
+        base = H11WithHeadDeadline
+    return type(base.__name__, (base,), {"header_timeout_s": float(header_timeout_s)})  # type: ignore[return-value]
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, calling `end_streams` as soon as a shutdown signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, end_streams: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.end_streams = end_streams
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ender: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            await super().serve(sockets)
+        finally:
+            if self._ender is not None:
+                self._ender.cancel()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first = not self.should_exit
+        super().handle_exit(sig, frame)
+        if first and self._loop is not None:
+            # A signal handler may interrupt the loop anywhere: hand the work to the loop, thread-safely.
+            self._loop.call_soon_threadsafe(self._start_ending_streams)
+
+    def _start_ending_streams(self) -> None:
+        self._ender = asyncio.get_running_loop().create_task(self._end_streams_until_exit())
+
+    async def _end_streams_until_exit(self) -> None:
+        # Again every 100 ms until the process ends: a stream whose request was already in flight when
+        # the signal came attaches after the first call, and would otherwise hold the shutdown.
+        while True:
+            self.end_streams()
+            await asyncio.sleep(0.1)
+
+
+def serve(
+    app: Any, *, host: str, port: int, log_level: str, header_timeout_s: int, parser: str = "auto"
+) -> None:
+    """Run `app` until SIGINT or SIGTERM; returns once it has shut down."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=http_protocol(parser, header_timeout_s),
+        # Streams are ended at the signal; this bounds what is left (a slow upload, a stuck handler).
+        timeout_graceful_shutdown=3,
+        proxy_headers=True,
+    )
+    server = Server(config, end_streams=app.state.hub.close_all)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the signal it handled once it has shut down
+        pass
+    if not server.started:
+        raise SystemExit(3)

@@ -1,0 +1,241 @@
+"""The server process itself: OPTIONS and HEAD on every route, a deadline for request heads, and a
+Ctrl+C that ends open SSE streams at once and cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.settings import Settings
+from tests.conftest import (
+    ROOT,
+    Api,
+    Database,
+    Personas,
+    ServerProcess,
+    migrated_database,
+    wait_until_serving,
+)
+
+# -- OPTIONS and HEAD on every route -----------------------------------------------------------------
+
+
+def every_route() -> list[tuple[str, set[str]]]:
+    """Each route of the app as a concrete path (path parameters filled in) and its methods."""
+    app = create_app(Settings(database_url="sqlite:///unused.sqlite3", secret_key="k" * 40))
+    routes = []
+    for route in app.routes:
+        path = re.sub(r"\{[^}:]+:int\}", "1", route.path)
+        path = re.sub(r"\{[^}:]+:(str|path)\}", "x", path)
+        routes.append((path, set(route.methods)))
+    return routes
+
+
+ROUTES = every_route()
+
+
+def test_every_route_is_listed() -> None:
+    paths = [path for path, _ in ROUTES]
+    assert {"/api/v1/pickups", "/api/v1/courier/pickups", "/console", "/auth/login"} <= set(paths)
+
+
+@pytest.mark.parametrize("persona", ["anonymous", "courier", "dispatcher", "partner"])
+async def test_options_and_head_on_every_route_never_fail(people: Personas, persona: str) -> None:
+    client = {
+        "anonymous": people.anonymous,
+        "partner": people.partner,
+    }.get(persona)
+    api = (
+        client() if client else await people.user({"courier": "courier08", "dispatcher": "dispatch"}[persona])
+    )
+    for path, methods in ROUTES:
+        r = await api.options(path)
+        assert r.status_code in (204, 303, 401, 403), (persona, path, r.status_code, r.text)
+        if r.status_code == 204:
+            # (Litestar builds Allow from a path's first handler group: /auth/login's lacks GET.)
+            assert "OPTIONS" in r.headers["allow"], (path, r.headers)
+            assert set(r.headers["allow"].split(", ")) <= methods, (path, r.headers)
+        r = await api.head(path)
+        assert r.status_code < 500, (persona, path, r.status_code)
+        if "HEAD" not in methods:
+            assert r.status_code in (303, 401, 403, 405), (persona, path, r.status_code)
+
+
+async def test_options_answers_with_the_allowed_methods_for_who_may_call(people: Personas) -> None:
+    r = await people.partner().options("/api/v1/pickups")
+    assert r.status_code == 204
+    # Litestar 2.25 builds Allow from the first handler group of a path (here POST), not all of them.
+    assert r.headers["allow"] in ("GET, OPTIONS, POST", "OPTIONS, POST")
+    courier = await people.user("courier09")
+    r = await courier.options("/api/v1/courier/pickups")
+    assert r.status_code == 204
+    assert r.headers["allow"] == "GET, OPTIONS"
+    dispatcher = await people.user("dispatch")
+    assert (await dispatcher.options("/console")).status_code == 204
+    # Before signing in, as for any other method: 401 (no 500, and nothing about the route's methods).
+    r = await people.anonymous().options("/api/v1/courier/pickups")
+    assert r.status_code == 401
+    assert r.json()["code"] == "not_authenticated"
+    assert "allow" not in r.headers
+    assert (await people.anonymous().options("/auth/login")).status_code == 204
+
+
+# -- a deadline for the request head -------------------------------------------------------------------
+
+
+class Serve(ServerProcess):
+    """`lanshou serve` with extra command-line arguments."""
+
+    def __init__(self, db: Database, *args: str, **env: str) -> None:
+        super().__init__(db, **env)
+        self.args = args
+
+    def start(self) -> Serve:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--port", str(self.port), *self.args],
+            cwd=ROOT,
+            env=self.db.env(**self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until_serving(self.proc, self.url, self.log_path)
+        return self
+
+
+@pytest.fixture(scope="module")
+def quiet_db() -> Iterator[Database]:
+    with migrated_database("lanshou-serve-") as database:
+        yield database
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def impatient_server(request: pytest.FixtureRequest, quiet_db: Database) -> Iterator[Serve]:
+    server = Serve(quiet_db, "--http", request.param, LANSHOU_HEADER_TIMEOUT_S="1").start()
+    yield server
+    server.stop()
+
+
+def connect(server: ServerProcess) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.settimeout(10)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_a_half_sent_request_head_is_answered_408_and_closed(impatient_server: Serve) -> None:
+    with connect(impatient_server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        answer = read_until_closed(sock)
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert 0.8 < waited < 5, waited
+
+
+def test_a_connection_that_sends_nothing_is_closed(impatient_server: Serve) -> None:
+    with connect(impatient_server) as sock:
+        started = time.monotonic()
+        assert read_until_closed(sock) == b""
+        assert time.monotonic() - started < 5
+
+
+def test_a_later_request_on_a_kept_alive_connection_has_the_same_deadline(impatient_server: Serve) -> None:
+    with connect(impatient_server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        # Part of a second request (this stops uvicorn's keep-alive timer) and then nothing.
+        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        started = time.monotonic()
+        answer = read_until_closed(sock)
+    assert b"408 Request Timeout" in answer, answer
+    assert time.monotonic() - started < 5
+
+
+def test_a_slow_but_complete_head_and_a_late_body_are_served(impatient_server: Serve) -> None:
+    with connect(impatient_server) as sock:
+        sock.sendall(b"POST /auth/login HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.4)
+        sock.sendall(b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n")
+        # The deadline covers the head only: a body may come later (an upload on a slow line).
+        time.sleep(1.5)
+        sock.sendall(b"{}")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 422 "), answer
+
+
+# -- Ctrl+C with streams open ----------------------------------------------------------------------------
+
+
+async def test_ctrl_c_with_a_stream_open_exits_at_once_and_ends_the_stream_cleanly(
+    fresh_db: tuple[Database, dict[str, str]],
+) -> None:
+    database, _ = fresh_db
+    server = ServerProcess(database).start()
+    courier = Api(server.url)
+    try:
+        await courier.login("courier01")
+        async with courier.client.stream(
+            "GET", "/api/v1/courier/events", headers={"accept": "text/event-stream"}, timeout=10
+        ) as stream:
+            assert stream.status_code == 200
+            lines = stream.aiter_lines()
+            while (await anext(lines)) != "event: ready":
+                pass
+            assert server.proc is not None
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGINT)
+            # The stream ends as a complete response: no RemoteProtocolError, no ReadTimeout.
+            rest = [line async for line in lines]
+            ended = time.monotonic() - started
+        returncode = await asyncio.to_thread(server.proc.wait, 5)
+        exited = time.monotonic() - started
+    finally:
+        await courier.close()
+        server.stop()
+    assert ended < 1.5, (ended, rest)
+    assert exited < 2, exited
+    assert returncode == 0
+    log = server.log()
+    for trouble in ("ASGI", "Exception", "Traceback", "ERROR", "timeout graceful shutdown exceeded"):
+        assert trouble not in log, log
+
+
+async def test_sigterm_also_ends_streams_at_once(fresh_db: tuple[Database, dict[str, str]]) -> None:
+    database, _ = fresh_db
+    server = ServerProcess(database).start()
+    dispatcher = Api(server.url)
+    try:
+        await dispatcher.login("dispatch")
+        async with httpx.AsyncClient(base_url=server.url, cookies=dispatcher.cookies, timeout=10) as client:
+            async with client.stream("GET", "/console/events") as stream:
+                assert stream.status_code == 200
+                lines = stream.aiter_lines()
+                await anext(lines)
+                assert server.proc is not None
+                started = time.monotonic()
+                server.proc.terminate()
+                _ = [line async for line in lines]
+        await asyncio.to_thread(server.proc.wait, 5)
+        assert time.monotonic() - started < 2
+    finally:
+        await dispatcher.close()
+        server.stop()
+    assert "Traceback" not in server.log(), server.log()
