@@ -119,9 +119,10 @@ def quiet_db() -> Iterator[Database]:
         yield database
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+# The default parser (httptools, as installed by uvicorn[standard]) and the pure-Python fallback.
+@pytest.fixture(scope="module", params=[(), ("--http", "h11")], ids=["default", "h11"])
 def impatient_server(request: pytest.FixtureRequest, quiet_db: Database) -> Iterator[Serve]:
-    server = Serve(quiet_db, "--http", request.param, LANSHOU_HEADER_TIMEOUT_S="1").start()
+    server = Serve(quiet_db, *request.param, LANSHOU_HEADER_TIMEOUT_S="1").start()
     yield server
     server.stop()
 
