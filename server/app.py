@@ -109,7 +109,10 @@ class Runtime(InitPluginProtocol):
         scheduler = Scheduler(self.settings.scheduler_interval_ms / 1000)
         app.state["scheduler"] = scheduler
         scheduler_task = asyncio.create_task(scheduler.run(), name="lanshou-scheduler")
-        webhook_task = asyncio.create_task(WebhookWorker(self.settings.webhook_interval_ms / 1000).run())
+        webhooks = WebhookWorker(
+            self.settings.webhook_interval_ms / 1000, self.settings.webhook_allowed_hosts
+        )
+        webhook_task = asyncio.create_task(webhooks.run())
         watchdog_task = asyncio.create_task(self.hub.watch(), name="lanshou-push-watchdog")
         try:
             await asyncio.wait_for(self.hub.ready.wait(), 10)

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from server.webhooks.destinations import normalise_allowed_host
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 
@@ -43,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     map_tile_url: str = DEFAULT_TILE_URL
     # Largest request body accepted, in bytes (a batch of 500 pickups fits comfortably).
     max_body_bytes: int = 1_048_576
+    # Internal destinations webhooks may reach besides the public internet (on-premise integrations):
+    # host names (lowercase, exact) and IP networks (canonical, e.g. 10.1.0.0/16). Empty: public only.
+    webhook_allowed_hosts: tuple[str, ...] = ()
     # Failed sign-ins allowed per username and per client address within the window, then 429.
     login_failures_per_user: int = 10
     login_failures_per_address: int = 100
@@ -78,6 +83,22 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _allowed_hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated host names, IP addresses and CIDR networks, each checked and normalised."""
+    entries: list[str] = []
+    for raw in env.get(name, "").split(","):
+        if not raw.strip():
+            continue
+        try:
+            entries.append(normalise_allowed_host(raw))
+        except ValueError as exc:
+            raise SettingsError(
+                f"{name} takes comma-separated host names (e.g. erp.internal), IP addresses or networks "
+                f"(e.g. 10.1.0.0/16); {raw.strip()!r}: {exc}"
+            ) from None
+    return tuple(dict.fromkeys(entries))
 
 
 def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
@@ -160,6 +181,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_interval_ms=_int(env, "LANSHOU_WEBHOOK_INTERVAL_MS", 1000, 10, 60_000),
         map_tile_url=env.get("LANSHOU_MAP_TILE_URL", "").strip() or DEFAULT_TILE_URL,
         max_body_bytes=_int(env, "LANSHOU_MAX_BODY_BYTES", 1_048_576, 1024, 100 * 1_048_576),
+        webhook_allowed_hosts=_allowed_hosts(env, "LANSHOU_WEBHOOK_ALLOWED_HOSTS"),
         login_failures_per_user=_int(env, "LANSHOU_LOGIN_FAILURES_PER_USER", 10, 1, 1_000_000),
         login_failures_per_address=_int(env, "LANSHOU_LOGIN_FAILURES_PER_ADDRESS", 100, 1, 1_000_000),
         login_window_s=_int(env, "LANSHOU_LOGIN_WINDOW_S", 900, 1, 86_400),

@@ -202,7 +202,12 @@ def fresh_db() -> Iterator[tuple[Database, dict[str, str]]]:
 
 @pytest.fixture(scope="session")
 def server(db: Database, demo: dict[str, str]) -> Iterator[ServerProcess]:
-    proc = ServerProcess(db, LANSHOU_SCHEDULER_INTERVAL_MS="50", LANSHOU_WEBHOOK_INTERVAL_MS="100").start()
+    proc = ServerProcess(
+        db,
+        LANSHOU_SCHEDULER_INTERVAL_MS="50",
+        LANSHOU_WEBHOOK_INTERVAL_MS="100",
+        LANSHOU_WEBHOOK_ALLOWED_HOSTS="127.0.0.1,localhost",  # test receivers listen on loopback
+    ).start()
     yield proc
     proc.stop()
 

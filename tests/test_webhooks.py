@@ -1,4 +1,9 @@
-"""Partner webhooks: signed, in order, at least once, retried after a failure."""
+"""Partner webhooks: signed, in order, at least once, retried after a failure; partners delivered
+independently (one hanging endpoint delays no one else); failures reported without network details.
+
+The session server allows webhooks to 127.0.0.1 and localhost (LANSHOU_WEBHOOK_ALLOWED_HOSTS), where
+these receivers listen; test_webhook_ssrf.py checks a server without that exception.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,62 @@ import hashlib
 import hmac
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import msgspec
 
-from tests.conftest import Database, Personas, free_port, login_couriers, make_zone, pickup_body
+from tests.conftest import (
+    ON_POSTGRES,
+    Api,
+    Database,
+    Personas,
+    ServerProcess,
+    free_port,
+    login_couriers,
+    make_zone,
+    pickup_body,
+)
 
 
 class Receiver:
-    """A partner's webhook endpoint on loopback; fails the first `fail_first` calls with 503."""
+    """A partner's webhook endpoint on loopback; fails the first `fail_first` calls with `fail_status`
+    (and `fail_headers`); with `hang`, holds every call open until that event is set."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(
+        self,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        fail_headers: dict[str, str] | None = None,
+        hang: threading.Event | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.calls: list[tuple[dict[str, str], bytes, int]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each call
         self.fail_first = fail_first
+        self.in_flight = self.most_in_flight = 0  # calls being answered at once
+        lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
-                status = 503 if len(receiver.calls) < receiver.fail_first else 200
+                failing = len(receiver.calls) < receiver.fail_first
+                status = fail_status if failing else 200
+                with lock:
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+                receiver.arrived.append(time.monotonic())
                 receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
+                if hang is not None:
+                    hang.wait(30)
+                time.sleep(delay)
+                with lock:
+                    receiver.in_flight -= 1
                 self.send_response(status)
+                for name, value in (fail_headers or {}).items() if failing else ():
+                    self.send_header(name, value)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -60,9 +99,45 @@ async def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no
         await asyncio.sleep(0.05)
 
 
-def new_partner(db: Database) -> str:
-    out = db.cli("partner", "create", "--code", f"hook-{free_port()}")
+def new_partner(db: Database, code: str | None = None) -> str:
+    """A new partner (by the CLI, as an operator would); returns its API key."""
+    out = db.cli("partner", "create", "--code", code or f"hook-{free_port()}")
     return re.search(r"lsk_\S+", out).group(0)  # type: ignore[union-attr]
+
+
+async def write_webhook_url(db: Database, partner_code: str, url: str) -> None:
+    """Store a webhook URL straight in the database, past the API's checks (as one stored before the
+    checks existed would be), due from the next event on."""
+    statement = (
+        "UPDATE partners SET webhook_url = ?, webhook_secret = 'whsec_test', webhook_attempts = 0, "
+        "webhook_next_ms = 0, webhook_last_error = NULL, "
+        "webhook_cursor = (SELECT COALESCE(MAX(id), 0) FROM events) WHERE code = ?"
+    )
+    if ON_POSTGRES:
+        import asyncpg
+
+        conn = await asyncpg.connect(db.url)
+        try:
+            await conn.execute(statement.replace("?", "$1", 1).replace("?", "$2", 1), url, partner_code)
+        finally:
+            await conn.close()
+    else:
+        import sqlite3
+
+        with sqlite3.connect(db.url.removeprefix("sqlite:///"), timeout=10) as conn:
+            conn.execute(statement, (url, partner_code))
+
+
+async def webhook_status_once(partner: Api, condition) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The partner's webhook status as soon as `condition(status)` holds (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        status = (await partner.get("/api/v1/partner/webhook")).json()
+        if condition(status):
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"webhook status never matched: {status}")
+        await asyncio.sleep(0.1)
 
 
 async def test_events_reach_the_partner_signed_and_in_order(people: Personas, db: Database) -> None:
@@ -155,3 +230,128 @@ async def test_time_limit_warning_and_breach_go_to_the_partner(people: Personas,
         assert types.index("pickup.sla_warning") < types.index("pickup.sla_breached")
     finally:
         receiver.close()
+
+
+async def test_a_hanging_endpoint_delays_no_other_partner(people: Personas, db: Database) -> None:
+    release = threading.Event()
+    hanging, healthy = Receiver(hang=release), Receiver()
+    try:
+        alice = people.partner(new_partner(db))
+        bob = people.partner(new_partner(db))
+        await alice.put("/api/v1/partner/webhook", json={"url": hanging.url})
+        await bob.put("/api/v1/partner/webhook", json={"url": healthy.url})
+        zone = await make_zone(people)
+        await alice.post("/api/v1/pickups", json=pickup_body(zone))
+        await wait_for(lambda: hanging.calls)  # alice's delivery is now stuck in her endpoint
+        sent = time.monotonic()
+        bobs = (await bob.post("/api/v1/pickups", json=pickup_body(zone))).json()
+        await wait_for(lambda: healthy.delivered(), 12)
+        assert healthy.delivered()[0]["pickup"]["id"] == bobs["id"]
+        # Polled every 0.1 s; on PostgreSQL an event is read 1 s after it is written (SETTLE).
+        assert healthy.arrived[0] - sent < 2.5, f"bob waited {healthy.arrived[0] - sent:.1f} s"
+    finally:
+        release.set()
+        hanging.close()
+        healthy.close()
+
+
+async def test_an_unparseable_stored_url_shows_in_its_status_and_holds_up_no_one(
+    people: Personas, db: Database
+) -> None:
+    receiver = Receiver()
+    broken_code = f"hook-broken-{free_port()}"
+    broken = people.partner(new_partner(db, broken_code))
+    healthy = people.partner(new_partner(db))
+    try:
+        await write_webhook_url(db, broken_code, "http://[::1")
+        await healthy.put("/api/v1/partner/webhook", json={"url": receiver.url})
+        zone = await make_zone(people)
+        for _ in range(2):
+            await broken.post("/api/v1/pickups", json=pickup_body(zone))
+            mine = (await healthy.post("/api/v1/pickups", json=pickup_body(zone))).json()
+            await wait_for(lambda: any(e["pickup"]["id"] == mine["id"] for e in receiver.delivered()))  # noqa: B023
+        status = await webhook_status_once(broken, lambda s: s["failed_attempts"] >= 1)
+        assert status["last_error"] == "refused: URL not valid"
+        assert status["url"] == "http://[::1"
+    finally:
+        await broken.delete("/api/v1/partner/webhook")
+        receiver.close()
+
+
+async def test_a_failure_is_reported_without_telling_open_ports_from_closed(
+    people: Personas, db: Database
+) -> None:
+    partner = people.partner(new_partner(db))
+    closed_port = free_port()  # nothing listens there: the connection is refused
+    r = await partner.put("/api/v1/partner/webhook", json={"url": f"http://127.0.0.1:{closed_port}/hook"})
+    assert r.status_code == 200, r.text
+    try:
+        zone = await make_zone(people)
+        await partner.post("/api/v1/pickups", json=pickup_body(zone))
+        status = await webhook_status_once(partner, lambda s: s["failed_attempts"] >= 1)
+        assert status["last_error"] == "could not connect"
+    finally:
+        await partner.delete("/api/v1/partner/webhook")
+
+
+async def test_redirects_are_reported_not_followed(people: Personas, db: Database) -> None:
+    target = Receiver()
+    redirecting = Receiver(fail_first=1000, fail_status=307, fail_headers={"location": target.url})
+    try:
+        partner = people.partner(new_partner(db))
+        await partner.put("/api/v1/partner/webhook", json={"url": redirecting.url})
+        zone = await make_zone(people)
+        await partner.post("/api/v1/pickups", json=pickup_body(zone))
+        status = await webhook_status_once(partner, lambda s: s["failed_attempts"] >= 1)
+        assert status["last_error"] == "HTTP 307"
+        assert redirecting.calls and not target.calls
+    finally:
+        await partner.delete("/api/v1/partner/webhook")
+        redirecting.close()
+        target.close()
+
+
+async def test_a_named_host_is_sent_its_own_name_while_the_checked_address_is_dialled(
+    people: Personas, db: Database
+) -> None:
+    receiver = Receiver()
+    try:
+        partner = people.partner(new_partner(db))
+        url = f"http://localhost:{receiver.port}/hook?source=lanshou"
+        assert (await partner.put("/api/v1/partner/webhook", json={"url": url})).status_code == 200
+        zone = await make_zone(people)
+        await partner.post("/api/v1/pickups", json=pickup_body(zone))
+        await wait_for(lambda: receiver.delivered())
+        headers, _, _ = receiver.calls[0]
+        assert headers["host"] == f"localhost:{receiver.port}"
+    finally:
+        receiver.close()
+
+
+async def test_two_processes_deliver_each_partner_in_order_one_batch_at_a_time(
+    people: Personas, db: Database
+) -> None:
+    # A second process beside the session server: both workers see every partner as due.
+    second = ServerProcess(
+        db, LANSHOU_WEBHOOK_INTERVAL_MS="50", LANSHOU_WEBHOOK_ALLOWED_HOSTS="127.0.0.1"
+    ).start()
+    receivers = [Receiver(delay=0.1) for _ in range(3)]
+    try:
+        partners = [people.partner(new_partner(db)) for _ in receivers]
+        for partner, receiver in zip(partners, receivers, strict=True):
+            await partner.put("/api/v1/partner/webhook", json={"url": receiver.url})
+        zone = await make_zone(people)
+        created: list[set[int]] = [set() for _ in partners]
+        for _ in range(4):
+            for mine, partner in zip(created, partners, strict=True):
+                mine.add((await partner.post("/api/v1/pickups", json=pickup_body(zone))).json()["id"])
+        for mine, receiver in zip(created, receivers, strict=True):
+            await wait_for(lambda: {e["pickup"]["id"] for e in receiver.delivered()} >= mine, 15)  # noqa: B023
+        for receiver in receivers:
+            ids = [e["id"] for e in receiver.delivered()]
+            assert ids == sorted(set(ids)), "a partner's events came out of order or twice"
+            assert receiver.most_in_flight == 1, "two batches of one partner were in flight at once"
+    finally:
+        second.stop()
+        for receiver in receivers:
+            receiver.close()

@@ -1,9 +1,15 @@
 """Partner webhooks: every event of a partner's pickups, POSTed in order, signed, at least once.
 
 There is no separate outbox table: the event log is the outbox. Each partner has a cursor (the last
-event id it acknowledged with a 2xx); a worker in every server process leases one partner at a time,
-sends the next events after the cursor, and moves the cursor only on success. A failure backs off
-exponentially (up to an hour) and keeps the order: nothing later is sent before the failed batch.
+event id it acknowledged with a 2xx). A worker in every server process delivers to each due partner in
+a task of its own, up to IN_FLIGHT partners at once, so an endpoint that hangs holds up only its own
+partner. A task leases its partner first (a row update only one process can win), sends the next
+events after the cursor, and moves the cursor only on success; a failure backs off exponentially (up
+to an hour) and keeps the order: nothing later is sent before the failed batch.
+
+Every attempt checks the URL again and connects only to addresses that check approved (see
+destinations.py: no SSRF, no DNS rebinding, no redirects). What went wrong is shown to the partner in
+plain words (`could not connect`, `timed out`, `HTTP 500`, `refused: …`); details go to the log.
 
 The signature is `X-Lanshou-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` with the
 partner's webhook secret, so a partner can check origin and freshness.
@@ -11,14 +17,16 @@ partner's webhook secret, so a partner can check origin and freshness.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import hmac
 import logging
+import random
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -27,12 +35,28 @@ from server.db.engine import is_postgres
 from server.errors import ApiError
 from server.periodic import repeat
 from server.tables import Event, Partner
+from server.webhooks.destinations import (
+    AllowedHosts,
+    RefusedDestination,
+    allowed_hosts,
+    check_destination,
+    delivery_client,
+    post_to_checked_address,
+    public_error,
+)
 
 log = logging.getLogger("lanshou.webhooks")
 
 BATCH = 50
 LEASE_MS = 30_000
 MAX_BACKOFF_S = 3600
+# Partners delivered to at once by one process; the rest wait for the next pass.
+IN_FLIGHT = 12
+# A whole attempt (resolve, connect, send, answer) ends by then: well inside the lease, so a lease
+# never lapses while its batch is still being sent (another process would send it again).
+DELIVERY_DEADLINE_S = 20.0
+# A partner with a backlog sends this many batches in a row, then lets the next pass choose again.
+BATCHES_PER_TURN = 20
 # On PostgreSQL ids come from a sequence and transactions commit out of id order: wait this long
 # before reading past an event, so a slower transaction's smaller id is not jumped over.
 SETTLE = timedelta(seconds=1)
@@ -51,16 +75,17 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def check_url(url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(422, "bad_webhook_url", "the webhook URL must be http(s)://host/…", field="url")
-    return url.strip()
+async def set_webhook(partner_id: int, url: str, allowed: AllowedHosts) -> dict[str, Any]:
+    """Point the partner's webhook at `url` with a new secret; delivery starts from now.
 
-
-async def set_webhook(partner_id: int, url: str) -> dict[str, Any]:
-    """Point the partner's webhook at `url` with a new secret; delivery starts from now."""
-    url = check_url(url)
+    422 (field `url`) unless the URL passes the same destination check every delivery makes.
+    """
+    try:
+        await check_destination(url, allowed)
+    except RefusedDestination as exc:
+        log.info("webhook URL refused for partner %s: %s", partner_id, exc.detail)
+        raise ApiError(422, "bad_webhook_url", exc.message, field="url") from None
+    url = url.strip()
     secret = "whsec_" + secrets.token_urlsafe(24)
     newest = await Event.select(Event.id).order_by(Event.id, ascending=False).first()
     await Partner.update(
@@ -130,8 +155,11 @@ async def pending_events(partner_id: int, cursor: int) -> list[dict[str, Any]]:
     ]
 
 
-async def deliver_for(partner_id: int, client: httpx.AsyncClient) -> int:
-    """Lease the partner, send its next batch, move the cursor on 2xx. Returns events delivered."""
+async def deliver_for(partner_id: int, client: httpx.AsyncClient, allowed: AllowedHosts) -> bool:
+    """Lease the partner, send its next batch, move the cursor on 2xx, back off on anything else.
+
+    Returns whether a full batch went through (more may be waiting).
+    """
     start = now_ms()
     leased = (
         await Partner.update({Partner.webhook_lease_ms: start + LEASE_MS})
@@ -139,45 +167,28 @@ async def deliver_for(partner_id: int, client: httpx.AsyncClient) -> int:
         .returning(Partner.id)
     )
     if not leased:
-        return 0  # another process is delivering to this partner
+        return False  # another process is delivering to this partner
     partner = await Partner.select().where(Partner.id == partner_id).first()
     assert partner is not None
     events = await pending_events(partner_id, partner["webhook_cursor"])
     deliverable = [e for e in events if e["type"] not in INTERNAL_TYPES]
     if not events or not partner["webhook_url"]:
         await Partner.update({Partner.webhook_lease_ms: 0}).where(Partner.id == partner_id)
-        return 0
-    last_id = events[-1]["id"]
-    error = None
+        return False
+    error = detail = None
     if deliverable:
-        body = _encoder.encode({"events": deliverable})
-        timestamp = int(time.time())
-        try:
-            response = await client.post(
-                partner["webhook_url"],
-                content=body,
-                headers={
-                    "content-type": "application/json",
-                    "user-agent": "Lanshou-Webhook/1",
-                    "x-lanshou-signature": sign(partner["webhook_secret"] or "", timestamp, body),
-                    "x-lanshou-delivery": f"{deliverable[0]['id']}-{deliverable[-1]['id']}",
-                },
-            )
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+        error, detail = await send_batch(partner, deliverable, client, allowed)
     if error is None:
         await Partner.update(
             {
-                Partner.webhook_cursor: last_id,
+                Partner.webhook_cursor: events[-1]["id"],
                 Partner.webhook_attempts: 0,
                 Partner.webhook_next_ms: 0,
                 Partner.webhook_lease_ms: 0,
                 Partner.webhook_last_error: None,
             }
         ).where(Partner.id == partner_id)
-        return len(deliverable)
+        return len(events) == BATCH
     attempts = partner["webhook_attempts"] + 1
     backoff_ms = 1000 * min(2 ** (attempts - 1), MAX_BACKOFF_S)
     await Partner.update(
@@ -189,33 +200,96 @@ async def deliver_for(partner_id: int, client: httpx.AsyncClient) -> int:
         }
     ).where(Partner.id == partner_id)
     log.warning(
-        "webhook to partner %s failed (%s); attempt %s, retry in %ss",
+        "webhook to partner %s failed: %s (%s); attempt %s, retry in %ss",
         partner_id,
         error,
+        detail,
         attempts,
         backoff_ms // 1000,
     )
-    return 0
+    return False
 
 
-async def deliver_due(client: httpx.AsyncClient) -> int:
+async def send_batch(
+    partner: dict[str, Any], events: list[dict[str, Any]], client: httpx.AsyncClient, allowed: AllowedHosts
+) -> tuple[str | None, str | None]:
+    """POST one signed batch to the partner's URL, checked again now. Returns (None, None) on 2xx, or
+    what the partner may be told and the detail for the log."""
+    body = _encoder.encode({"events": events})
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "Lanshou-Webhook/1",
+        "x-lanshou-signature": sign(partner["webhook_secret"] or "", int(time.time()), body),
+        "x-lanshou-delivery": f"{events[0]['id']}-{events[-1]['id']}",
+    }
+    try:
+        async with asyncio.timeout(DELIVERY_DEADLINE_S):
+            destination = await check_destination(partner["webhook_url"], allowed)
+            status = await post_to_checked_address(client, destination, body, headers)
+    except (RefusedDestination, httpx.HTTPError, TimeoutError) as exc:
+        detail = exc.detail if isinstance(exc, RefusedDestination) else f"{type(exc).__name__}: {exc}"
+        return public_error(exc), detail
+    if not 200 <= status < 300:
+        return f"HTTP {status}", f"HTTP {status} from {partner['webhook_url']}"
+    return None, None
+
+
+async def due_partners() -> list[int]:
     start = now_ms()
-    partners = await Partner.select(Partner.id).where(
+    rows = await Partner.select(Partner.id).where(
         Partner.webhook_url.is_not_null()
         & (Partner.active == True)  # noqa: E712
         & (Partner.webhook_next_ms <= start)
         & (Partner.webhook_lease_ms < start)
     )
-    delivered = 0
-    for p in partners:
-        delivered += await deliver_for(p["id"], client)
-    return delivered
+    return [r["id"] for r in rows]
 
 
 class WebhookWorker:
-    def __init__(self, interval_s: float = 1.0) -> None:
+    """One per process: each pass starts a task per due partner, at most `in_flight` at once, so one
+    partner's slow endpoint delays no one else; the lease keeps each partner to one process at a time
+    and its batches in order."""
+
+    def __init__(
+        self, interval_s: float = 1.0, allowed: tuple[str, ...] = (), in_flight: int = IN_FLIGHT
+    ) -> None:
         self.interval_s = interval_s
+        self.allowed = allowed_hosts(allowed)
+        self.in_flight = in_flight
+        self.tasks: dict[int, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
-            await repeat(lambda: deliver_due(client), interval_s=self.interval_s, batch=BATCH, log=log)
+        async with delivery_client() as client:
+            try:
+                await repeat(lambda: self.start_due(client), interval_s=self.interval_s, batch=BATCH, log=log)
+            finally:
+                for task in self.tasks.values():
+                    task.cancel()
+                await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    async def start_due(self, client: httpx.AsyncClient) -> int:
+        """Start delivering to due partners not already in hand; returns at once (0: pause, then again)."""
+        free = self.in_flight - len(self.tasks)
+        if free <= 0:
+            return 0
+        due = [p for p in await due_partners() if p not in self.tasks]
+        # Processes sharing the database then start on different partners, and when more are due than
+        # there are slots, none waits behind the same others every pass.
+        random.shuffle(due)
+        for partner_id in due[:free]:
+            task = asyncio.create_task(self.deliver(partner_id, client), name=f"lanshou-webhook-{partner_id}")
+            self.tasks[partner_id] = task
+            task.add_done_callback(functools.partial(self._forget, partner_id))
+        return 0
+
+    def _forget(self, partner_id: int, _task: asyncio.Task[None]) -> None:
+        self.tasks.pop(partner_id, None)
+
+    async def deliver(self, partner_id: int, client: httpx.AsyncClient) -> None:
+        try:
+            for _ in range(BATCHES_PER_TURN):
+                if not await deliver_for(partner_id, client, self.allowed):
+                    return
+        except Exception:
+            # Only this partner waits (its lease lapses after LEASE_MS and it is tried again).
+            log.exception("webhook delivery to partner %s failed", partner_id)

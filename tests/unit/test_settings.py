@@ -37,6 +37,7 @@ def test_an_empty_environment_gives_a_server_that_runs_on_a_fresh_machine(
     assert settings.scheduler_interval_ms == 500
     assert settings.map_tile_url == DEFAULT_TILE_URL
     assert settings.max_body_bytes == 1_048_576
+    assert settings.webhook_allowed_hosts == ()  # webhooks reach the public internet only
     assert len(settings.secret_key) >= 32
     assert (tmp_path / "var" / "secret_key").read_text() == settings.secret_key
 
@@ -54,6 +55,7 @@ def test_blank_values_mean_the_default(tmp_path: Path) -> None:
             "LANSHOU_SCHEDULER_INTERVAL_MS",
             "LANSHOU_MAP_TILE_URL",
             "LANSHOU_MAX_BODY_BYTES",
+            "LANSHOU_WEBHOOK_ALLOWED_HOSTS",
         ]
     }
     settings = load_settings(env_in(tmp_path, LANSHOU_SECRET_KEY=GOOD_KEY, **blank))
@@ -63,6 +65,7 @@ def test_blank_values_mean_the_default(tmp_path: Path) -> None:
     assert settings.scheduler_interval_ms == 500
     assert settings.map_tile_url == DEFAULT_TILE_URL
     assert settings.max_body_bytes == 1_048_576
+    assert settings.webhook_allowed_hosts == ()
 
 
 def test_good_values_are_read(tmp_path: Path) -> None:
@@ -123,6 +126,18 @@ def test_database_urls_that_name_a_file_or_a_server_are_accepted(tmp_path: Path,
     assert load_settings(env_in(tmp_path, LANSHOU_DATABASE_URL=url)).database_url == url
 
 
+def test_webhook_allowed_hosts_are_names_addresses_and_networks_normalised(tmp_path: Path) -> None:
+    raw = " ERP.internal., 10.1.0.0/16,127.0.0.1 , [::1],, fd00::/8, erp.internal"
+    settings = load_settings(env_in(tmp_path, LANSHOU_WEBHOOK_ALLOWED_HOSTS=raw))
+    assert settings.webhook_allowed_hosts == (
+        "erp.internal",
+        "10.1.0.0/16",
+        "127.0.0.1/32",
+        "::1/128",
+        "fd00::/8",
+    )
+
+
 def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(env_in(tmp_path))
     assert isinstance(settings, Settings)
@@ -153,6 +168,10 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         ("LANSHOU_SECRET_KEY", "k" * 31, "at least 32 characters"),
         ("LANSHOU_SCHEDULER_INTERVAL_MS", "5", "between 10 and 60000"),
         ("LANSHOU_MAX_BODY_BYTES", "-1", "between"),
+        ("LANSHOU_WEBHOOK_ALLOWED_HOSTS", "*", "host names"),
+        ("LANSHOU_WEBHOOK_ALLOWED_HOSTS", "erp.internal, http://erp", "'http://erp'"),
+        ("LANSHOU_WEBHOOK_ALLOWED_HOSTS", "10.0.0.1/8", "host bits set"),
+        ("LANSHOU_WEBHOOK_ALLOWED_HOSTS", "127.1", "four decimal numbers"),
     ],
 )
 def test_a_bad_value_stops_the_start_with_an_error_naming_the_variable(
