@@ -18,6 +18,7 @@ attempt atomically without a transaction, and a refused attempt is found by a re
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import time
 
@@ -42,6 +43,23 @@ _ACQUIRE = (
 def _now_ms() -> int:
     # Wall-clock time: the counters are compared across processes (and machines).
     return int(time.time() * 1000)
+
+
+def client_key(host: str) -> str:
+    """What to count a client address under: an IPv4 address as it is, an IPv6 address by its /64.
+
+    One IPv6 subscriber or server is routinely given a whole /64 (2^64 addresses): counted one address
+    at a time, a limit per address would be no limit at all.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:100]  # not an address (a test client, a Unix socket): as it is, bounded
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class Throttle:

@@ -107,6 +107,16 @@ async def test_an_address_is_refused_after_its_failures_across_usernames(
     assert (await json_login(b, "courier03", "demo", new_address())).status_code == 200
 
 
+async def test_ipv6_clients_are_counted_by_their_64_block(clients: list[httpx.AsyncClient]) -> None:
+    a, b = clients
+    # One machine on IPv6 usually holds a whole /64: a fresh address per guess must not be a fresh limit.
+    for i in range(PER_ADDRESS):
+        r = await json_login((a, b)[i % 2], f"ghost-{i}", "guess", f"2001:db8:0:7::{i + 1:x}")
+        assert r.status_code == 401, r.text
+    assert_rate_limited(await json_login(a, "courier10", "demo", "2001:db8:0:7:ffff::1"))
+    assert (await json_login(b, "courier10", "demo", "2001:db8:0:8::1")).status_code == 200
+
+
 async def test_a_successful_sign_in_clears_the_usernames_failures(clients: list[httpx.AsyncClient]) -> None:
     a, b = clients
     for i in range(PER_USER - 1):

@@ -15,6 +15,7 @@ from server.auth.service import LoginThrottle, SignInThrottled, credential_error
 from server.auth.session_store import start_session
 from server.errors import ApiError, field_errors, malformed_body, msgspec_field_errors
 from server.i18n import pick_language, translate
+from server.throttle import client_key
 
 HOME_BY_ROLE = {"courier": "/api/v1/courier/pickups", "dispatcher": "/console", "admin": "/console"}
 
@@ -49,7 +50,7 @@ def _login_page(
 
 def _client_address(request: Request[Any, Any, Any]) -> str:
     # uvicorn runs with proxy_headers: behind a proxy on 127.0.0.1 this is X-Forwarded-For's client.
-    return request.client.host if request.client else "unknown"
+    return client_key(request.client.host if request.client else "unknown")
 
 
 def _throttled(exc: SignInThrottled) -> ApiError:
