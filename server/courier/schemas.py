@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
 from server.domain.pickup_states import FAILURE_REASONS
 from server.validation import ClientId, Moment, Text500
 
-FailureReason = Literal[tuple(FAILURE_REASONS)]  # type: ignore[valid-type]
+# Written out so that type checkers and the OpenAPI document read it as an enum; kept equal to the
+# domain's list (checked below, at import).
+FailureReason = Literal[
+    "customer_absent",
+    "customer_unreachable",
+    "customer_refused",
+    "address_wrong",
+    "parcel_not_ready",
+    "parcel_prohibited",
+    "packaging_unfit",
+    "out_of_capacity",
+    "other",
+]
+assert set(get_args(FailureReason)) == set(FAILURE_REASONS), "FailureReason and FAILURE_REASONS differ"
 
 
 class DutyIn(msgspec.Struct, forbid_unknown_fields=True):
