@@ -99,7 +99,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from server.demo import seed_demo
+    from server.demo import roster, seed_demo
 
     settings = _settings()
 
@@ -110,6 +110,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     report_migrations(applied)
     print("Demo city seeded: central Changsha, 3 stations, 6 zones.")
     print("  couriers courier01 … courier12, dispatcher `dispatch`, admin `admin`; password: demo")
+    print("  zones (each with the point at its middle) and who works them:")
+    for line in roster():
+        print(f"    {line}")
     print(f"  partner `{info['partner']}` API key (shown once, stored hashed):")
     print(f"    {info['api_key']}")
     print(f"Start the server with `lanshou serve`, then open http://{settings.host}:{settings.port}/")

@@ -1,4 +1,4 @@
-"""The demo city: central Changsha inside the Second Ring Road (around 28.19° N 112.98° E).
+"""The demo city: central Changsha inside the Second Ring Road (28.14–28.24° N, 112.94–113.04° E).
 
 Hunan → Changsha → three districts → three stations with two zones each; a 3 × 2 grid of zones covers
 the area. Twelve couriers (two per zone, each also backup in a neighbouring zone), one dispatcher, one
@@ -52,6 +52,31 @@ BACKUP = {
 }
 PASSWORD = "demo"
 PARTNER_CODE = "demo-shop"
+
+
+def zone_centre(code: str) -> tuple[float, float]:
+    """(lng, lat) in WGS-84 at the middle of a demo zone: a point no other zone touches."""
+    _, _, _, col, row, _ = next(z for z in ZONES if z[0] == code)
+    south, north = (SOUTH, MIDDLE) if row == 0 else (MIDDLE, NORTH)
+    return round((COLS[col] + COLS[col + 1]) / 2, 4), round((south + north) / 2, 4)
+
+
+def roster() -> list[str]:
+    """Who works which demo zone, one line a zone, for `lanshou demo` and the README."""
+    lines = []
+    for i, (code, name, station, *_) in enumerate(ZONES):
+        primary = f"courier{2 * i + 1:02d}, courier{2 * i + 2:02d}"
+        backups = [
+            f"courier{2 * j + 1:02d}, courier{2 * j + 2:02d}"
+            for j, (other, *_) in enumerate(ZONES)
+            if BACKUP[other] == code
+        ]
+        lng, lat = zone_centre(code)
+        lines.append(
+            f"{code} {name} ({station}) at {lat:.4f}N {lng:.4f}E (WGS-84): primary {primary}; "
+            f"backup {'; '.join(backups) or 'none'}"
+        )
+    return lines
 
 
 def zone_polygon(col: int, row: int) -> dict[str, Any]:
