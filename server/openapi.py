@@ -13,7 +13,8 @@ generates is then corrected once, where it would tell a client or a fuzzer somet
   operation for the statuses it can answer, derived from what the operation takes (below) plus the
   service-level answers listed in `SERVICE_ERRORS`. Litestar's own `{status_code, detail, extra}` 400 is
   removed: the server never sends it.
-- Sign-in reads its body itself (JSON or a form), so it is described here; streams are text/event-stream;
+- Sign-in reads its body itself (JSON or a form), and zone files are GeoJSON checked by their own code, so
+  both are described here (with the checks' own bounds); streams are text/event-stream;
   optional bodies are optional; who may call each operation is stated (security schemes and a line in
   the description).
 
@@ -43,6 +44,9 @@ from litestar.routes import HTTPRoute
 
 from server.auth.controller import LoginIn
 from server.auth.principal import Principal, admin_only, courier_only, dispatcher_only, partner_only
+from server.domain.geo import MAX_CODE_LENGTH, MAX_NAME_LENGTH, MAX_PRIORITY
+from server.domain.text import LINE_PATTERN, OPTIONAL_LINE_PATTERN
+from server.zones.service import OFFER_TTL_S, SLA_MINUTES
 
 SCHEMAS = "#/components/schemas/"
 RESPONSES = "#/components/responses/"
@@ -235,6 +239,120 @@ def _describe_login(operation: dict[str, Any]) -> None:
         responses[str(status)] = response
 
 
+# -- zones: GeoJSON, checked by server/domain/geo.py and zones/service.py rather than a struct --------------
+
+
+def _position() -> dict[str, Any]:
+    return {
+        "type": "array",
+        "description": "[longitude, latitude] (an altitude may follow), in the datum of the request; in China",
+        "prefixItems": [
+            {"type": "number", "minimum": -180, "maximum": 180},
+            {"type": "number", "minimum": -90, "maximum": 90},
+        ],
+        "items": {"type": "number"},
+        "minItems": 2,
+        "maxItems": 3,
+    }
+
+
+def zone_schemas() -> dict[str, Any]:
+    """The zone file as the import checks it (the bounds are the checks' own constants)."""
+    ring = {
+        "type": "array",
+        "description": "A closed ring: the last position repeats the first.",
+        "items": _position(),
+        "minItems": 4,
+    }
+    polygon = {"type": "array", "description": "Exterior ring, then holes.", "items": ring, "minItems": 1}
+    line = {"type": "string", "pattern": LINE_PATTERN}
+    return {
+        "ZoneCollection": {
+            "title": "ZoneCollection",
+            "description": "Zones as a GeoJSON FeatureCollection (RFC 7946). A zone has a polygon, or "
+            "only `admin_areas` (then geometry is null). A file with any bad feature changes nothing: "
+            "422 lists every problem with the feature's `index`.",
+            "type": "object",
+            "properties": {
+                "type": {"const": "FeatureCollection"},
+                "features": {"type": "array", "items": {"$ref": SCHEMAS + "ZoneFeature"}},
+            },
+            "required": ["type", "features"],
+        },
+        "ZoneFeature": {
+            "title": "ZoneFeature",
+            "type": "object",
+            "properties": {
+                "type": {"const": "Feature"},
+                "geometry": {
+                    "anyOf": [
+                        {
+                            "type": "object",
+                            "properties": {"type": {"const": "Polygon"}, "coordinates": polygon},
+                            "required": ["type", "coordinates"],
+                        },
+                        {
+                            "type": "object",
+                            "properties": {
+                                "type": {"const": "MultiPolygon"},
+                                "coordinates": {"type": "array", "items": polygon, "minItems": 1},
+                            },
+                            "required": ["type", "coordinates"],
+                        },
+                        {"type": "null"},
+                    ]
+                },
+                "properties": {"$ref": SCHEMAS + "ZoneProperties"},
+            },
+            "required": ["type", "properties"],
+        },
+        "ZoneProperties": {
+            "title": "ZoneProperties",
+            "type": "object",
+            "properties": {
+                "code": {**line, "maxLength": MAX_CODE_LENGTH, "description": "Unique; the zone's key."},
+                "name": {"type": "string", "pattern": OPTIONAL_LINE_PATTERN, "maxLength": MAX_NAME_LENGTH},
+                "station": {**line, "maxLength": MAX_CODE_LENGTH, "description": "The station's code."},
+                "priority": {
+                    "type": ["integer", "null"],
+                    "minimum": -MAX_PRIORITY,
+                    "maximum": MAX_PRIORITY,
+                    "description": "Where zones overlap, the higher priority wins.",
+                },
+                "admin_areas": {
+                    "type": ["array", "null"],
+                    "items": {**line, "maxLength": MAX_NAME_LENGTH},
+                    "description": "Names of streets or districts matched against addresses without coordinates.",
+                },
+                "dispatch_mode": {"enum": ["grab", "assign"]},
+                "offer_ttl_s": {"type": "integer", "minimum": OFFER_TTL_S[0], "maximum": OFFER_TTL_S[1]},
+                "sla_minutes": {
+                    "type": "number",
+                    "exclusiveMinimum": SLA_MINUTES[0],
+                    "maximum": SLA_MINUTES[1],
+                },
+            },
+            "required": ["code", "name"],
+        },
+    }
+
+
+# Operations whose bodies are not structs: (method, path) -> (request schema, 200 response schema).
+ZONE_FILE = {"$ref": SCHEMAS + "ZoneCollection"}
+UNSTRUCTURED_BODIES: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any] | None]] = {
+    ("PUT", "/api/v1/zones"): (ZONE_FILE, None),
+    ("GET", "/api/v1/zones"): (None, ZONE_FILE),
+}
+
+
+def _describe_unstructured_body(method: str, path: str, operation: dict[str, Any]) -> None:
+    request, response = UNSTRUCTURED_BODIES.get((method, path), (None, None))
+    if request is not None and "requestBody" in operation:
+        operation["requestBody"]["content"]["application/json"]["schema"] = request
+    if response is not None:
+        operation["responses"]["200"]["content"]["application/json"]["schema"] = response
+
+
 # -- finding the handlers and the structs they take and give -------------------------------------------
 
 
@@ -389,6 +507,7 @@ def truthful_document(app: Any, generated: dict[str, Any], public_paths: Sequenc
     schemas = components.setdefault("schemas", {})
     schemas.update(struct_schemas([handler for _, _, handler in operations]))
     schemas.update(ERROR_SCHEMAS)
+    schemas.update(zone_schemas())
     components["responses"] = error_responses()
     components["securitySchemes"] = SECURITY_SCHEMES
     for path, method, handler in operations:
@@ -397,6 +516,7 @@ def truthful_document(app: Any, generated: dict[str, Any], public_paths: Sequenc
         responses.pop("400", None)  # Litestar's ValidationException shape; ours is added below
         if path == "/auth/login" and method == "POST":
             _describe_login(operation)
+        _describe_unstructured_body(method, path, operation)
         if _returns_event_stream(handler) and "200" in responses:
             responses["200"]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
         data = handler.parsed_data_field

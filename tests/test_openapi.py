@@ -226,6 +226,23 @@ def test_a_pickup_made_from_the_schema_alone_is_accepted(document: dict[str, Any
     assert "enum" in resolve(document, status)
 
 
+async def test_the_zone_file_is_described_and_an_export_fits_it(
+    document: dict[str, Any], people: Personas
+) -> None:
+    put = document["paths"]["/api/v1/zones"]["put"]["requestBody"]["content"]["application/json"]
+    assert put["schema"] == {"$ref": "#/components/schemas/ZoneCollection"}
+    dispatcher = await people.user("dispatch")
+    exported = (await dispatcher.get("/api/v1/zones")).json()
+    assert exported["features"]
+    check = validator(document, "#/components/schemas/ZoneCollection")
+    assert [e.message for e in check.iter_errors(exported)] == []
+    feature = exported["features"][0]
+    assert not check.is_valid({**exported, "features": [{**feature, "properties": {"name": "no code"}}]})
+    assert not check.is_valid(
+        {**exported, "features": [{**feature, "properties": {**feature["properties"], "offer_ttl_s": 0}}]}
+    )
+
+
 def test_optional_bodies_may_be_left_out_and_streams_are_event_streams(document: dict[str, Any]) -> None:
     accept = document["paths"]["/api/v1/courier/pickups/{pickup_id}/accept"]["post"]
     assert accept["requestBody"]["required"] is False
