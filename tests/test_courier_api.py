@@ -106,3 +106,53 @@ async def test_health_reports_that_push_is_running(people: Personas) -> None:
     r = await people.anonymous().get("/health")
     assert r.status_code == 200
     assert r.json()["push_ready"] is True and r.json()["ok"] is True
+
+
+async def test_a_pickup_never_put_before_a_courier_does_not_exist_for_them(people: Personas) -> None:
+    """Asking about someone else's pickup tells nothing: the same 404 as for an id nobody has. Those it
+    was offered to, or who held it, keep getting the 409 that says why not."""
+    zone = await make_zone(people, couriers=2)
+    elsewhere = await make_zone(people, couriers=1)
+    alice, bob = await login_couriers(people, zone)
+    (stranger,) = await login_couriers(people, elsewhere)
+    pickup = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    assert (await alice.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})).status_code == 200
+
+    nobody = await stranger.post("/api/v1/courier/pickups/999999999/accept", json={})
+    assert nobody.status_code == 404
+    actions = {
+        "accept": {},
+        "contacted": {},
+        "collect": {"waybill_no": "EA123456785CN"},
+        "fail": {"reason": "customer_absent"},
+    }
+    for action, body in actions.items():
+        r = await stranger.post(f"/api/v1/courier/pickups/{pickup['id']}/{action}", json=body)
+        assert r.status_code == 404, (action, r.text)
+        assert r.json() == nobody.json() and "current_status" not in r.json()
+
+    # Bob was offered it and lost the race; Alice holds it.
+    r = await bob.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
+    assert r.status_code == 409 and r.json()["current_status"] == "accepted"
+    r = await bob.post(f"/api/v1/courier/pickups/{pickup['id']}/contacted", json={})
+    assert r.status_code == 409 and r.json()["code"] == "not_yours"
+    r = await alice.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
+    assert r.status_code == 409 and r.json()["current_status"] == "accepted"
+
+    # Handed by the dispatcher to a courier never offered it, then taken back: that courier held it.
+    dispatcher = await people.user("admin")
+    r = await dispatcher.post(
+        "/api/v1/dispatch/assign",
+        json={
+            "pickup_ids": [pickup["id"]],
+            "courier_id": elsewhere.courier_ids[0],
+            "allow_outside_zone": True,
+        },
+    )
+    assert r.status_code == 200, r.text
+    r = await dispatcher.post(
+        "/api/v1/dispatch/assign", json={"pickup_ids": [pickup["id"]], "courier_id": zone.courier_ids[0]}
+    )
+    assert r.status_code == 200, r.text
+    r = await stranger.post(f"/api/v1/courier/pickups/{pickup['id']}/contacted", json={})
+    assert r.status_code == 409 and r.json()["code"] == "not_yours"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from tests.conftest import Personas, SSEStream, login_couriers, make_zone, pickup_body
 
@@ -69,7 +70,7 @@ async def test_assign_offers_one_courier_the_least_loaded_then_nearest(people: P
         await near_stream.next_event("pickup.offered", pickup_id=second["id"])
         await far_stream.expect_none("pickup.offered", within=0.5)
     r = await far.post(f"/api/v1/courier/pickups/{second['id']}/accept", json={})
-    assert r.status_code == 409 and r.json()["code"] == "not_offered"
+    assert r.status_code == 404  # never offered to `far`: it does not exist for them
     r = await near.post(f"/api/v1/courier/pickups/{second['id']}/accept", json={})
     assert r.status_code == 200
 
@@ -326,3 +327,137 @@ async def test_zone_priority_decides_between_overlapping_zones(people: Personas)
     assert r.status_code == 200, r.text
     pickup = await create(people, low)
     assert pickup["zone"]["code"] == f"HI-{low.code}"
+
+
+# -- capacity under races ---------------------------------------------------------------------------------
+
+
+async def courier_with_capacity(people: Personas, zone, capacity: int):  # type: ignore[no-untyped-def]
+    """A new courier of `zone` who holds at most `capacity` pickups, signed in and on duty."""
+    admin = await people.user("admin")
+    username = f"cap{capacity}-{uuid.uuid4().hex[:8]}"
+    r = await admin.post(
+        "/api/v1/users",
+        json={
+            "username": username,
+            "password": "pw-capacity",
+            "role": "courier",
+            "capacity": capacity,
+            "zones": [{"zone": zone.code}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    courier = await people.user(username, "pw-capacity")
+    assert (await courier.post("/api/v1/courier/duty", json={"on_duty": True})).status_code == 200
+    return courier, r.json()["courier_id"]
+
+
+async def test_six_accepts_at_once_stop_at_the_couriers_capacity(people: Personas) -> None:
+    for _ in range(2):  # two trials: a race that slips once is still a race
+        zone = await make_zone(people)
+        courier, _ = await courier_with_capacity(people, zone, 2)
+        pickups = [await create(people, zone) for _ in range(6)]
+        assert all(p["status"] == "offered" for p in pickups)
+        results = await asyncio.gather(
+            *(courier.post(f"/api/v1/courier/pickups/{p['id']}/accept", json={}) for p in pickups)
+        )
+        assert sorted(r.status_code for r in results) == [200, 200, 409, 409, 409, 409]
+        assert {r.json()["code"] for r in results if r.status_code == 409} == {"over_capacity"}
+        assert len((await courier.get("/api/v1/courier/pickups")).json()["held"]) == 2
+
+
+async def test_two_dispatchers_filling_one_courier_at_once_stop_at_capacity(people: Personas) -> None:
+    dispatchers = [await people.user("dispatch"), await people.user("admin")]
+    for _ in range(3):
+        zone = await make_zone(people)
+        courier, courier_id = await courier_with_capacity(people, zone, 2)
+        pickups = [(await create(people, zone))["id"] for _ in range(4)]
+        results = await asyncio.gather(
+            *(
+                d.post(
+                    "/api/v1/dispatch/assign",
+                    json={"pickup_ids": pickups[2 * i : 2 * i + 2], "courier_id": courier_id},
+                )
+                for i, d in enumerate(dispatchers)
+            )
+        )
+        assert sorted(r.status_code for r in results) == [200, 409], [r.text for r in results]
+        assert [r.json()["code"] for r in results if r.status_code == 409] == ["over_capacity"]
+        assert len((await courier.get("/api/v1/courier/pickups")).json()["held"]) == 2
+
+
+# -- a courier coming on duty, and who an event is credited to -------------------------------------------
+
+
+async def test_a_backup_courier_coming_on_duty_is_offered_what_waits(people: Personas) -> None:
+    """Nobody of the zone on duty: the pickup waits for the dispatcher. A backup courier of the zone,
+    or any courier of its station, coming on duty is then offered it, as the escalation would have."""
+    for role in ("backup", "station"):
+        zone = await make_zone(people, couriers=1)  # its primary courier stays off duty
+        home = await make_zone(people, couriers=1, station=zone.station)
+        helper_id = home.courier_ids[0]
+        if role == "backup":
+            dispatcher = await people.user("dispatch")
+            r = await dispatcher.put(
+                f"/api/v1/couriers/{helper_id}/zones",
+                json={"zones": [{"zone": home.code}, {"zone": zone.code, "role": "backup"}]},
+            )
+            assert r.status_code == 200, r.text
+        pickup = await create(people, zone)
+        assert pickup["status"] == "pending"
+        (helper,) = await login_couriers(people, home, on_duty=False)
+        async with SSEStream(helper) as stream:
+            r = await helper.post("/api/v1/courier/duty", json={"on_duty": True})
+            assert r.status_code == 200 and r.json()["offers_sent"] == 1, (role, r.text)
+            offered = await stream.next_event("pickup.offered", pickup_id=pickup["id"])
+            assert offered.data["couriers"] == [helper_id]
+        r = await helper.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
+        assert r.status_code == 200, (role, r.text)
+
+
+async def test_an_event_is_credited_to_whoever_decided(people: Personas) -> None:
+    """The partner creates, chases and cancels; the rules (the system) offer, escalate and withdraw
+    the offers others lost; a courier accepts; a dispatcher assigns and unassigns."""
+
+    def actors(events: list[dict]) -> list[tuple[str, str]]:
+        return [(e["type"], e["actor"]) for e in events]
+
+    zone = await make_zone(people, couriers=2)
+    alice, _bob = await login_couriers(people, zone)
+    pickup = await create(people, zone)
+    assert (await alice.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})).status_code == 200
+    assert (await people.partner().post(f"/api/v1/pickups/{pickup['id']}/chase")).status_code == 200
+    dispatcher = await people.user("dispatch")
+    r = await dispatcher.post(
+        "/api/v1/dispatch/unassign", json={"pickup_ids": [pickup["id"]], "reason": "re-plan"}
+    )
+    assert r.status_code == 200, r.text
+    r = await dispatcher.post(
+        "/api/v1/dispatch/assign", json={"pickup_ids": [pickup["id"]], "courier_id": zone.courier_ids[1]}
+    )
+    assert r.status_code == 200, r.text
+    r = await people.partner().post(f"/api/v1/pickups/{pickup['id']}/cancel", json={"reason": "no"})
+    assert r.status_code == 200, r.text
+    assert actors(await history(people, pickup["id"])) == [
+        ("pickup.created", "partner"),
+        ("pickup.offered", "system"),
+        ("pickup.accepted", "courier"),
+        ("pickup.withdrawn", "system"),  # Bob's offer: Alice was first
+        ("pickup.chased", "partner"),
+        ("pickup.withdrawn", "dispatcher"),  # taken from Alice
+        ("pickup.unassigned", "dispatcher"),
+        ("pickup.offered", "system"),  # offered afresh by the rules
+        ("pickup.withdrawn", "dispatcher"),  # the new offers, as the dispatcher assigns Bob
+        ("pickup.assigned", "dispatcher"),
+        ("pickup.cancelled", "partner"),
+    ]
+
+    # Nobody on duty: escalated by the rules; offered by them when a courier comes on duty.
+    quiet = await make_zone(people, couriers=1)
+    waiting = await create(people, quiet)
+    await login_couriers(people, quiet)
+    assert actors(await history(people, waiting["id"])) == [
+        ("pickup.created", "partner"),
+        ("pickup.escalated", "system"),
+        ("pickup.offered", "system"),
+    ]

@@ -93,8 +93,8 @@ async def test_an_off_duty_courier_gets_no_offer(people: Personas) -> None:
         assert r.status_code == 201
         await off_stream.expect_none("pickup.offered", within=0.5)
         r = await off.post(f"/api/v1/courier/pickups/{r.json()['id']}/accept", json={})
-        assert r.status_code == 409
-        assert r.json()["code"] == "not_offered"
+        assert r.status_code == 404  # never put before them: it does not exist for them
+        assert r.json()["code"] == "not_found"
 
 
 async def test_a_courier_going_on_duty_is_offered_what_is_open_in_the_zone(people: Personas) -> None:

@@ -108,12 +108,103 @@ async def test_a_reconnecting_courier_gets_the_offer_made_while_it_was_away(peop
         await by_query.expect_none("pickup.offered", within=0.5)
 
 
-async def test_a_bad_last_event_id_is_refused(people: Personas) -> None:
+async def test_a_last_event_id_this_log_never_gave_starts_the_stream_afresh(people: Personas) -> None:
+    """Not a number, negative, 2^63 and more, or beyond the newest event (say, the database was
+    replaced): a 400 would make EventSource give up for good, so the stream starts as if none was sent."""
     zone = await make_zone(people, couriers=1)
-    (courier,) = await login_couriers(people, zone, on_duty=False)
-    r = await courier.get("/api/v1/courier/events", headers={"last-event-id": "yesterday"})
-    assert r.status_code == 400
-    assert r.json()["code"] == "bad_last_event_id"
+    (courier,) = await login_couriers(people, zone)
+    await create_pickup(people.partner(), zone)  # the courier has events to (wrongly) replay from 0
+    async with SSEStream(courier) as fresh:
+        newest = fresh.seen[-1].id
+    assert newest is not None and int(newest) > 0
+    beyond = str(int(newest) + 10**12)
+    for bad in ("yesterday", "-5", "1e3", "1_0", str(2**63), str(2**64), "9" * 40, beyond):
+        async with SSEStream(courier, last_event_id=bad) as stream:
+            assert [(e.event, e.id) for e in stream.seen] == [("ready", newest)], bad
+    # Through the query string too, digits that are not ASCII included.
+    for bad in ("yesterday", "%EF%BC%91%EF%BC%92", "-1"):
+        async with SSEStream(courier, path=f"/api/v1/courier/events?last_event_id={bad}") as stream:
+            assert [(e.event, e.id) for e in stream.seen] == [("ready", newest)], bad
+    admin = await people.user("admin")
+    for bad in ("yesterday", beyond):
+        async with SSEStream(admin, path="/console/events", last_event_id=bad) as stream:
+            assert [e.event for e in stream.seen] == ["ready"] and int(stream.seen[0].id or 0) >= int(newest)
+
+
+# -- the long gap: more missed events than one read of the log returns --------------------------------------
+
+GAP = 700  # REPLAY_PAGE is 500: a replay needs more than one page
+
+
+async def chase(partner: Any, pickup_id: int, times: int) -> None:
+    """The partner chases a pickup `times` times (a few at once): each is an event to its holder."""
+    gate = asyncio.Semaphore(6)
+
+    async def once() -> None:
+        async with gate:
+            r = await partner.post(f"/api/v1/pickups/{pickup_id}/chase")
+            assert r.status_code == 200, r.text
+
+    await asyncio.gather(*(once() for _ in range(times)))
+
+
+async def chased_ids(partner: Any, pickup_id: int) -> list[int]:
+    return [e["id"] for e in await history(partner, pickup_id) if e["type"] == "pickup.chased"]
+
+
+async def received_chases(stream: SSEStream, pickup_id: int, want: int, timeout: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = [
+            int(e.id or -1)
+            for e in stream.seen
+            if e.event == "pickup.chased" and e.data["pickup_id"] == pickup_id
+        ]
+        if len(got) >= want or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.05)
+
+
+async def resume_across_a_long_gap(people: Personas, api: Any, path: str) -> None:
+    """`api` misses GAP chases of a held pickup, resumes from its last id while more chases arrive,
+    and must get every one of them once, in id order: the missed ones first, then the live ones."""
+    zone = await make_zone(people, couriers=1)
+    (courier,) = await login_couriers(people, zone)
+    partner = people.partner()
+    pickup_id = await create_pickup(partner, zone)
+    r = await courier.post(f"/api/v1/courier/pickups/{pickup_id}/accept", json={})
+    assert r.status_code == 200, r.text
+    api = api or courier
+    async with SSEStream(api, path=path) as before:
+        resume_from = before.seen[-1].id
+    assert resume_from is not None
+    await chase(partner, pickup_id, GAP)
+
+    stream = SSEStream(api, path=path, last_event_id=resume_from)
+    try:
+        more = asyncio.create_task(chase(partner, pickup_id, 30))  # live while the replay runs
+        await stream.__aenter__()
+        await more
+        want = await chased_ids(partner, pickup_id)
+        assert len(want) == GAP + 30
+        got = await received_chases(stream, pickup_id, len(want))
+        assert len(got) == len(want), f"{len(want) - len(got)} of {len(want)} chases never arrived"
+        assert got == want  # in order, each once
+        ready = next(i for i, e in enumerate(stream.seen) if e.event == "ready")
+        replayed = [e for e in stream.seen[:ready] if e.event == "pickup.chased"]
+        assert len(replayed) >= GAP  # the gap came from the log, before `ready`
+        ids = [int(e.id) for e in stream.seen if e.id is not None and e.event != "ready"]
+        assert ids == sorted(set(ids))  # the whole stream in id order, nothing twice
+    finally:
+        await stream.close()
+
+
+async def test_a_courier_resuming_after_a_long_gap_gets_every_missed_event(people: Personas) -> None:
+    await resume_across_a_long_gap(people, None, "/api/v1/courier/events")
+
+
+async def test_the_console_resuming_after_a_long_gap_gets_every_missed_event(people: Personas) -> None:
+    await resume_across_a_long_gap(people, await people.user("admin"), "/console/events")
 
 
 # -- 2. churn ----------------------------------------------------------------------------------------------

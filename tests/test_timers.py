@@ -260,3 +260,42 @@ async def test_a_pickup_collected_in_time_gets_no_warning_or_breach(people: Pers
     types = [e["type"] for e in await history(partner, pickup["id"])]
     assert "pickup.sla_warning" not in types and "pickup.sla_breached" not in types
     assert types[-1] == "pickup.collected"
+
+
+# -- a courier coming on duty joins an offer as far as it has escalated -------------------------------------
+
+
+async def test_a_backup_courier_coming_on_duty_joins_an_offer_escalated_past_the_zone(
+    people: Personas,
+) -> None:
+    # Still with the zone's own couriers (a long TTL): a backup courier coming on duty is not offered it.
+    early = await make_zone(people, couriers=1, offer_ttl_s=600)
+    early_backup = await make_zone(people, couriers=1, station=early.station)
+    await set_zones(people, early_backup.courier_ids[0], [{"zone": early.code, "role": "backup"}])
+    await on_duty(people, early, 0)
+    fresh = await create_pickup(people.partner(), early)
+    assert fresh["status"] == "offered"
+    r = await (await signed_in(people, early_backup, 0)).post("/api/v1/courier/duty", json={"on_duty": True})
+    assert r.json()["offers_sent"] == 0
+
+    # Nobody took it and it went all the way to the dispatcher, still up for grabs: now it is.
+    zone = await make_zone(people, couriers=1, offer_ttl_s=1)
+    backup_home = await make_zone(people, couriers=1, station=zone.station)
+    await set_zones(people, backup_home.courier_ids[0], [{"zone": zone.code, "role": "backup"}])
+    await on_duty(people, zone, 0)
+    partner = people.partner()
+    pickup = await create_pickup(partner, zone)
+    await wait_for_history(
+        partner, pickup["id"], lambda ev: "dispatcher" in stages(ev), 5, "escalation to the dispatcher"
+    )
+    backup = await signed_in(people, backup_home, 0)
+    async with SSEStream(backup) as stream:
+        r = await backup.post("/api/v1/courier/duty", json={"on_duty": True})
+        assert r.status_code == 200 and r.json()["offers_sent"] == 1, r.text
+        offered = await stream.next_event("pickup.offered", pickup_id=pickup["id"])
+        assert offered.data["reason"] == "on_duty"
+        assert offered.data["couriers"] == [backup_home.courier_ids[0]]
+    r = await backup.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
+    assert r.status_code == 200, r.text
+    (joined,) = (e for e in await history(partner, pickup["id"]) if e["data"].get("reason") == "on_duty")
+    assert joined["actor"] == "system"

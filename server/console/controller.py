@@ -31,8 +31,8 @@ from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
 from server.errors import ApiError
 from server.i18n import CATALOGUE, pick_language, translate
-from server.push.log import Actor, all_events_since, latest_event_id, utcnow
-from server.push.sse import event_stream, parse_last_event_id
+from server.push.log import Actor, PushMessage, all_events_since, latest_event_id, utcnow
+from server.push.sse import event_stream, parse_last_event_id, to_console_sse
 from server.zones.service import import_zones
 
 TEMPLATE = "console.html"
@@ -375,12 +375,25 @@ class ConsoleController(Controller):
         last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
         last_event_id: str | None = None,
     ) -> ServerSentEvent:
+        principal = request.user
+
+        # The scope is looked up per message, not once: zones and stations added while the stream is
+        # open count at once (scope_of caches it, and zones.changed clears the cache).
+        async def visible(message: PushMessage) -> bool:
+            return (await scope_of(principal)).covers_zone(message.zone)
+
+        async def replay(after_id: int, limit: int) -> list[PushMessage]:
+            scope = await scope_of(principal)
+            return await all_events_since(after_id, limit, zone_filter=scope.pickup_filter)
+
         return event_stream(
             request.app.state.hub,
             attach=lambda hub: hub.attach_console(),
-            replay=all_events_since,
+            replay=replay,
             latest=latest_event_id,
             last_event_id=parse_last_event_id(last_event_id_header, last_event_id),
+            visible=visible,
+            encode=to_console_sse,
         )
 
     @post("/zones", status_code=200, request_max_body_size=ZONE_UPLOAD_MAX_BYTES)

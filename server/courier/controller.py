@@ -48,7 +48,7 @@ class CourierController(Controller):
         return event_stream(
             request.app.state.hub,
             attach=lambda hub: hub.attach_courier(courier_id),
-            replay=lambda since: courier_events_since(courier_id, since),
+            replay=lambda after_id, limit: courier_events_since(courier_id, after_id, limit),
             latest=lambda: latest_event_id(courier_id),
             last_event_id=after,
         )

@@ -14,7 +14,8 @@ import msgspec
 
 from server.auth.principal import Principal
 from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn, HeartbeatIn
-from server.dispatch.offers import close_offers, join_offer, offer_snapshot, open_load
+from server.dispatch.offers import close_offers, join_offer, lock_courier, offer_snapshot, open_load
+from server.dispatch.rules import BACKUP, STATION, ZONE
 from server.dispatch.service import dispatch_pickup
 from server.domain.contact import check_waybill
 from server.domain.geo import to_wgs84
@@ -22,8 +23,8 @@ from server.domain.pickup_states import FAILURE_REASONS, Action, IllegalTransiti
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
-from server.push.log import Actor, UnitOfWork, unit_of_work, utcnow
-from server.tables import Courier, CourierZone, Event, Pickup, PickupOffer, Timer
+from server.push.log import SYSTEM, Actor, UnitOfWork, unit_of_work, utcnow
+from server.tables import Courier, CourierZone, Event, EventRecipient, Pickup, PickupOffer, Timer
 from server.zones.service import directory
 
 
@@ -34,55 +35,88 @@ def _courier_id(principal: Principal) -> int:
 
 
 async def set_duty(principal: Principal, on_duty: bool) -> DutyOut:
-    """Go on or off duty. Going on duty also offers the open grab pickups of the courier's zones."""
+    """Go on or off duty. Going on duty also puts the courier in front of what waits for them."""
     courier_id = _courier_id(principal)
-    actor = Actor("courier", courier_id)
     now = utcnow()
     offers_sent = 0
     async with unit_of_work() as uow:
-        await Courier.update(
-            {Courier.on_duty: on_duty, Courier.duty_changed_at: now, Courier.last_seen_at: now}
-        ).where(Courier.id == courier_id)
-        memberships = await CourierZone.select(CourierZone.zone, CourierZone.role).where(
-            CourierZone.courier == courier_id
+        updated = (
+            await Courier.update(
+                {Courier.on_duty: on_duty, Courier.duty_changed_at: now, Courier.last_seen_at: now}
+            )
+            .where(Courier.id == courier_id)
+            .returning(Courier.capacity)
         )
-        await uow.record("courier.duty", actor=actor, to=[courier_id], data={"on_duty": on_duty})
-        if on_duty:
-            primary = [m["zone"] for m in memberships if m["role"] == "primary"]
-            offers_sent = await _offer_open_pickups(uow, courier_id, primary, actor)
+        memberships = await CourierZone.select(
+            CourierZone.zone, CourierZone.role, CourierZone.zone.station.as_alias("station")
+        ).where(CourierZone.courier == courier_id)
+        await uow.record(
+            "courier.duty", actor=Actor("courier", courier_id), to=[courier_id], data={"on_duty": on_duty}
+        )
+        if on_duty and updated:
+            offers_sent = await _offer_waiting_pickups(uow, courier_id, updated[0]["capacity"], memberships)
     zone_codes = [directory.zones[m["zone"]].code for m in memberships if m["zone"] in directory.zones]
     return DutyOut(on_duty=on_duty, zones=sorted(zone_codes), offers_sent=offers_sent)
 
 
-async def _offer_open_pickups(uow: UnitOfWork, courier_id: int, zone_ids: list[int], actor: Actor) -> int:
-    """A courier starting a shift is put in front of what waits in their zones: pickups still up for
-    grabs get an offer for them too, and pickups nobody was on duty for are dispatched afresh."""
-    zone_ids = [z for z in zone_ids if z in directory.zones]
-    if not zone_ids:
+def _first_stages(memberships: list[dict[str, Any]]) -> dict[int, int]:
+    """For each active zone whose pickups can reach this courier, the escalation stage at which they
+    first do: its primary couriers from the start, its backup couriers from BACKUP, and every courier
+    of the zone's station from STATION (stage_candidates says the same for couriers already on duty)."""
+    stations = {m["station"] for m in memberships}
+    first = {z.id: STATION for z in directory.zones.values() if z.station_id in stations}
+    for m in memberships:
+        if m["zone"] in first:
+            first[m["zone"]] = min(first[m["zone"]], ZONE if m["role"] == "primary" else BACKUP)
+    return first
+
+
+async def _offer_waiting_pickups(
+    uow: UnitOfWork, courier_id: int, capacity: int, memberships: list[dict[str, Any]]
+) -> int:
+    """Put a courier starting a shift in front of what waits, as the escalation rules would have had
+    they been on duty: a grab pickup still on offer joins them to its round once it has escalated to a
+    stage they belong to, and a pending pickup that could reach them (nobody was on duty, or everyone
+    let it pass) is dispatched afresh from the start. Returns how many offers the courier got."""
+    first = _first_stages(memberships)
+    if not first:
         return 0
-    rows = (
-        await Pickup.select()
-        .where(Pickup.status.is_in(["offered", "pending"]) & Pickup.zone.is_in(zone_ids))
-        .limit(200)
-    )
+    reachable_offers: Any = None
+    for stage in (ZONE, BACKUP, STATION):
+        zones = sorted(
+            z for z, s in first.items() if s == stage and directory.zones[z].dispatch_mode == "grab"
+        )
+        if zones:
+            clause = Pickup.zone.is_in(zones) & (Pickup.escalation_stage >= stage)
+            reachable_offers = clause if reachable_offers is None else reachable_offers | clause
+    where = (Pickup.status == "pending") & Pickup.zone.is_in(sorted(first))
+    if reachable_offers is not None:
+        where = where | ((Pickup.status == "offered") & reachable_offers)
+    # In id order: two couriers starting at once re-dispatch shared pickups in the same order (no deadlock).
+    rows = await Pickup.select().where(where).order_by(Pickup.id).limit(200)
+    offered = [p["id"] for p in rows if p["status"] == "offered"]
+    already: set[int] = set()
+    has_room = False
+    if offered:
+        already = {
+            o["pickup"]
+            for o in await PickupOffer.select(PickupOffer.pickup).where(
+                (PickupOffer.courier == courier_id)
+                & PickupOffer.outcome.is_null()
+                & PickupOffer.pickup.is_in(offered)
+            )
+        }
+        # The grab rule: couriers with no room left are not offered more.
+        has_room = (await open_load([courier_id])).get(courier_id, 0) < capacity
     sent = 0
     for pickup in rows:
         zone = directory.zones[pickup["zone"]]
         if pickup["status"] == "pending":
-            await dispatch_pickup(uow, pickup, zone, actor, stage=0, reason="on_duty")
+            targets = await dispatch_pickup(uow, pickup, zone, stage=ZONE, reason="on_duty")
+            sent += courier_id in targets
+        elif has_room and pickup["id"] not in already:
+            await join_offer(uow, pickup, zone, courier_id)
             sent += 1
-            continue
-        if zone.dispatch_mode != "grab":
-            continue
-        already = await PickupOffer.exists().where(
-            (PickupOffer.pickup == pickup["id"])
-            & (PickupOffer.courier == courier_id)
-            & PickupOffer.outcome.is_null()
-        )
-        if already:
-            continue
-        await join_offer(uow, pickup, zone, courier_id, actor=actor)
-        sent += 1
     return sent
 
 
@@ -98,11 +132,22 @@ async def _replayed(courier_id: int, body: ActionIn, pickup_id: int) -> bool:
     )
 
 
-async def _conflict(pickup_id: int, action: Action, courier_id: int | None = None) -> ApiError:
+async def _known_to(courier_id: int, pickup_id: int, holder: int | None) -> bool:
+    """Whether the pickup was ever put in front of this courier: offered, assigned or held, each of
+    which addressed them an event about it. To any other courier it does not exist (404, the answer
+    for an id nobody has), as another partner's pickup does not to a partner."""
+    if holder == courier_id:
+        return True
+    return await EventRecipient.exists().where(
+        (EventRecipient.courier == courier_id) & (EventRecipient.event.pickup == pickup_id)
+    )
+
+
+async def _conflict(pickup_id: int, action: Action, courier_id: int) -> ApiError:
     row = await Pickup.select(Pickup.status, Pickup.courier).where(Pickup.id == pickup_id).first()
-    if row is None:
+    if row is None or not await _known_to(courier_id, pickup_id, row["courier"]):
         return not_found("pickup")
-    if courier_id is not None and action is not Action.ACCEPT and row["courier"] != courier_id:
+    if action is not Action.ACCEPT and row["courier"] != courier_id:
         return ApiError(409, "not_yours", "this pickup is not assigned to you", current_status=row["status"])
     try:
         next_status(row["status"], action)
@@ -126,16 +171,15 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
         return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
     actor = Actor("courier", courier_id)
     async with unit_of_work() as uow:
+        # First, so that counting the load below and taking the pickup is one step (see lock_courier).
+        courier = await lock_courier(courier_id)
         offered = await PickupOffer.exists().where(
             (PickupOffer.pickup == pickup_id)
             & (PickupOffer.courier == courier_id)
             & PickupOffer.outcome.is_null()
         )
         if not offered:
-            raise await _not_offered(pickup_id)
-        courier = (
-            await Courier.select(Courier.capacity, Courier.on_duty).where(Courier.id == courier_id).first()
-        )
+            raise await _not_offered(pickup_id, courier_id)
         if courier is None or not courier["on_duty"]:
             raise ApiError(409, "off_duty", "go on duty before accepting pickups")
         if (await open_load([courier_id])).get(courier_id, 0) >= courier["capacity"]:
@@ -154,7 +198,7 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
             .returning(Pickup.id)
         )
         if not won:
-            raise await _conflict(pickup_id, Action.ACCEPT)
+            raise await _conflict(pickup_id, Action.ACCEPT, courier_id)
         await uow.record(
             "pickup.accepted",
             actor=actor,
@@ -165,14 +209,15 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
             client_action_id=body.client_action_id,
             client_at=client_at,
         )
-        await close_offers(uow, pickup_id, winner=courier_id, actor=actor, reason="taken")
+        # The others lose their offer by the rules (first come, first served), not by this courier's say.
+        await close_offers(uow, pickup_id, winner=courier_id, actor=SYSTEM, reason="taken")
         await Timer.delete().where((Timer.pickup == pickup_id) & (Timer.kind == "offer_expiry"))
     return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
 
 
-async def _not_offered(pickup_id: int) -> ApiError:
-    row = await Pickup.select(Pickup.status).where(Pickup.id == pickup_id).first()
-    if row is None:
+async def _not_offered(pickup_id: int, courier_id: int) -> ApiError:
+    row = await Pickup.select(Pickup.status, Pickup.courier).where(Pickup.id == pickup_id).first()
+    if row is None or not await _known_to(courier_id, pickup_id, row["courier"]):
         return not_found("pickup")
     if row["status"] != "offered":
         return ApiError(

@@ -5,11 +5,28 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from server.db.engine import is_postgres
 from server.domain.contact import mask_phone
 from server.domain.pickup_states import HELD_STATES, Action, next_status
-from server.push.log import Actor, UnitOfWork, utcnow
-from server.tables import Pickup, PickupOffer
+from server.push.log import SYSTEM, Actor, UnitOfWork, utcnow
+from server.tables import Courier, Pickup, PickupOffer
 from server.zones.service import ZoneInfo
+
+
+async def lock_courier(courier_id: int) -> dict[str, Any] | None:
+    """The courier's duty and capacity, read as the transaction's first step with the courier's row
+    locked until it ends, so that whoever then counts the courier's load and hands them a pickup does
+    so alone: two accepts (or an accept and an assignment) for one courier take turns, and capacity
+    holds. SQLite runs write transactions one at a time anyway; PostgreSQL needs the row lock.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: the event log's inserts reference courier rows (FOR KEY SHARE),
+    under the advisory lock UnitOfWork.write takes last; FOR UPDATE would make them wait for us while
+    we wait for that lock, a deadlock.
+    """
+    query = Courier.select(Courier.id, Courier.on_duty, Courier.capacity).where(Courier.id == courier_id)
+    if is_postgres(Courier._meta.db):
+        query = query.lock_rows("NO KEY UPDATE")
+    return await query.first()
 
 
 async def open_load(courier_ids: list[int]) -> dict[int, int]:
@@ -57,11 +74,11 @@ async def offer_to(
     zone: ZoneInfo,
     courier_ids: list[int],
     *,
-    actor: Actor,
     ttl_s: int | None = None,
     reason: str = "new",
 ) -> None:
-    """Move the pickup to `offered` for these couriers (a new round) and push the offer to them."""
+    """Move the pickup to `offered` for these couriers (a new round) and push the offer to them.
+    Offers are the dispatch rules' decision: the system is their actor, whoever's request led here."""
     now = utcnow()
     new_status = next_status(pickup["status"], Action.OFFER)
     round_no = pickup["offer_round"] + 1
@@ -77,18 +94,12 @@ async def offer_to(
     ).where(Pickup.id == pickup["id"])
     pickup.update(status=new_status.value, zone=zone.id, courier=None, offer_round=round_no)
     expires = now + timedelta(seconds=ttl_s) if ttl_s else None
-    await _offer_in_round(
-        uow, pickup, zone, courier_ids, actor=actor, now=now, expires=expires, reason=reason
-    )
+    await _offer_in_round(uow, pickup, zone, courier_ids, now=now, expires=expires, reason=reason)
 
 
-async def join_offer(
-    uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, courier_id: int, *, actor: Actor
-) -> None:
+async def join_offer(uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, courier_id: int) -> None:
     """Add a courier who came on duty to the pickup's current (grab) round."""
-    await _offer_in_round(
-        uow, pickup, zone, [courier_id], actor=actor, now=utcnow(), expires=None, reason="on_duty"
-    )
+    await _offer_in_round(uow, pickup, zone, [courier_id], now=utcnow(), expires=None, reason="on_duty")
 
 
 async def _offer_in_round(
@@ -97,7 +108,6 @@ async def _offer_in_round(
     zone: ZoneInfo,
     courier_ids: list[int],
     *,
-    actor: Actor,
     now: datetime,
     expires: datetime | None,
     reason: str,
@@ -115,7 +125,7 @@ async def _offer_in_round(
         )
     await uow.record(
         "pickup.offered",
-        actor=actor,
+        actor=SYSTEM,
         pickup_id=pickup["id"],
         to=courier_ids,
         at=now,

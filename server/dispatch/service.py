@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.dispatch.offers import close_offers, offer_to, open_load
+from server.db.engine import is_postgres
+from server.dispatch.offers import close_offers, lock_courier, offer_to, open_load
 from server.dispatch.rules import (
     BACKUP,
     DISPATCHER,
@@ -25,8 +26,8 @@ from server.dispatch.rules import (
 from server.dispatch.scope import EVERYTHING, Scope, courier_in_scope
 from server.domain.pickup_states import HELD_STATES, OPEN_STATES, Action, IllegalTransition, next_status
 from server.errors import ApiError, field_errors, not_found
-from server.push.log import Actor, UnitOfWork, unit_of_work, utcnow
-from server.tables import Courier, CourierZone, Pickup, PickupOffer, Timer, Zone
+from server.push.log import SYSTEM, Actor, UnitOfWork, unit_of_work, utcnow
+from server.tables import CourierZone, Pickup, PickupOffer, Timer, Zone
 from server.zones.service import ZoneInfo, directory
 
 
@@ -70,9 +71,13 @@ async def add_timer(pickup_id: int, kind: str, due: datetime, round_no: int = 0)
 
 # -- offering and escalating -------------------------------------------------------------------------
 async def dispatch_pickup(
-    uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, actor: Actor, *, stage: int = ZONE, reason: str
-) -> None:
-    """Offer the pickup at `stage`, or at the first later stage that has someone to offer it to."""
+    uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, *, stage: int = ZONE, reason: str
+) -> list[int]:
+    """Offer the pickup at `stage`, or at the first later stage that has someone to offer it to;
+    returns who was offered it (nobody: it went to the dispatcher).
+
+    What follows is the rules' decision, not that of whoever's request led here (a partner creating,
+    a courier coming on duty, a dispatcher unassigning): its events are the system's."""
     if pickup["offer_round"] == 0:  # never offered: nobody to leave out
         offered_ever: set[int] = set()
         offered_open: set[int] = set()
@@ -90,33 +95,32 @@ async def dispatch_pickup(
                 c.courier_id for c in candidates if c.load < c.capacity and c.courier_id not in offered_open
             )
         if targets:
-            await _set_stage(uow, pickup, stage, actor)
-            await offer_to(uow, pickup, zone, targets, actor=actor, ttl_s=zone.offer_ttl_s, reason=reason)
+            await _set_stage(uow, pickup, stage)
+            await offer_to(uow, pickup, zone, targets, ttl_s=zone.offer_ttl_s, reason=reason)
             await add_timer(
                 pickup["id"],
                 "offer_expiry",
                 utcnow() + timedelta(seconds=zone.offer_ttl_s),
                 pickup["offer_round"],
             )
-            return
+            return targets
         stage += 1
-    await _escalate_to_dispatcher(uow, pickup, actor, open_offers=bool(offered_open))
+    await _escalate_to_dispatcher(uow, pickup, open_offers=bool(offered_open))
+    return []
 
 
-async def _set_stage(uow: UnitOfWork, pickup: dict[str, Any], stage: int, actor: Actor) -> None:
+async def _set_stage(uow: UnitOfWork, pickup: dict[str, Any], stage: int) -> None:
     if stage == pickup["escalation_stage"]:
         return
     await Pickup.update({Pickup.escalation_stage: stage}).where(Pickup.id == pickup["id"])
     pickup["escalation_stage"] = stage
     if stage > ZONE:
         await uow.record(
-            "pickup.escalated", actor=actor, pickup_id=pickup["id"], data={"stage": STAGE_NAMES[stage]}
+            "pickup.escalated", actor=SYSTEM, pickup_id=pickup["id"], data={"stage": STAGE_NAMES[stage]}
         )
 
 
-async def _escalate_to_dispatcher(
-    uow: UnitOfWork, pickup: dict[str, Any], actor: Actor, *, open_offers: bool
-) -> None:
+async def _escalate_to_dispatcher(uow: UnitOfWork, pickup: dict[str, Any], *, open_offers: bool) -> None:
     """Nobody (more) to offer it to: it goes on top of the dispatcher's queue."""
     values: dict[Any, Any] = {Pickup.escalation_stage: DISPATCHER, Pickup.updated_at: utcnow()}
     if not open_offers and pickup["status"] == "offered":
@@ -128,7 +132,7 @@ async def _escalate_to_dispatcher(
     if not already:
         await uow.record(
             "pickup.escalated",
-            actor=actor,
+            actor=SYSTEM,
             pickup_id=pickup["id"],
             data={"stage": STAGE_NAMES[DISPATCHER], "status": pickup["status"]},
         )
@@ -151,7 +155,7 @@ async def on_offer_expiry(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     zone = await zone_of(pickup)
     if zone is None:
         # The zone was deactivated (or is gone) with this pickup in flight: a person decides.
-        await _escalate_to_dispatcher(uow, pickup, Actor("system"), open_offers=True)
+        await _escalate_to_dispatcher(uow, pickup, open_offers=True)
         return
     if zone.dispatch_mode == "assign":
         expired = await _offered_couriers(pickup["id"], open_only=True)
@@ -161,18 +165,14 @@ async def on_offer_expiry(uow: UnitOfWork, timer: dict[str, Any]) -> None:
         if expired:
             await uow.record(
                 "pickup.withdrawn",
-                actor=Actor("system"),
+                actor=SYSTEM,
                 pickup_id=pickup["id"],
                 to=expired,
                 data={"reason": "expired"},
             )
-        await dispatch_pickup(
-            uow, pickup, zone, Actor("system"), stage=pickup["escalation_stage"], reason="passed_on"
-        )
+        await dispatch_pickup(uow, pickup, zone, stage=pickup["escalation_stage"], reason="passed_on")
     else:
-        await dispatch_pickup(
-            uow, pickup, zone, Actor("system"), stage=pickup["escalation_stage"] + 1, reason="widened"
-        )
+        await dispatch_pickup(uow, pickup, zone, stage=pickup["escalation_stage"] + 1, reason="widened")
 
 
 async def zone_of(pickup: dict[str, Any]) -> ZoneInfo | None:
@@ -197,7 +197,7 @@ async def on_time_limit(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     await Pickup.update({Pickup.sla_state: state}).where(Pickup.id == pickup["id"])
     await uow.record(
         f"pickup.sla_{state}",
-        actor=Actor("system"),
+        actor=SYSTEM,
         pickup_id=pickup["id"],
         to=[pickup["courier"]] if pickup["courier"] else [],
         data={
@@ -216,7 +216,13 @@ async def _load_pickups(pickup_ids: list[int], scope: Scope) -> dict[int, dict[s
         raise field_errors([{"field": "pickup_ids", "message": "name at least one pickup"}])
     if len(pickup_ids) > 500:
         raise field_errors([{"field": "pickup_ids", "message": "at most 500 at once"}])
-    rows = await Pickup.select().where(Pickup.id.is_in(list(set(pickup_ids))))
+    query = Pickup.select().where(Pickup.id.is_in(sorted(set(pickup_ids)))).order_by(Pickup.id)
+    if is_postgres(Pickup._meta.db):
+        # Read and then changed in this transaction: locked, so that what was checked still holds
+        # (an accept meanwhile cannot be overwritten), in id order, so two dispatchers moving
+        # overlapping sets do not deadlock.
+        query = query.lock_rows("NO KEY UPDATE")
+    rows = await query
     # Another station's pickup is "unknown" to this dispatcher, as another partner's is to a partner.
     found = {r["id"]: r for r in rows if scope.covers_zone(r["zone"])}
     missing = [
@@ -238,20 +244,21 @@ async def assign_pickups(
     allow_outside_zone: bool = False,
     scope: Scope = EVERYTHING,
 ) -> list[int]:
-    """Hand pickups to one courier (assign, or reassign from another): all of them or none."""
-    courier = (
-        await Courier.select(Courier.id, Courier.on_duty, Courier.capacity)
-        .where(Courier.id == courier_id)
-        .first()
-    )
-    if courier is None or not await courier_in_scope(scope, courier_id):
-        raise not_found("courier", field="courier_id")
-    if not courier["on_duty"]:
-        raise ApiError(422, "courier_off_duty", "this courier is off duty", field="courier_id")
-    zones = {
-        m["zone"] for m in await CourierZone.select(CourierZone.zone).where(CourierZone.courier == courier_id)
-    }
+    """Hand pickups to one courier (assign, or reassign from another): all of them or none.
+
+    The courier's row is locked first (lock_courier), so their load is counted and filled by one
+    transaction at a time: two dispatchers, or a dispatcher and the courier accepting, cannot together
+    go over capacity."""
     async with unit_of_work() as uow:
+        courier = await lock_courier(courier_id)
+        if courier is None or not await courier_in_scope(scope, courier_id):
+            raise not_found("courier", field="courier_id")
+        if not courier["on_duty"]:
+            raise ApiError(422, "courier_off_duty", "this courier is off duty", field="courier_id")
+        zones = {
+            m["zone"]
+            for m in await CourierZone.select(CourierZone.zone).where(CourierZone.courier == courier_id)
+        }
         pickups = await _load_pickups(pickup_ids, scope)
         errors = []
         for i, pid in enumerate(pickup_ids):
@@ -364,11 +371,11 @@ async def unassign_pickups(
                 pickup_id=pid,
                 data={"previous_courier": previous, "reason": reason},
             )
-            await _redispatch(uow, p, actor)
+            await _redispatch(uow, p)
     return list(dict.fromkeys(pickup_ids))
 
 
-async def _redispatch(uow: UnitOfWork, pickup: dict[str, Any], actor: Actor) -> None:
+async def _redispatch(uow: UnitOfWork, pickup: dict[str, Any]) -> None:
     zone = directory.zones.get(pickup["zone"]) if pickup["zone"] else None
     # Back to the start: a new round from the zone's own couriers.
     await Pickup.update({Pickup.courier: None, Pickup.escalation_stage: ZONE}).where(
@@ -381,7 +388,7 @@ async def _redispatch(uow: UnitOfWork, pickup: dict[str, Any], actor: Actor) -> 
     if pickup["status"] in HELD_STATES:
         # offer_to moves it on to `offered`; the state machine allows OFFER from held states.
         pass
-    await dispatch_pickup(uow, pickup, zone, actor, stage=ZONE, reason="unassigned")
+    await dispatch_pickup(uow, pickup, zone, stage=ZONE, reason="unassigned")
 
 
 # -- partner actions -------------------------------------------------------------------------------------

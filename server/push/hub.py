@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 from litestar.channels import ChannelsPlugin
 
-from server.push.log import PushMessage, decode_event_row
+from server.push.log import PushMessage, decode_event_row, events_with_zone
 from server.tables import Event, EventRecipient
 
 log = logging.getLogger("lanshou.push")
@@ -183,7 +183,7 @@ class PushHub:
     async def _load(event_ids: list[int]) -> list[PushMessage]:
         if not event_ids:
             return []
-        rows = await Event.select().where(Event.id.is_in(event_ids)).order_by(Event.id)
+        rows = await events_with_zone().where(Event.id.is_in(event_ids)).order_by(Event.id)
         links = await EventRecipient.select(EventRecipient.event, EventRecipient.courier).where(
             EventRecipient.event.is_in(event_ids)
         )

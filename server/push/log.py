@@ -8,7 +8,7 @@ reconnecting with Last-Event-ID receives it from there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,9 @@ class PushMessage(msgspec.Struct, frozen=True):
     at: str
     pickup_id: int | None
     data: dict[str, Any]
-    to: list[int] = []  # courier ids it is addressed to; the dispatcher console sees every event
+    to: list[int] = []  # courier ids it is addressed to
+    # The pickup's zone when the event was written: which dispatchers' consoles may see it.
+    zone: int | None = None
 
 
 def utcnow() -> datetime:
@@ -115,6 +117,9 @@ class UnitOfWork:
         """Insert the recorded events (inside the transaction, as its last step)."""
         if not self._pending:
             return
+        # One read for every pickup the events name, before the locks below: their zones say which
+        # consoles see each live message (replays read the same through a join).
+        zones = await _zones_of({p.pickup_id for p in self._pending if p.pickup_id is not None})
         ordering = _publish_order_lock()
         await ordering.acquire()
         self._ordering = ordering
@@ -127,7 +132,13 @@ class UnitOfWork:
                 await EventRecipient.insert(*(EventRecipient(event=event_id, courier=c) for c in p.to))
             self.messages.append(
                 PushMessage(
-                    id=event_id, type=p.type, at=p.at.isoformat(), pickup_id=p.pickup_id, data=p.data, to=p.to
+                    id=event_id,
+                    type=p.type,
+                    at=p.at.isoformat(),
+                    pickup_id=p.pickup_id,
+                    data=p.data,
+                    to=p.to,
+                    zone=zones.get(p.pickup_id) if p.pickup_id is not None else None,
                 )
             )
         self._pending.clear()
@@ -136,6 +147,13 @@ class UnitOfWork:
         if self._ordering is not None:
             self._ordering.release()
             self._ordering = None
+
+
+async def _zones_of(pickup_ids: set[int]) -> dict[int, int | None]:
+    if not pickup_ids:
+        return {}
+    rows = await Pickup.select(Pickup.id, Pickup.zone).where(Pickup.id.is_in(sorted(pickup_ids)))
+    return {r["id"]: r["zone"] for r in rows}
 
 
 # Set by the running app; the CLI (demo seeding, migrations) runs without one and pushes nothing.
@@ -165,6 +183,10 @@ async def unit_of_work() -> AsyncIterator[UnitOfWork]:
         uow.release()
 
 
+# How many events one read of the log returns; a replay reads page after page until it is short.
+REPLAY_PAGE = 500
+
+
 def decode_event_row(row: dict[str, Any], to: list[int] | None = None) -> PushMessage:
     at = row["at"]
     return PushMessage(
@@ -174,11 +196,17 @@ def decode_event_row(row: dict[str, Any], to: list[int] | None = None) -> PushMe
         pickup_id=row["pickup"],
         data=msgspec.json.decode(row["data"]) if row["data"] else {},
         to=to or [],
+        zone=row.get("pickup_zone"),
     )
 
 
-async def courier_events_since(courier_id: int, after_id: int, limit: int = 500) -> list[PushMessage]:
-    """What was pushed to this courier after `after_id`: the SSE resume."""
+def events_with_zone() -> Any:
+    """SELECT of whole events with their pickup's zone (LEFT JOIN: events without a pickup have none)."""
+    return Event.select(*Event.all_columns(), Event.pickup.zone.as_alias("pickup_zone"))
+
+
+async def courier_events_since(courier_id: int, after_id: int, limit: int = REPLAY_PAGE) -> list[PushMessage]:
+    """One page of what was pushed to this courier after `after_id`, oldest first: the SSE resume."""
     links = (
         await EventRecipient.select(EventRecipient.event)
         .where((EventRecipient.courier == courier_id) & (EventRecipient.event > after_id))
@@ -192,8 +220,16 @@ async def courier_events_since(courier_id: int, after_id: int, limit: int = 500)
     return [decode_event_row(r, [courier_id]) for r in rows]
 
 
-async def all_events_since(after_id: int, limit: int = 500) -> list[PushMessage]:
-    rows = await Event.select().where(Event.id > after_id).order_by(Event.id).limit(limit)
+async def all_events_since(
+    after_id: int, limit: int = REPLAY_PAGE, zone_filter: Callable[[Any], Any] | None = None
+) -> list[PushMessage]:
+    """One page of the log after `after_id`, oldest first; `zone_filter` makes the WHERE clause that
+    limits it by the pickup's zone (Scope.pickup_filter), None for the whole log."""
+    query = events_with_zone().where(Event.id > after_id)
+    where = zone_filter(Event.pickup.zone) if zone_filter is not None else None
+    if where is not None:
+        query = query.where(where)
+    rows = await query.order_by(Event.id).limit(limit)
     return [decode_event_row(r) for r in rows]
 
 
