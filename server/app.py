@@ -41,6 +41,7 @@ from server.push.hub import PushHub, stop_task
 from server.push.log import PushMessage
 from server.security_headers import add_security_headers
 from server.settings import Settings, load_settings
+from server.validation import check_request_line
 from server.webhooks.controller import WebhookController
 from server.webhooks.service import WebhookWorker
 from server.zones.service import directory
@@ -161,7 +162,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             create_static_files_router(path="/static", directories=[PWA / "static", PWA]),
         ],
         plugins=[channels, runtime],
-        middleware=[session_config.middleware, auth],
+        middleware=[check_request_line, session_config.middleware, auth],
         stores={"sessions": DatabaseSessionStore()},
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
@@ -175,8 +176,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
         openapi_config=openapi_config(PUBLIC_PATHS),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        request_max_body_size=settings.max_body_bytes,
         before_send=[add_security_headers(settings)],
+        request_max_body_size=settings.max_body_bytes,
         logging_config=LoggingConfig(
             root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]},
             log_exceptions="always" if settings.log_level == "debug" else "debug",

@@ -176,7 +176,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "console.geo.properties": {"zh-CN": "properties 应为对象", "en": "properties must be an object"},
     "console.geo.code": {"zh-CN": "缺少片区编码（code）", "en": "code is required"},
     "console.geo.name": {"zh-CN": "缺少片区名称（name）", "en": "name is required"},
-    "console.geo.priority": {"zh-CN": "priority 应为整数", "en": "priority must be an integer"},
+    "console.geo.priority": {
+        "zh-CN": "priority 应为 -1000000 到 1000000 之间的整数",
+        "en": "priority must be an integer from -1000000 to 1000000",
+    },
     "console.geo.admin_areas": {
         "zh-CN": "admin_areas 应为非空字符串数组（区 / 街道名）",
         "en": "admin_areas must be an array of names",
@@ -241,6 +244,31 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "grab or assign",
     },
     "console.geo.positive": {"zh-CN": "应为正数", "en": "a positive number"},
+    "console.geo.station_scope": {
+        "zh-CN": "网点 {code} 不在您负责的范围内",
+        "en": "station {code} is outside the stations you answer for",
+    },
+    "console.geo.zone_scope": {
+        "zh-CN": "片区 {code} 属于您负责范围以外的网点",
+        "en": "zone {code} belongs to a station outside yours",
+    },
+    "console.geo.control": {
+        "zh-CN": "{what} 不能包含控制字符",
+        "en": "{what} must not contain control characters",
+    },
+    "console.geo.too_long": {
+        "zh-CN": "{what} 最多 {n} 个字符",
+        "en": "{what} must be at most {n} characters",
+    },
+    "console.geo.blank": {"zh-CN": "{what} 不能为空", "en": "{what} must not be blank"},
+    "console.geo.ttl": {
+        "zh-CN": "应为 {low} 到 {high} 之间的整数秒",
+        "en": "a whole number of seconds from {low} to {high}",
+    },
+    "console.geo.sla": {
+        "zh-CN": "应为大于 0、不超过 {high} 的分钟数",
+        "en": "a number of minutes above 0 and at most {high}",
+    },
 }
 
 

@@ -32,6 +32,10 @@ MAX_ID = 2**63 - 1
 Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 # The same bound for an id in a path (/api/v1/pickups/{pickup_id}): out of range is a bad parameter.
 PathId = Annotated[int, Parameter(ge=1, le=MAX_ID)]
+# Couriers, users, stations, zones and partners have PostgreSQL `serial` (32-bit) ids.
+MAX_SERIAL_ID = 2**31 - 1
+SerialId = Annotated[int, msgspec.Meta(ge=1, le=MAX_SERIAL_ID)]
+PathSerialId = Annotated[int, Parameter(ge=1, le=MAX_SERIAL_ID)]
 
 # A mainland-China mobile number; +86 / 0086 / 86 and spaces or dashes between digits are accepted.
 PHONE_PATTERN = r"^(\+86|0086|86)?[ \-]?1[3-9]([ \-]?[0-9]){9}$"
@@ -68,13 +72,13 @@ Phone = Annotated[str, msgspec.Meta(min_length=11, max_length=20, pattern=PHONE_
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=CLIENT_ID_PATTERN)]
 
 
-def form_id(value: object) -> int | None:
-    """An id from a form field, or None when it is not one (ASCII digits, within the database's range)."""
+def form_id(value: object, largest: int = MAX_ID) -> int | None:
+    """An id from a form field, or None when it is not one (ASCII digits, within the column's range)."""
     text = str(value or "")
     if not (text.isascii() and text.isdigit()) or len(text) > 19:
         return None
     number = int(text)
-    return number if 1 <= number <= MAX_ID else None
+    return number if 1 <= number <= largest else None
 
 
 def point_in_wgs84(

@@ -137,8 +137,13 @@ async def test_ids_beyond_bigint_are_refused_not_500(people: Personas) -> None:
     )
     got = assert_error(r, 422, "validation_error", "pickup_ids[1]", "courier_id")
     assert got
-    r = await dispatcher.put(f"/api/v1/couriers/{BIG}/zones", json={"zones": []})
-    assert_error(r, 400, "bad_parameter", "courier_id")
+    for too_big in (BIG, 2**31):  # couriers have 32-bit ids on PostgreSQL
+        r = await dispatcher.put(f"/api/v1/couriers/{too_big}/zones", json={"zones": []})
+        assert_error(r, 400, "bad_parameter", "courier_id")
+        r = await dispatcher.post(
+            "/api/v1/dispatch/assign", json={"pickup_ids": [1], "courier_id": too_big, "reason": "x"}
+        )
+        assert_error(r, 422, "validation_error", "courier_id")
     courier = await people.user("courier01")
     r = await courier.post(f"/api/v1/courier/pickups/{BIG}/accept", json={})
     assert_error(r, 400, "bad_parameter", "pickup_id")

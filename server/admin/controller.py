@@ -15,7 +15,7 @@ from server.domain.geo import GeoJSONError, to_feature_collection
 from server.errors import ApiError
 from server.push.log import Actor
 from server.tables import Zone
-from server.validation import PathId, check_json_body
+from server.validation import PathSerialId, check_json_body
 from server.zones.service import import_zones
 
 
@@ -40,7 +40,7 @@ class AdminController(Controller):
 
     @put("/couriers/{courier_id:int}/zones", guards=[dispatcher_only], summary="Set a courier's zones")
     async def courier_zones(
-        self, request: Request[Principal, Any, Any], courier_id: PathId, data: CourierZonesIn
+        self, request: Request[Principal, Any, Any], courier_id: PathSerialId, data: CourierZonesIn
     ) -> dict[str, Any]:
         zones = await service.set_courier_zones(
             courier_id, data.zones, actor_of(request.user), scope=await scope_of(request.user)

@@ -33,6 +33,7 @@ from server.errors import ApiError
 from server.i18n import CATALOGUE, pick_language, translate
 from server.push.log import Actor, PushMessage, all_events_since, latest_event_id, utcnow
 from server.push.sse import event_stream, parse_last_event_id, to_console_sse
+from server.validation import MAX_SERIAL_ID, PathId, form_id
 from server.zones.service import import_zones
 
 TEMPLATE = "console.html"
@@ -181,7 +182,18 @@ _GEO_MESSAGES: list[tuple[re.Pattern[str], str]] = [
         (r"^properties must be an object$", "console.geo.properties"),
         (r"^code (is required|must be a non-empty string)$", "console.geo.code"),
         (r"^name (is required|must be a string)$", "console.geo.name"),
-        (r"^priority must be an integer$", "console.geo.priority"),
+        (r"^priority must be an integer", "console.geo.priority"),
+        (
+            r"^(?P<what>code|name|station|an admin area) must not contain control characters$",
+            "console.geo.control",
+        ),
+        (
+            r"^(?P<what>code|name|station|an admin area) must be at most (?P<n>\d+) characters$",
+            "console.geo.too_long",
+        ),
+        (r"^(?P<what>code|name|station|an admin area) must not be blank$", "console.geo.blank"),
+        (r"^a whole number of seconds from (?P<low>\d+) to (?P<high>\d+)$", "console.geo.ttl"),
+        (r"^a number of minutes above 0 and at most (?P<high>\d+)$", "console.geo.sla"),
         (r"^admin_areas must be an array of strings$", "console.geo.admin_areas"),
         (r"^an admin area must be a non-empty string$", "console.geo.admin_areas"),
         (r"^station must be a string code$", "console.geo.station"),
@@ -204,6 +216,8 @@ _GEO_MESSAGES: list[tuple[re.Pattern[str], str]] = [
             "console.geo.invalid",
         ),
         (r"^no station given$", "console.geo.no_station"),
+        (r"^station '(?P<code>.*)' is outside the stations you answer for$", "console.geo.station_scope"),
+        (r"^zone '(?P<code>.*)' belongs to a station outside yours$", "console.geo.zone_scope"),
         (r"^unknown station '(?P<code>.*)'$", "console.geo.unknown_station"),
         (r"^grab or assign$", "console.geo.dispatch_mode"),
         (r"^a positive (whole )?number$", "console.geo.positive"),
@@ -356,7 +370,7 @@ class ConsoleController(Controller):
         return _block("board", context)
 
     @get("/pickups/{pickup_id:int}/row")
-    async def row(self, request: Request[Principal, Any, Any], pickup_id: int) -> Response[Any]:
+    async def row(self, request: Request[Principal, Any, Any], pickup_id: PathId) -> Response[Any]:
         row = await queries.pickup_row(pickup_id, await scope_of(request.user))
         if row is None:
             return Response(content="", status_code=404, media_type=MediaType.HTML)
@@ -438,6 +452,7 @@ class ConsoleController(Controller):
                     default_station=station,
                     actor=Actor(request.user.role, request.user.id),
                     deactivate_missing=False,
+                    scope=await scope_of(request.user),
                 )
             except msgspec.DecodeError as exc:
                 errors.append((None, "body", translate("console.zones.bad_json", lang, detail=str(exc))))
@@ -470,9 +485,8 @@ class ConsoleController(Controller):
     async def _dispatch(self, request: Request[Principal, Any, Any], *, unassign: bool) -> Template:
         lang = _lang(request)
         form = await request.form()
-        pickup_ids = sorted({int(v) for v in form.getall("pickup_ids", []) if str(v).isdigit()})
-        courier_raw = str(form.get("courier_id") or "")
-        courier_id = int(courier_raw) if courier_raw.isdigit() else None
+        pickup_ids = sorted({i for v in form.getall("pickup_ids", []) if (i := form_id(v)) is not None})
+        courier_id = form_id(form.get("courier_id"), MAX_SERIAL_ID)
         reason = str(form.get("reason") or "").strip()
         allow_outside_zone = str(form.get("allow_outside_zone") or "") in ("on", "true", "1")
         kept: dict[str, Any] = {

@@ -11,15 +11,15 @@ from litestar.response import ServerSentEvent
 from server.auth.principal import Principal, courier_only
 from server.courier import service
 from server.courier.schemas import ActionIn, CollectIn, DutyIn, DutyOut, FailIn, HeartbeatIn
-from server.errors import require_json_body
 from server.pickups.schemas import PickupOut
 from server.push.log import courier_events_since, latest_event_id
 from server.push.sse import event_stream, parse_last_event_id
+from server.validation import PathId, check_json_body
 
 
 class CourierController(Controller):
     path = "/api/v1/courier"
-    before_request = require_json_body  # type: ignore[assignment]  # JSON only, or 415
+    before_request = check_json_body  # type: ignore[assignment]  # JSON that fits the struct, or 4xx
     guards = [courier_only]
     tags = ["courier"]
 
@@ -55,7 +55,7 @@ class CourierController(Controller):
 
     @post("/pickups/{pickup_id:int}/accept", status_code=200, summary="Accept an offered pickup")
     async def accept(
-        self, request: Request[Principal, Any, Any], pickup_id: int, data: ActionIn | None = None
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
     ) -> PickupOut:
         return await service.accept(request.user, pickup_id, data or ActionIn())
 
@@ -63,7 +63,7 @@ class CourierController(Controller):
         "/pickups/{pickup_id:int}/contacted", status_code=200, summary="Record that you reached the customer"
     )
     async def contacted(
-        self, request: Request[Principal, Any, Any], pickup_id: int, data: ActionIn | None = None
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
     ) -> PickupOut:
         return await service.contacted(request.user, pickup_id, data or ActionIn())
 
@@ -71,10 +71,10 @@ class CourierController(Controller):
         "/pickups/{pickup_id:int}/collect", status_code=200, summary="Collect with the scanned waybill number"
     )
     async def collect(
-        self, request: Request[Principal, Any, Any], pickup_id: int, data: CollectIn
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: CollectIn
     ) -> PickupOut:
         return await service.collect(request.user, pickup_id, data)
 
     @post("/pickups/{pickup_id:int}/fail", status_code=200, summary="Report that the pickup cannot be made")
-    async def fail(self, request: Request[Principal, Any, Any], pickup_id: int, data: FailIn) -> PickupOut:
+    async def fail(self, request: Request[Principal, Any, Any], pickup_id: PathId, data: FailIn) -> PickupOut:
         return await service.fail(request.user, pickup_id, data)

@@ -18,13 +18,13 @@ from server.dispatch.offers import close_offers, join_offer, lock_courier, offer
 from server.dispatch.rules import BACKUP, STATION, ZONE
 from server.dispatch.service import dispatch_pickup
 from server.domain.contact import check_waybill
-from server.domain.geo import to_wgs84
 from server.domain.pickup_states import FAILURE_REASONS, Action, IllegalTransition, allowed_from, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
 from server.push.log import SYSTEM, Actor, UnitOfWork, unit_of_work, utcnow
 from server.tables import Courier, CourierZone, Event, EventRecipient, Pickup, PickupOffer, Timer
+from server.validation import point_in_wgs84
 from server.zones.service import directory
 
 
@@ -338,10 +338,10 @@ async def heartbeat(principal: Principal, body: HeartbeatIn) -> dict[str, Any]:
     change of any pickup, and phones send it every minute."""
     courier_id = _courier_id(principal)
     values: dict[Any, Any] = {Courier.last_seen_at: utcnow()}
-    if (body.lat is None) != (body.lng is None):
-        raise field_errors([{"field": "lat", "message": "give both lat and lng, or neither"}])
-    if body.lat is not None and body.lng is not None:
-        lng, lat = to_wgs84(body.lng, body.lat, body.datum)
-        values.update({Courier.last_lat: lat, Courier.last_lng: lng})
+    point, problems = point_in_wgs84(body.lng, body.lat, body.datum, "")
+    if problems:
+        raise field_errors(problems)
+    if point is not None:
+        values.update({Courier.last_lng: point[0], Courier.last_lat: point[1]})
     await Courier.update(values).where(Courier.id == courier_id)
     return {"ok": True}

@@ -4,14 +4,14 @@ from typing import Annotated
 
 import msgspec
 
-from server.validation import Id, Text200
+from server.validation import Id, SerialId, Text200
 
 Reason = Text200
 
 
 class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
     pickup_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=500)]
-    courier_id: Id
+    courier_id: SerialId
     reason: Reason = ""
     # A dispatcher may send a courier outside their zones, but must say so.
     allow_outside_zone: bool = False
