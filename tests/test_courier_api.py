@@ -76,7 +76,7 @@ async def test_heartbeat_records_position_and_refuses_half_a_coordinate(people: 
         await courier.post("/api/v1/courier/heartbeat", json={"lat": 28.2, "lng": 112.98, "datum": "gcj02"})
     ).status_code == 200
     r = await courier.post("/api/v1/courier/heartbeat", json={"lat": 28.2})
-    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "lat"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "lng"  # the one missing
 
 
 async def test_going_off_duty_stops_new_offers(people: Personas) -> None:
