@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -299,3 +300,34 @@ async def test_a_backup_courier_coming_on_duty_joins_an_offer_escalated_past_the
     assert r.status_code == 200, r.text
     (joined,) = (e for e in await history(partner, pickup["id"]) if e["data"].get("reason") == "on_duty")
     assert joined["actor"] == "system"
+
+
+async def test_accepting_just_as_offers_expire_never_fails(people: Personas) -> None:
+    """A courier accepting at the moment the offer's timer fires: on PostgreSQL the two transactions
+    used to lock the pickup and the timer in opposite orders, and the deadlock failed the accept (500)."""
+    zone = await make_zone(people, offer_ttl_s=1)
+    admin = await people.user("admin")
+    username = f"expiry-{uuid.uuid4().hex[:8]}"
+    r = await admin.post(
+        "/api/v1/users",
+        json={
+            "username": username,
+            "password": "pw-expiry",
+            "role": "courier",
+            "capacity": 200,
+            "zones": [{"zone": zone.code}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    courier = await people.user(username, "pw-expiry")
+    assert (await courier.post("/api/v1/courier/duty", json={"on_duty": True})).status_code == 200
+    partner = people.partner()
+    answers: Counter[int] = Counter()
+    for trial in range(6):
+        ids = [(await create_pickup(partner, zone))["id"] for _ in range(15)]
+        await asyncio.sleep(0.85 + 0.05 * (trial % 4))  # around the 1 s expiry of the first ones
+        results = await asyncio.gather(
+            *(courier.post(f"/api/v1/courier/pickups/{i}/accept", json={}) for i in ids)
+        )
+        answers.update(r.status_code for r in results)
+    assert set(answers) <= {200, 409}, answers

@@ -16,14 +16,14 @@ from server.auth.principal import Principal
 from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn, HeartbeatIn
 from server.dispatch.offers import close_offers, join_offer, lock_courier, offer_snapshot, open_load
 from server.dispatch.rules import BACKUP, STATION, ZONE
-from server.dispatch.service import dispatch_pickup
+from server.dispatch.service import dispatch_pickup, drop_timers
 from server.domain.contact import check_waybill
 from server.domain.pickup_states import FAILURE_REASONS, Action, IllegalTransition, allowed_from, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
 from server.push.log import SYSTEM, Actor, UnitOfWork, unit_of_work, utcnow
-from server.tables import Courier, CourierZone, Event, EventRecipient, Pickup, PickupOffer, Timer
+from server.tables import Courier, CourierZone, Event, EventRecipient, Pickup, PickupOffer
 from server.validation import point_in_wgs84
 from server.zones.service import directory
 
@@ -173,6 +173,9 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
     async with unit_of_work() as uow:
         # First, so that counting the load below and taking the pickup is one step (see lock_courier).
         courier = await lock_courier(courier_id)
+        # Before the pickup's row (see drop_timers), and before the offer is checked: an expiry firing
+        # now finishes first, and the check sees what it did.
+        await drop_timers([pickup_id])
         offered = await PickupOffer.exists().where(
             (PickupOffer.pickup == pickup_id)
             & (PickupOffer.courier == courier_id)
@@ -211,7 +214,6 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
         )
         # The others lose their offer by the rules (first come, first served), not by this courier's say.
         await close_offers(uow, pickup_id, winner=courier_id, actor=SYSTEM, reason="taken")
-        await Timer.delete().where((Timer.pickup == pickup_id) & (Timer.kind == "offer_expiry"))
     return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
 
 

@@ -69,6 +69,20 @@ async def add_timer(pickup_id: int, kind: str, due: datetime, round_no: int = 0)
     await Timer.insert(Timer(kind=kind, pickup=pickup_id, due_ms=epoch_ms(due), round=round_no))
 
 
+async def drop_timers(pickup_ids: list[int], *, offer_expiry_only: bool = True) -> None:
+    """Delete pickups' timers, BEFORE the transaction changes (or locks) the pickups themselves.
+
+    A firing timer holds its row (the scheduler's claim) and then changes its pickup. A transaction
+    that changed the pickup first and then deleted the timer would wait on the scheduler while the
+    scheduler waits on it: PostgreSQL breaks that deadlock by failing one of them (an accept at the
+    moment its offer expired answered 500). Timers first, pickup second, like the scheduler; it also
+    makes the two take turns, so an expiry never overwrites an accept it did not see."""
+    query = Timer.delete().where(Timer.pickup.is_in(sorted(set(pickup_ids))))
+    if offer_expiry_only:
+        query = query.where(Timer.kind == "offer_expiry")
+    await query
+
+
 # -- offering and escalating -------------------------------------------------------------------------
 async def dispatch_pickup(
     uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, *, stage: int = ZONE, reason: str
@@ -259,6 +273,7 @@ async def assign_pickups(
             m["zone"]
             for m in await CourierZone.select(CourierZone.zone).where(CourierZone.courier == courier_id)
         }
+        await drop_timers(pickup_ids)
         pickups = await _load_pickups(pickup_ids, scope)
         errors = []
         for i, pid in enumerate(pickup_ids):
@@ -315,7 +330,6 @@ async def _hand_over(
             Pickup.updated_at: now,
         }
     ).where(Pickup.id == pickup["id"])
-    await Timer.delete().where((Timer.pickup == pickup["id"]) & (Timer.kind == "offer_expiry"))
     await close_offers(uow, pickup["id"], winner=None, actor=actor, reason="assigned")
     if previous is not None and previous != courier_id:
         await uow.record(
@@ -341,6 +355,7 @@ async def unassign_pickups(
     """Take pickups back from their couriers (or offers back from couriers) and dispatch them afresh;
     a failed pickup is offered again this way."""
     async with unit_of_work() as uow:
+        await drop_timers(pickup_ids)
         pickups = await _load_pickups(pickup_ids, scope)
         errors = [
             {
@@ -355,7 +370,6 @@ async def unassign_pickups(
         for pid in dict.fromkeys(pickup_ids):
             p = pickups[pid]
             previous = p["courier"] if p["status"] in HELD_STATES else None
-            await Timer.delete().where((Timer.pickup == pid) & (Timer.kind == "offer_expiry"))
             await close_offers(uow, pid, winner=None, actor=actor, reason="unassigned")
             if previous is not None:
                 await uow.record(
@@ -435,6 +449,7 @@ async def cancel(partner_id: int, pickup_id: int, reason: str) -> None:
             target = next_status(p["status"], Action.CANCEL)
         except IllegalTransition as exc:
             raise ApiError(409, "illegal_transition", str(exc), current_status=p["status"]) from None
+        await drop_timers([pickup_id], offer_expiry_only=False)
         changed = (
             await Pickup.update(
                 {Pickup.status: target.value, Pickup.version: Pickup.version + 1, Pickup.updated_at: utcnow()}
@@ -444,7 +459,6 @@ async def cancel(partner_id: int, pickup_id: int, reason: str) -> None:
         )
         if not changed:
             raise ApiError(409, "conflict", "the pickup changed meanwhile; try again")
-        await Timer.delete().where(Timer.pickup == pickup_id)
         await close_offers(uow, pickup_id, winner=None, actor=actor, reason="cancelled")
         holder = [p["courier"]] if p["courier"] and p["status"] in HELD_STATES else []
         await uow.record(
