@@ -1,7 +1,8 @@
 """The dispatcher's live console: one page (console.html) and its htmx partials, all under /console.
 
-The board updates itself from the console SSE stream (every event, from the durable log): console.js
-re-fetches the row partial of each pickup an event names. Forms (zone import, assign, unassign) answer
+The board updates itself from the console SSE stream (the events of the dispatcher's stations, from the
+durable log; each says only which pickup changed): console.js re-fetches the row partial of each pickup
+an event names. Forms (zone import, assign, unassign) answer
 with their own partial; the board then changes through the same stream, like for any other change.
 """
 
