@@ -79,7 +79,9 @@ async def _offer_waiting_pickups(
     stage they belong to, and a pending pickup that could reach them (nobody was on duty, or everyone
     let it pass) is dispatched afresh from the start. Returns how many offers the courier got."""
     first = _first_stages(memberships)
-    if not first:
+    # The rules offer nothing to a courier with no room left, and what waits already went past everyone
+    # else: nothing would change.
+    if not first or (await open_load([courier_id])).get(courier_id, 0) >= capacity:
         return 0
     reachable_offers: Any = None
     for stage in (ZONE, BACKUP, STATION):
@@ -96,7 +98,6 @@ async def _offer_waiting_pickups(
     rows = await Pickup.select().where(where).order_by(Pickup.id).limit(200)
     offered = [p["id"] for p in rows if p["status"] == "offered"]
     already: set[int] = set()
-    has_room = False
     if offered:
         already = {
             o["pickup"]
@@ -106,15 +107,15 @@ async def _offer_waiting_pickups(
                 & PickupOffer.pickup.is_in(offered)
             )
         }
-        # The grab rule: couriers with no room left are not offered more.
-        has_room = (await open_load([courier_id])).get(courier_id, 0) < capacity
     sent = 0
     for pickup in rows:
-        zone = directory.zones[pickup["zone"]]
+        zone = directory.zones.get(pickup["zone"])
+        if zone is None:  # deactivated meanwhile (the directory reloads between our awaits)
+            continue
         if pickup["status"] == "pending":
             targets = await dispatch_pickup(uow, pickup, zone, stage=ZONE, reason="on_duty")
             sent += courier_id in targets
-        elif has_room and pickup["id"] not in already:
+        elif pickup["id"] not in already:
             await join_offer(uow, pickup, zone, courier_id)
             sent += 1
     return sent
