@@ -17,6 +17,8 @@ import pytest
 from tests.conftest import Personas, ServerProcess
 
 METHODS = ("get", "put", "post", "delete", "patch")
+JSON = {"content-type": "application/json"}
+TEXT = {"content-type": "text/plain"}
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +120,8 @@ async def test_the_errors_the_server_sends_match_the_documented_ones(
         ("GET", "/api/v1/pickups", await courier.get("/api/v1/pickups")),
         ("GET", "/api/v1/pickups/{pickup_id}", await partner.get("/api/v1/pickups/999999999")),
         ("POST", "/api/v1/pickups", await partner.post("/api/v1/pickups", json={"sender": {}, "x": 1})),
-        ("POST", "/api/v1/pickups", await partner.post("/api/v1/pickups", content=b"{", headers=_json)),
-        ("POST", "/api/v1/pickups", await partner.post("/api/v1/pickups", content=b"{}", headers=_text)),
+        ("POST", "/api/v1/pickups", await partner.post("/api/v1/pickups", content=b"{", headers=JSON)),
+        ("POST", "/api/v1/pickups", await partner.post("/api/v1/pickups", content=b"{}", headers=TEXT)),
         ("GET", "/api/v1/pickups", await partner.get("/api/v1/pickups", params={"cursor": "nonsense"})),
         ("POST", "/auth/login", await anonymous.post("/auth/login", json={"username": "x"})),
     ]
@@ -133,10 +135,6 @@ async def test_the_errors_the_server_sends_match_the_documented_ones(
         errors = [e.message for e in check.iter_errors(response.json())]
         assert errors == [], f"{method} {path} {response.status_code}: {response.text} {errors}"
     assert sorted({r.status_code for _, _, r in sent}) == [400, 401, 403, 404, 415, 422]
-
-
-_json = {"content-type": "application/json"}
-_text = {"content-type": "text/plain"}
 
 
 # -- bodies -----------------------------------------------------------------------------------------------
