@@ -54,7 +54,13 @@ _PATTERN_MESSAGES = {
 # ends of the calendar converting an offset to UTC overflows.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-Moment = Annotated[datetime, msgspec.Meta(tz=True)]
+Moment = Annotated[
+    datetime,
+    msgspec.Meta(
+        tz=True,
+        description="ISO 8601 with a UTC offset (2026-11-25T14:00:00+08:00), from 2000 up to 2100 in UTC",
+    ),
+]
 
 
 # Text fields by length: `LineN` a required single line (not blank), `OptionalLineN` a single line that
@@ -70,6 +76,16 @@ Text200 = Annotated[str, msgspec.Meta(max_length=200, pattern=LINES_PATTERN)]
 Text500 = Annotated[str, msgspec.Meta(max_length=500, pattern=LINES_PATTERN)]
 Phone = Annotated[str, msgspec.Meta(min_length=11, max_length=20, pattern=PHONE_PATTERN)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=CLIENT_ID_PATTERN)]
+# A web address Lanshou will call (webhooks). Checked where it is used (server/webhooks/destinations.py),
+# which answers every problem with one code (bad_webhook_url) that clients can branch on.
+Url = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=8,
+        max_length=500,
+        description="http(s)://host[:port]/path on the public internet, without user name or password",
+    ),
+]
 
 
 def form_id(value: object, largest: int = MAX_ID) -> int | None:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, put
 
 from server.auth.principal import Principal, partner_only
-from server.validation import check_json_body
+from server.validation import Url, check_json_body
 from server.webhooks import service
 from server.webhooks.destinations import allowed_hosts
 
 
 class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
-    url: Annotated[str, msgspec.Meta(min_length=8, max_length=500)]
+    url: Url
 
 
 class WebhookController(Controller):
