@@ -131,10 +131,11 @@ def stop_process(proc: subprocess.Popen[bytes] | None, kill: bool = False) -> No
 
 
 class ServerProcess:
-    """`lanshou serve` in a subprocess on a free loopback port."""
+    """`lanshou serve` in a subprocess on a free loopback port (`args`: more command-line arguments)."""
 
-    def __init__(self, db: Database, **env: str) -> None:
+    def __init__(self, db: Database, *args: str, **env: str) -> None:
         self.db = db
+        self.args = args
         self.extra_env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -144,7 +145,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "server", "serve", "--port", str(self.port), *self.args],
             cwd=ROOT,
             env=self.db.env(**self.extra_env),
             stdout=log,
@@ -171,6 +172,25 @@ def migrated_database(tmp_prefix: str) -> Iterator[Database]:
     finally:
         database.drop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def demo_database(tmp_prefix: str) -> Iterator[tuple[Database, str]]:
+    """A migrated database of its own with the demo city; yields it and the partner's API key."""
+    with migrated_database(tmp_prefix) as database:
+        yield database, seed_demo(database)["api_key"]
+
+
+@contextmanager
+def demo_server(tmp_prefix: str, **env: str) -> Iterator[tuple[Database, ServerProcess, str]]:
+    """A server of its own on a demo database of its own, for tests whose state must not be shared
+    (or that must not see others'): yields the database, the server and the partner's API key."""
+    with demo_database(tmp_prefix) as (database, api_key):
+        server = ServerProcess(database, **env).start()
+        try:
+            yield database, server, api_key
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -40,9 +40,8 @@ from tests.conftest import (
     Database,
     Personas,
     ServerProcess,
-    migrated_database,
+    demo_server,
     pickup_body,
-    seed_demo,
     square,
 )
 
@@ -412,15 +411,10 @@ def with_props(feature: dict[str, Any], **props: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def matrix_server() -> Iterator[tuple[Database, ServerProcess, str]]:
-    with migrated_database("lanshou-matrix-") as database:
-        api_key = seed_demo(database)["api_key"]
-        server = ServerProcess(
-            database, LANSHOU_SCHEDULER_INTERVAL_MS="50", LANSHOU_WEBHOOK_INTERVAL_MS="100"
-        ).start()
-        try:
-            yield database, server, api_key
-        finally:
-            server.stop()
+    with demo_server(
+        "lanshou-matrix-", LANSHOU_SCHEDULER_INTERVAL_MS="50", LANSHOU_WEBHOOK_INTERVAL_MS="100"
+    ) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ import asyncio
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -18,13 +16,11 @@ import pytest
 from server.app import create_app
 from server.settings import Settings
 from tests.conftest import (
-    ROOT,
     Api,
     Database,
     Personas,
     ServerProcess,
     migrated_database,
-    wait_until_serving,
 )
 
 # -- OPTIONS and HEAD on every route -----------------------------------------------------------------
@@ -93,26 +89,6 @@ async def test_options_answers_with_the_allowed_methods_for_who_may_call(people:
 # -- a deadline for the request head -------------------------------------------------------------------
 
 
-class Serve(ServerProcess):
-    """`lanshou serve` with extra command-line arguments."""
-
-    def __init__(self, db: Database, *args: str, **env: str) -> None:
-        super().__init__(db, **env)
-        self.args = args
-
-    def start(self) -> Serve:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--port", str(self.port), *self.args],
-            cwd=ROOT,
-            env=self.db.env(**self.extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until_serving(self.proc, self.url, self.log_path)
-        return self
-
-
 @pytest.fixture(scope="module")
 def quiet_db() -> Iterator[Database]:
     with migrated_database("lanshou-serve-") as database:
@@ -121,8 +97,8 @@ def quiet_db() -> Iterator[Database]:
 
 # The default parser (httptools, as installed by uvicorn[standard]) and the pure-Python fallback.
 @pytest.fixture(scope="module", params=[(), ("--http", "h11")], ids=["default", "h11"])
-def impatient_server(request: pytest.FixtureRequest, quiet_db: Database) -> Iterator[Serve]:
-    server = Serve(quiet_db, *request.param, LANSHOU_HEADER_TIMEOUT_S="1").start()
+def impatient_server(request: pytest.FixtureRequest, quiet_db: Database) -> Iterator[ServerProcess]:
+    server = ServerProcess(quiet_db, *request.param, LANSHOU_HEADER_TIMEOUT_S="1").start()
     yield server
     server.stop()
 
@@ -140,7 +116,7 @@ def read_until_closed(sock: socket.socket) -> bytes:
     return data
 
 
-def test_a_half_sent_request_head_is_answered_408_and_closed(impatient_server: Serve) -> None:
+def test_a_half_sent_request_head_is_answered_408_and_closed(impatient_server: ServerProcess) -> None:
     with connect(impatient_server) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
@@ -150,14 +126,16 @@ def test_a_half_sent_request_head_is_answered_408_and_closed(impatient_server: S
     assert 0.8 < waited < 5, waited
 
 
-def test_a_connection_that_sends_nothing_is_closed(impatient_server: Serve) -> None:
+def test_a_connection_that_sends_nothing_is_closed(impatient_server: ServerProcess) -> None:
     with connect(impatient_server) as sock:
         started = time.monotonic()
         assert read_until_closed(sock) == b""
         assert time.monotonic() - started < 5
 
 
-def test_a_later_request_on_a_kept_alive_connection_has_the_same_deadline(impatient_server: Serve) -> None:
+def test_a_later_request_on_a_kept_alive_connection_has_the_same_deadline(
+    impatient_server: ServerProcess,
+) -> None:
     with connect(impatient_server) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         first = sock.recv(4096)
@@ -170,7 +148,7 @@ def test_a_later_request_on_a_kept_alive_connection_has_the_same_deadline(impati
     assert time.monotonic() - started < 5
 
 
-def test_a_slow_but_complete_head_and_a_late_body_are_served(impatient_server: Serve) -> None:
+def test_a_slow_but_complete_head_and_a_late_body_are_served(impatient_server: ServerProcess) -> None:
     with connect(impatient_server) as sock:
         sock.sendall(b"POST /auth/login HTTP/1.1\r\nHost: x\r\n")
         time.sleep(0.4)

@@ -18,11 +18,10 @@ from tests.conftest import (
     Database,
     Personas,
     ServerProcess,
+    demo_server,
     free_port,
     make_zone,
-    migrated_database,
     pickup_body,
-    seed_demo,
 )
 from tests.test_webhooks import Receiver, new_partner, webhook_status_once, write_webhook_url
 
@@ -32,15 +31,10 @@ NOT_ALLOWED = "refused: address not allowed or host not found"
 @pytest.fixture(scope="module")
 def guarded() -> Iterator[tuple[Database, ServerProcess, str]]:
     """A database of its own and a server on it with no LANSHOU_WEBHOOK_ALLOWED_HOSTS."""
-    with migrated_database("lanshou-ssrf-") as database:
-        api_key = seed_demo(database)["api_key"]
-        server = ServerProcess(
-            database, LANSHOU_WEBHOOK_INTERVAL_MS="100", LANSHOU_SCHEDULER_INTERVAL_MS="50"
-        ).start()
-        try:
-            yield database, server, api_key
-        finally:
-            server.stop()
+    with demo_server(
+        "lanshou-ssrf-", LANSHOU_WEBHOOK_INTERVAL_MS="100", LANSHOU_SCHEDULER_INTERVAL_MS="50"
+    ) as started:
+        yield started
 
 
 @pytest.fixture
