@@ -313,12 +313,42 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
     body = await request.body()
     if not body.strip():
         return  # Litestar answers a missing required body (errors.py says it in our words)
-    value = decode_json_bytes(body)
-    errors = body_errors(value, data_type)
+    request._connection_state.json = check_body(body, data_type)
+
+
+def check_body(body: bytes, data_type: Any) -> Any:
+    """The body decoded strictly into `data_type`, or an ApiError listing every problem.
+
+    The common case costs one typed decode (a few microseconds); only a body that fails it is walked
+    field by field (a few hundred) to name every bad field rather than the first. What is returned is
+    left where Litestar reads the parsed body (msgspec passes an instance of the target type through
+    its own conversion untouched), so the body is decoded once.
+    """
+    try:
+        value = msgspec.json.decode(body, type=data_type, strict=True)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        value = decode_json_bytes(body)  # 400 when it is not JSON at all
+        errors = body_errors(value, data_type)
+        if not errors:  # msgspec refused what the walk accepts: never expected, but never a 500
+            errors = [{"field": "body", "message": "does not fit this endpoint"}]
+        raise field_errors(errors) from None
+    errors = []
+    _check_moments(value, "", errors)
     if errors:
         raise field_errors(errors)
-    # Litestar reads the parsed body from here instead of decoding it a second time.
-    request._connection_state.json = value
+    return value
+
+
+def _check_moments(value: Any, path: str, errors: list[dict[str, str]]) -> None:
+    """Every datetime inside a decoded struct within the range Lanshou takes (see _check_moment)."""
+    if isinstance(value, msgspec.Struct):
+        for name, key in zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True):
+            _check_moments(getattr(value, name), _join(path, key), errors)
+    elif isinstance(value, list) and value and isinstance(value[0], msgspec.Struct):
+        for i, item in enumerate(value):
+            _check_moments(item, _join(path, i), errors)
+    elif isinstance(value, datetime):
+        _check_moment(value, path, errors)
 
 
 _DECODED_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
