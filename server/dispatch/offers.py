@@ -93,6 +93,7 @@ async def offer_to(
         }
     ).where(Pickup.id == pickup["id"])
     pickup.update(status=new_status.value, zone=zone.id, courier=None, offer_round=round_no)
+    uow.note_zone(pickup["id"], zone.id)
     expires = now + timedelta(seconds=ttl_s) if ttl_s else None
     await _offer_in_round(uow, pickup, zone, courier_ids, now=now, expires=expires, reason=reason)
 

@@ -130,6 +130,7 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
             pickup_id = inserted[0]["id"]
             pickup = row.to_dict()
             pickup["id"] = pickup_id
+            uow.note_zone(pickup_id, pickup["zone"])
             await uow.record(
                 "pickup.created",
                 actor=actor,

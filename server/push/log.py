@@ -86,6 +86,12 @@ class UnitOfWork:
         self.messages: list[PushMessage] = []
         self._pending: list[_Pending] = []
         self._ordering: asyncio.Lock | None = None
+        # Pickups' zones this transaction set itself (a create, an offer): no need to read them back.
+        self._zones: dict[int, int | None] = {}
+
+    def note_zone(self, pickup_id: int, zone_id: int | None) -> None:
+        """The zone this transaction just gave the pickup (saves write() reading it back)."""
+        self._zones[pickup_id] = zone_id
 
     async def record(
         self,
@@ -119,7 +125,8 @@ class UnitOfWork:
             return
         # One read for every pickup the events name, before the locks below: their zones say which
         # consoles see each live message (replays read the same through a join).
-        zones = await _zones_of({p.pickup_id for p in self._pending if p.pickup_id is not None})
+        named = {p.pickup_id for p in self._pending if p.pickup_id is not None}
+        zones = self._zones | await _zones_of(named - self._zones.keys())
         ordering = _publish_order_lock()
         await ordering.acquire()
         self._ordering = ordering
