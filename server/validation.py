@@ -74,7 +74,8 @@ OptionalLine64 = Annotated[str, msgspec.Meta(max_length=64, pattern=OPTIONAL_LIN
 OptionalLine128 = Annotated[str, msgspec.Meta(max_length=128, pattern=OPTIONAL_LINE_PATTERN)]
 Text200 = Annotated[str, msgspec.Meta(max_length=200, pattern=LINES_PATTERN)]
 Text500 = Annotated[str, msgspec.Meta(max_length=500, pattern=LINES_PATTERN)]
-Phone = Annotated[str, msgspec.Meta(min_length=11, max_length=20, pattern=PHONE_PATTERN)]
+# The pattern bounds the length too (and says what is wrong better than a length would).
+Phone = Annotated[str, msgspec.Meta(pattern=PHONE_PATTERN)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=CLIENT_ID_PATTERN)]
 # A web address Lanshou will call (webhooks). Checked where it is used (server/webhooks/destinations.py),
 # which answers every problem with one code (bad_webhook_url) that clients can branch on.
