@@ -129,6 +129,7 @@ class Pickup(Table, tablename="pickups"):
     parcel_count = Integer(default=1)
     weight_kg = Real(null=True, default=None)
     note = Varchar(length=500, default="")
+    # Unique where set (one pickup per waybill): a partial index in migrations (20:10), not a column option.
     waybill_no = Varchar(length=40, null=True, default=None)
     failure_reason = Varchar(length=32, null=True, default=None)
     offer_round = Integer(default=0)
@@ -222,6 +223,20 @@ class ThrottleCount(Table, tablename="throttle_counts"):
     window_ends_ms = BigInt(default=0, index=True)
 
 
+class PushSubscription(Table, tablename="push_subscriptions"):
+    """A courier's browser registered for Web Push: where to send (the push service's endpoint URL)
+    and the keys to encrypt for it (RFC 8291). Removed when the push service says it is gone."""
+
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
+    courier = ForeignKey(Courier, on_delete=OnDelete.cascade, index=True)
+    endpoint = Varchar(length=1000, unique=True)
+    p256dh = Varchar(length=100)  # base64url of the browser's P-256 public key (65 bytes)
+    auth = Varchar(length=40)  # base64url of the 16-byte auth secret
+    created_at = Timestamptz()
+    last_error = Varchar(length=200, null=True, default=None)
+
+
 TABLES: list[type[Table]] = [
     Station,
     Zone,
@@ -236,4 +251,5 @@ TABLES: list[type[Table]] = [
     Timer,
     Session,
     ThrottleCount,
+    PushSubscription,
 ]

@@ -360,6 +360,17 @@ async def login_couriers(people: Personas, zone: TestZone, on_duty: bool = True)
     return couriers
 
 
+_waybill_serials = itertools.count(int(uuid.uuid4().int % 90_000_000) + 1_000_000)
+
+
+def new_waybill() -> str:
+    """A valid UPU S10 waybill number no other pickup has (a waybill binds one pickup)."""
+    from server.domain.contact import s10_check_digit
+
+    serial = f"{next(_waybill_serials) % 100_000_000:08d}"
+    return f"EA{serial}{s10_check_digit(serial)}CN"
+
+
 def pickup_body(zone: TestZone | None = None, **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "sender": {"name": "李四", "phone": "13912345678"},

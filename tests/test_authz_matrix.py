@@ -41,6 +41,7 @@ from tests.conftest import (
     Personas,
     ServerProcess,
     demo_server,
+    new_waybill,
     pickup_body,
     square,
 )
@@ -660,7 +661,7 @@ async def contacted(w: World, role: str, pickup: dict[str, Any]) -> httpx.Respon
 @probe("POST", COURIER_PICKUP + "/collect", prepare=held_pickup)
 async def collect(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
     url = f"/api/v1/courier/pickups/{pickup['id']}/collect"
-    return await w.api(role).post(url, json={"waybill_no": "EA123456785CN"})
+    return await w.api(role).post(url, json={"waybill_no": new_waybill()})
 
 
 @probe("POST", COURIER_PICKUP + "/fail", prepare=held_pickup)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Personas, SSEStream, login_couriers, make_zone, pickup_body
+from tests.conftest import Personas, SSEStream, login_couriers, make_zone, new_waybill, pickup_body
 
 
 async def test_a_replayed_action_is_answered_not_redone(people: Personas) -> None:
@@ -31,7 +31,7 @@ async def test_a_failed_pickup_records_its_reason_and_can_be_offered_again(peopl
         and r.json()["failure_reason"] == "customer_absent"
     )
     r = await alice.post(
-        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": "EA123456785CN"}
+        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": new_waybill()}
     )
     assert r.status_code == 409 and r.json()["current_status"] == "failed"
     dispatcher = await people.user("dispatch")
@@ -49,7 +49,7 @@ async def test_collect_needs_a_pickup_the_courier_holds(people: Personas) -> Non
     (courier,) = await login_couriers(people, zone)
     pickup = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
     r = await courier.post(
-        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": "EA123456785CN"}
+        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": new_waybill()}
     )
     assert r.status_code == 409
     r = await courier.post("/api/v1/courier/pickups/999999999/accept", json={})
@@ -123,7 +123,7 @@ async def test_a_pickup_never_put_before_a_courier_does_not_exist_for_them(peopl
     actions = {
         "accept": {},
         "contacted": {},
-        "collect": {"waybill_no": "EA123456785CN"},
+        "collect": {"waybill_no": new_waybill()},
         "fail": {"reason": "customer_absent"},
     }
     for action, body in actions.items():

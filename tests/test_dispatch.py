@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from tests.conftest import Personas, SSEStream, login_couriers, make_zone, pickup_body
+from tests.conftest import Personas, SSEStream, login_couriers, make_zone, new_waybill, pickup_body
 
 
 async def create(people: Personas, zone, **over) -> dict:  # type: ignore[no-untyped-def]
@@ -112,7 +112,8 @@ async def test_dispatcher_reassigns_and_both_couriers_are_told(people: Personas)
     reassigned = [e for e in events if e["type"] == "pickup.reassigned"]
     assert reassigned and reassigned[0]["actor"] == "dispatcher"
     r = await bob.post(
-        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": "YT1234567890123"}
+        f"/api/v1/courier/pickups/{pickup['id']}/collect",
+        json={"waybill_no": "YT" + new_waybill()[2:10] + "0123"},
     )
     assert r.status_code == 200
     r = await alice.post(f"/api/v1/courier/pickups/{pickup['id']}/contacted", json={})
@@ -174,7 +175,7 @@ async def test_dispatch_refuses_bad_assignments_and_changes_nothing(people: Pers
     assert r.status_code in (400, 422)
 
     assert (await on.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})).status_code == 200
-    r = await on.post(f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": "EA123456785CN"})
+    r = await on.post(f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": new_waybill()})
     assert r.status_code == 200
     before = await history(people, pickup["id"])
     r = await dispatcher.post(

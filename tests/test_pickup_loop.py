@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import Personas, SSEStream, make_zone, pickup_body
+from tests.conftest import Personas, SSEStream, make_zone, new_waybill, pickup_body
 
 
 async def test_the_pickup_loop_end_to_end_with_twenty_rival_accepts(people: Personas) -> None:
@@ -43,9 +43,8 @@ async def test_the_pickup_loop_end_to_end_with_twenty_rival_accepts(people: Pers
 
     r = await winner.post(f"/api/v1/courier/pickups/{created['id']}/contacted", json={})
     assert r.status_code == 200 and r.json()["status"] == "contacted"
-    r = await winner.post(
-        f"/api/v1/courier/pickups/{created['id']}/collect", json={"waybill_no": "EA123456785CN"}
-    )
+    waybill = new_waybill()
+    r = await winner.post(f"/api/v1/courier/pickups/{created['id']}/collect", json={"waybill_no": waybill})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "collected"
 
@@ -53,7 +52,7 @@ async def test_the_pickup_loop_end_to_end_with_twenty_rival_accepts(people: Pers
     assert r.status_code == 200
     seen = r.json()
     assert seen["status"] == "collected"
-    assert seen["waybill_no"] == "EA123456785CN"
+    assert seen["waybill_no"] == waybill
     assert seen["partner_order_no"] == "ORDER-LOOP-1"
     types = [e["type"] for e in seen["events"]]
     assert types == [

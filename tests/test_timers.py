@@ -18,6 +18,7 @@ from tests.conftest import (
     SSEStream,
     login_couriers,
     make_zone,
+    new_waybill,
     pickup_body,
 )
 
@@ -253,7 +254,7 @@ async def test_a_pickup_collected_in_time_gets_no_warning_or_breach(people: Pers
     r = await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
     assert r.status_code == 200
     r = await courier.post(
-        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": "EA123456785CN"}
+        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": new_waybill()}
     )
     assert r.status_code == 200, r.text
     created = at((await history(partner, pickup["id"]))[0])

@@ -27,6 +27,7 @@ from tests.conftest import (
     free_port,
     login_couriers,
     make_zone,
+    new_waybill,
     pickup_body,
 )
 
@@ -153,9 +154,8 @@ async def test_events_reach_the_partner_signed_and_in_order(people: Personas, db
             await partner.post("/api/v1/pickups", json=pickup_body(zone, partner_order_no="HOOK-1"))
         ).json()
         await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
-        await courier.post(
-            f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": "EA123456785CN"}
-        )
+        waybill = new_waybill()
+        await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": waybill})
         await wait_for(lambda: any(e["type"] == "pickup.collected" for e in receiver.delivered()))
         events = receiver.delivered()
         assert [e["type"] for e in events] == [
@@ -166,7 +166,7 @@ async def test_events_reach_the_partner_signed_and_in_order(people: Personas, db
         ]
         assert [e["id"] for e in events] == sorted(e["id"] for e in events)
         assert all(e["pickup"]["partner_order_no"] == "HOOK-1" for e in events)
-        assert events[-1]["data"]["waybill_no"] == "EA123456785CN"
+        assert events[-1]["data"]["waybill_no"] == waybill
         headers, body, _ = receiver.calls[0]
         t, v1 = re.match(r"t=(\d+),v1=([0-9a-f]+)", headers["x-lanshou-signature"]).groups()  # type: ignore[union-attr]
         expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()

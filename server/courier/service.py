@@ -7,10 +7,12 @@ same offer at once, the database lets exactly one UPDATE match and the others se
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from asyncpg.exceptions import UniqueViolationError
 
 from server.auth.principal import Principal
 from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn, HeartbeatIn
@@ -243,38 +245,66 @@ async def _advance(
     client_at = _client_at(body)
     if await _replayed(courier_id, body, pickup_id):
         return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
-    actor = Actor("courier", courier_id)
     target = {
         Action.CONTACT: "contacted",
         Action.COLLECT: "collected",
         Action.FAIL: "failed",
     }[action]
-    async with unit_of_work() as uow:
-        now = utcnow()
-        changed = (
-            await Pickup.update(
-                {Pickup.status: target, Pickup.version: Pickup.version + 1, Pickup.updated_at: now, **values}
+    waybill = values.get(Pickup.waybill_no)
+    try:
+        async with unit_of_work() as uow:
+            now = utcnow()
+            changed = (
+                await Pickup.update(
+                    {
+                        Pickup.status: target,
+                        Pickup.version: Pickup.version + 1,
+                        Pickup.updated_at: now,
+                        **values,
+                    }
+                )
+                .where(
+                    (Pickup.id == pickup_id)
+                    & (Pickup.courier == courier_id)
+                    & Pickup.status.is_in([s.value for s in allowed_from(action)])
+                )
+                .returning(Pickup.id)
             )
-            .where(
-                (Pickup.id == pickup_id)
-                & (Pickup.courier == courier_id)
-                & Pickup.status.is_in([s.value for s in allowed_from(action)])
+            if not changed:
+                raise await _conflict(pickup_id, action, courier_id)
+            await uow.record(
+                event_type,
+                actor=Actor("courier", courier_id),
+                pickup_id=pickup_id,
+                to=[courier_id],
+                at=now,
+                data=data,
+                client_action_id=body.client_action_id,
+                client_at=client_at,
             )
-            .returning(Pickup.id)
-        )
-        if not changed:
-            raise await _conflict(pickup_id, action, courier_id)
-        await uow.record(
-            event_type,
-            actor=actor,
-            pickup_id=pickup_id,
-            to=[courier_id],
-            at=now,
-            data=data,
-            client_action_id=body.client_action_id,
-            client_at=client_at,
-        )
+    except (sqlite3.IntegrityError, UniqueViolationError):
+        # The unique index over waybill numbers is the check (no read before every collect), and it
+        # also stops the later of two pickups collected with one waybill at the same moment. It fires
+        # only when the state change itself was allowed: a pickup that is not yours or not held is
+        # answered as such first.
+        if waybill is not None and await _waybill_bound_elsewhere(waybill, pickup_id):
+            raise _waybill_taken() from None
+        raise
     return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+
+
+def _waybill_taken() -> ApiError:
+    return ApiError(
+        409,
+        "waybill_taken",
+        "this waybill number is already bound to another pickup: check the waybill and scan again",
+        field="waybill_no",
+    )
+
+
+async def _waybill_bound_elsewhere(waybill: str, pickup_id: int) -> bool:
+    """A waybill binds one pickup (订单号与运单号捆绑): is it bound to another already?"""
+    return await Pickup.exists().where((Pickup.waybill_no == waybill) & (Pickup.id != pickup_id))
 
 
 async def contacted(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
