@@ -23,11 +23,12 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from server.admin.controller import AdminController
-from server.auth.controller import AuthController, me
+from server.auth.controller import AuthController, home_for_session, me
 from server.auth.principal import AuthMiddleware
 from server.auth.session_store import DatabaseSessionStore, SessionConfig
 from server.console.controller import ConsoleController
 from server.courier.controller import CourierController
+from server.courier_app.controller import CourierAppController, service_worker
 from server.db.engine import close_engine, get_engine, open_engine
 from server.dispatch.controller import DispatchController
 from server.dispatch.scheduler import Scheduler
@@ -49,7 +50,16 @@ from server.zones.service import directory
 ROOT = Path(__file__).resolve().parent
 PWA = ROOT.parent / "pwa"
 SESSION_COOKIE = "lanshou_session"
-PUBLIC_PATHS = ["^/auth/login", "^/auth/logout", "^/schema", "^/static", "^/health", "^/$", "^/favicon.ico"]
+PUBLIC_PATHS = [
+    "^/auth/login",
+    "^/auth/logout",
+    "^/schema",
+    "^/static",
+    "^/health",
+    "^/$",
+    "^/favicon.ico",
+    "^/sw.js$",
+]
 
 log = logging.getLogger("lanshou")
 
@@ -66,8 +76,8 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 
 @get("/", include_in_schema=False)
-async def index() -> Redirect:
-    return Redirect(path="/auth/login")
+async def index(request: Request[Any, Any, Any]) -> Redirect:
+    return Redirect(path=await home_for_session(request))
 
 
 def channels_backend(settings: Settings) -> ChannelsBackend:
@@ -159,6 +169,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DispatchController,
             WebhookController,
             ConsoleController,
+            CourierAppController,
+            service_worker,
             create_static_files_router(path="/static", directories=[PWA / "static", PWA]),
         ],
         plugins=[channels, runtime],

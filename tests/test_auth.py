@@ -70,7 +70,7 @@ async def test_a_form_sign_in_redirects_with_a_session_cookie(people: Personas) 
     browser = people.anonymous()
     r = await browser.post("/auth/login", data={"username": "courier01", "password": "demo"})
     assert r.status_code == 303, r.text
-    assert r.headers["location"] == "/api/v1/courier/pickups"
+    assert r.headers["location"] == "/app"
     session_cookie_header(r)
     r = await browser.get("/api/v1/me")
     assert r.status_code == 200

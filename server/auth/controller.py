@@ -17,7 +17,7 @@ from server.errors import ApiError, field_errors, malformed_body, msgspec_field_
 from server.i18n import pick_language, translate
 from server.throttle import client_key
 
-HOME_BY_ROLE = {"courier": "/api/v1/courier/pickups", "dispatcher": "/console", "admin": "/console"}
+HOME_BY_ROLE = {"courier": "/app", "dispatcher": "/console", "admin": "/console"}
 
 
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -134,6 +134,14 @@ class AuthController(Controller):
     async def logout(self, request: Request[Any, Any, Any]) -> dict[str, bool]:
         request.clear_session()
         return {"signed_out": True}
+
+
+async def home_for_session(request: Request[Any, Any, Any]) -> str:
+    """Where `/` sends this browser: the signed-in person's home (a courier's is the app), else sign-in."""
+    session = request.scope.get("session")
+    user_id = session.get(SESSION_USER_KEY) if isinstance(session, dict) else None
+    principal = await principal_for_user(user_id) if isinstance(user_id, int) else None
+    return HOME_BY_ROLE.get(principal.role, "/auth/login") if principal else "/auth/login"
 
 
 @get("/api/v1/me", tags=["auth"], summary="Who the session or API key belongs to")

@@ -1,0 +1,180 @@
+"""The courier app in a real browser on a 360 × 640 touch screen: it rings for a new offer within a
+second and stops at once when the offer is answered or taken by someone else; accept, contacted, a
+waybill refused and one collected; and Chromium finds it installable and opens it with no network."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from tests import conftest
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import Personas, ServerProcess, login_couriers, make_zone, new_waybill, pickup_body
+
+pytestmark = pytest.mark.browser
+
+SHOTS = "/tmp/shots"
+RINGING = "document.body.dataset.ringing === 'true'"
+
+
+@pytest.fixture
+async def phone(browser: Any, server: ServerProcess) -> AsyncIterator[Any]:
+    """A fresh phone-sized, touch-screen browser profile in Chinese."""
+    context = await browser.new_context(
+        base_url=server.url,
+        locale="zh-CN",
+        viewport={"width": 360, "height": 640},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    context.set_default_timeout(8000)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        await context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+async def sign_in_and_go_on_duty(page: Any, zone: conftest.TestZone, index: int = 0) -> None:
+    name = zone.couriers[index]
+    await page.goto("/app")
+    await expect(page).to_have_url(re.compile(r"/auth/login\?next="))
+    await page.fill("input[name=username]", name)
+    await page.fill("input[name=password]", "pw-" + name.split("-")[-1])
+    await page.click("button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/app$"))
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    duty = page.locator("#duty")
+    await expect(duty).to_have_attribute("aria-pressed", "false")
+    await duty.tap()
+    await expect(duty).to_have_attribute("aria-pressed", "true")
+
+
+async def ring_time(page: Any, people: Personas, zone: conftest.TestZone) -> tuple[int, float]:
+    """Creates a pickup through the partner API; returns its id and the seconds until the page rang."""
+    assert await page.evaluate("document.body.dataset.ringing") == "false"
+    started = time.perf_counter()
+    r = await people.partner().post("/api/v1/pickups", json=pickup_body(zone, parcel_count=2))
+    assert r.status_code == 201, r.text
+    await page.wait_for_function(RINGING, polling="raf", timeout=5000)
+    return r.json()["id"], time.perf_counter() - started
+
+
+async def test_an_offer_rings_until_accepted_then_is_contacted_and_collected(
+    phone: Any, people: Personas
+) -> None:
+    zone = await make_zone(people, couriers=1)
+    await sign_in_and_go_on_duty(phone, zone)
+    await phone.screenshot(path=f"{SHOTS}/courier-on-duty-360.png")
+
+    pickup_id, seconds = await ring_time(phone, people, zone)
+    print(f"\ncreate → ring: {seconds * 1000:.0f} ms")
+    assert seconds < 1.0
+    offer = phone.locator(f"#offer-{pickup_id}")
+    await expect(offer).to_contain_text("测试区 测试街道")
+    await expect(offer).to_contain_text("2 件")
+    await expect(offer).to_contain_text("139****5678")
+    await expect(offer.locator("[data-left]")).to_contain_text(re.compile(r"剩 \d+ 秒"))
+    # It keeps ringing: the siren repeats while nobody answers.
+    await phone.wait_for_timeout(1500)
+    assert await phone.evaluate(RINGING)
+    assert await phone.evaluate("document.body.dataset.audio") == "running"
+    await phone.screenshot(path=f"{SHOTS}/courier-offer-360.png")
+    await phone.set_viewport_size({"width": 1024, "height": 768})
+    await phone.screenshot(path=f"{SHOTS}/courier-offer-1024.png")
+    await phone.set_viewport_size({"width": 360, "height": 640})
+
+    await offer.locator("button[data-action=accept]").tap()
+    assert await phone.evaluate("document.body.dataset.ringing") == "false"  # at once, before the answer
+    held = phone.locator(f"#held-{pickup_id}")
+    await expect(held).to_have_attribute("data-status", "accepted")
+    await expect(held.locator("a.call")).to_have_attribute("href", "tel:13912345678")
+    await expect(held).to_contain_text("1号楼2单元")
+
+    await held.locator("button[data-action=contacted]").tap()
+    await expect(held).to_have_attribute("data-status", "contacted")
+
+    waybill = held.locator("input[name=waybill_no]")
+    await waybill.fill("EA123456784CN")  # the check digit of 12345678 is 5
+    await held.locator("form.collect button[type=submit]").tap()
+    error = held.locator("form.collect [data-error]")
+    await expect(error).to_have_text("运单号不正确（校验位不符），请重新扫描或输入")
+    await phone.screenshot(path=f"{SHOTS}/courier-held-360.png", full_page=True)
+    await phone.set_viewport_size({"width": 1024, "height": 768})
+    await phone.screenshot(path=f"{SHOTS}/courier-held-1024.png", full_page=True)
+    await phone.set_viewport_size({"width": 360, "height": 640})
+
+    good = new_waybill()
+    await waybill.fill(good)
+    await held.locator("form.collect button[type=submit]").tap()
+    await expect(held).to_have_count(0)
+    r = await people.partner().get(f"/api/v1/pickups/{pickup_id}")
+    assert r.json()["status"] == "collected" and r.json()["waybill_no"] == good
+
+
+async def test_an_offer_taken_by_another_courier_stops_ringing(phone: Any, people: Personas) -> None:
+    zone = await make_zone(people, couriers=2)
+    await sign_in_and_go_on_duty(phone, zone, index=0)
+    (_, other) = await login_couriers(people, zone, on_duty=False)
+    r = await other.post("/api/v1/courier/duty", json={"on_duty": True})
+    assert r.status_code == 200, r.text
+
+    pickup_id, _ = await ring_time(phone, people, zone)
+    await expect(phone.locator(f"#offer-{pickup_id}")).to_be_visible()
+    r = await other.post(f"/api/v1/courier/pickups/{pickup_id}/accept", json={})
+    assert r.status_code == 200, r.text
+    await phone.wait_for_function("document.body.dataset.ringing === 'false'", polling="raf", timeout=2000)
+    await expect(phone.locator(f"#offer-{pickup_id}")).to_have_count(0)
+
+
+async def test_chromium_finds_the_app_installable_and_opens_it_offline(
+    browser: Any, server: ServerProcess, people: Personas, tmp_path: Any
+) -> None:
+    # A profile on disk: Chromium never offers to install from an off-the-record context, which is what
+    # new_context() gives ("in-incognito").
+    context = await browser.browser_type.launch_persistent_context(
+        str(tmp_path / "profile"),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        base_url=server.url,
+        locale="zh-CN",
+        viewport={"width": 360, "height": 640},
+        is_mobile=True,
+        has_touch=True,
+    )
+    context.set_default_timeout(8000)
+    try:
+        page = context.pages[0] if context.pages else await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        zone = await make_zone(people, couriers=1)
+        await sign_in_and_go_on_duty(page, zone)
+        await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        cdp = await context.new_cdp_session(page)
+        answer = await cdp.send("Page.getInstallabilityErrors")
+        assert answer["installabilityErrors"] == []
+        manifest = await cdp.send("Page.getAppManifest")
+        assert not manifest.get("errors"), manifest
+
+        # The service worker controls the page once it is reloaded; then the shell opens with no network.
+        await page.reload()
+        await page.wait_for_function("navigator.serviceWorker.controller !== null")
+        await context.set_offline(True)
+        await page.reload()
+        await expect(page.locator("#duty")).to_be_visible()
+        await expect(page.locator("#live")).to_have_attribute("data-state", "connecting")
+        await page.screenshot(path=f"{SHOTS}/courier-offline-360.png")
+        await context.set_offline(False)
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        await context.close()
