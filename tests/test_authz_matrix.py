@@ -132,6 +132,9 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("POST", "/console/zones", "create a zone in station 1"):          expect(303, 403, 403, 200, 422, 200, 403, 403),
     Route("POST", "/console/pickups/assign"):                               expect(303, 403, 403, 200, 404, 200, 403, 403),
     Route("POST", "/console/pickups/unassign"):                             expect(303, 403, 403, 200, 404, 200, 403, 403),
+    # The courier app, the same way: the login page without a session, an HTML 403 page for others.
+    Route("GET", "/app"):                                                   expect(303, 200, 200, 403, 403, 403, 403, 403),
+    Route("GET", "/app/pickups"):                                           expect(303, 200, 200, 403, 403, 403, 403, 403),
     # Admins only.
     Route("POST", "/api/v1/users"):                                         expect(401, 403, 403, 403, 403, 201, 403, 403),
     Route("POST", "/api/v1/stations"):                                      expect(401, 403, 403, 403, 403, 201, 403, 403),
@@ -142,6 +145,7 @@ MATRIX: dict[Route, dict[str, int]] = {
 PUBLIC = {
     ("GET", "/"): 302,
     ("GET", "/health"): 200,
+    ("GET", "/sw.js"): 200,  # the courier app's service worker, from the root so its scope covers /app
     ("GET", "/auth/login"): 200,
     ("POST", "/auth/login"): 200,
     ("POST", "/auth/logout"): 200,
@@ -783,6 +787,16 @@ async def courier_zones_own(w: World, role: str, courier_id: int) -> httpx.Respo
 
 
 # the console
+
+
+@probe("GET", "/app")
+async def courier_app(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).get("/app")
+
+
+@probe("GET", "/app/pickups")
+async def courier_app_list(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).get("/app/pickups")
 
 
 @probe("GET", "/console")
