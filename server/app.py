@@ -45,6 +45,7 @@ from server.settings import Settings, load_settings
 from server.validation import check_request_line
 from server.webhooks.controller import WebhookController
 from server.webhooks.service import WebhookWorker
+from server.webpush.service import PublishWithPush, PushSender
 from server.zones.service import directory
 
 ROOT = Path(__file__).resolve().parent
@@ -102,10 +103,14 @@ class Runtime(InitPluginProtocol):
         self.settings = settings
         self.channels = channels
         self.hub = PushHub()
+        self.webpush = PushSender(
+            settings.vapid_private_key, settings.vapid_subject, settings.push_allowed_hosts
+        )
 
     def on_app_init(self, app_config: Any) -> Any:
         app_config.lifespan.append(self.lifespan)
         app_config.state["hub"] = self.hub
+        app_config.state["webpush"] = self.webpush
         app_config.state["settings"] = self.settings
         return app_config
 
@@ -116,7 +121,8 @@ class Runtime(InitPluginProtocol):
         await directory.reload()
         self.hub.route_hook = self.on_message
         hub_task = asyncio.create_task(self.hub.run(self.channels), name="lanshou-push-hub")
-        push_log.set_publisher(self.hub)
+        push_log.set_publisher(PublishWithPush(self.hub, self.webpush))
+        webpush_task = asyncio.create_task(self.webpush.run(), name="lanshou-webpush")
         scheduler = Scheduler(self.settings.scheduler_interval_ms / 1000)
         app.state["scheduler"] = scheduler
         scheduler_task = asyncio.create_task(scheduler.run(), name="lanshou-scheduler")
@@ -133,6 +139,7 @@ class Runtime(InitPluginProtocol):
             await stop_task(webhook_task)
             await stop_task(watchdog_task)
             push_log.set_publisher(None)
+            await stop_task(webpush_task)
             self.hub.close_all()
             await stop_task(hub_task)
             await close_engine(engine)

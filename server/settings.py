@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from server.webhooks.destinations import normalise_allowed_host
+from server.webpush.keys import vapid_private_key
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -54,6 +55,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_window_s: int = 900
     # Seconds a connection may take to send a request's line and headers before it is closed.
     header_timeout_s: int = 10
+    # Web Push: the VAPID private key (base64url; empty: push off) and the contact push services see.
+    vapid_private_key: str = ""
+    vapid_subject: str = "mailto:admin@localhost"
+    # Internal push services allowed besides the public internet (as webhook_allowed_hosts; tests).
+    push_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def is_sqlite(self) -> bool:
@@ -160,6 +166,14 @@ def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
     return key
 
 
+def _vapid_subject(env: Mapping[str, str]) -> str:
+    raw = env.get("LANSHOU_VAPID_SUBJECT", "").strip() or "mailto:admin@localhost"
+    # RFC 8292: a contact URI; push services (Apple's among them) refuse anything else.
+    if not raw.startswith(("mailto:", "https://")) or any(c.isspace() for c in raw):
+        raise SettingsError(f"LANSHOU_VAPID_SUBJECT must be a mailto: or https:// address, got {raw!r}")
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read LANSHOU_* variables; raise SettingsError naming the first bad one."""
     env = os.environ if env is None else env
@@ -186,4 +200,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_failures_per_address=_int(env, "LANSHOU_LOGIN_FAILURES_PER_ADDRESS", 100, 1, 1_000_000),
         login_window_s=_int(env, "LANSHOU_LOGIN_WINDOW_S", 900, 1, 86_400),
         header_timeout_s=_int(env, "LANSHOU_HEADER_TIMEOUT_S", 10, 1, 3600),
+        vapid_private_key=_vapid(env, data_dir),
+        vapid_subject=_vapid_subject(env),
+        push_allowed_hosts=_allowed_hosts(env, "LANSHOU_PUSH_ALLOWED_HOSTS"),
     )
+
+
+def _vapid(env: Mapping[str, str], data_dir: Path) -> str:
+    try:
+        return vapid_private_key(env, data_dir)
+    except ValueError as exc:
+        raise SettingsError(f"LANSHOU_VAPID_PRIVATE_KEY: {exc}") from None

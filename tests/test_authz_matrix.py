@@ -65,6 +65,7 @@ PICKUP = "/api/v1/pickups/{pickup_id:int}"
 WEBHOOK = "/api/v1/partner/webhook"
 COURIER_PICKUP = "/api/v1/courier/pickups/{pickup_id:int}"
 COURIER_ZONES = "/api/v1/couriers/{courier_id:int}/zones"
+PUSH_SUBSCRIPTIONS = "/api/v1/courier/push-subscriptions"
 ROW = "/console/pickups/{pickup_id:int}/row"
 
 
@@ -98,6 +99,9 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", "/api/v1/courier/pickups"):                                expect(401, 200, 200, 403, 403, 403, 403, 403),
     Route("GET", "/api/v1/courier/events", "live"):                         expect(401, 200, 200, 403, 403, 403, 403, 403),
     Route("GET", "/api/v1/courier/events", "replayed"):                     expect(401, 200, 200, 403, 403, 403, 403, 403),
+    Route("GET", PUSH_SUBSCRIPTIONS + "/key"):                              expect(401, 200, 200, 403, 403, 403, 403, 403),
+    Route("POST", PUSH_SUBSCRIPTIONS):                                      expect(401, 200, 200, 403, 403, 403, 403, 403),
+    Route("DELETE", PUSH_SUBSCRIPTIONS):                                    expect(401, 204, 204, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/accept"):                              expect(401, 200, 404, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/contacted"):                           expect(401, 200, 404, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/collect"):                             expect(401, 200, 404, 403, 403, 403, 403, 403),
@@ -625,6 +629,35 @@ async def duty(w: World, role: str, _: None) -> httpx.Response:
 @probe("POST", "/api/v1/courier/heartbeat")
 async def heartbeat(w: World, role: str, _: None) -> httpx.Response:
     return await w.api(role).post("/api/v1/courier/heartbeat", json={})
+
+
+@probe("GET", PUSH_SUBSCRIPTIONS + "/key")
+async def push_key(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).get(PUSH_SUBSCRIPTIONS + "/key")
+
+
+def push_subscription(role: str) -> dict[str, Any]:
+    # A public address literal passes the SSRF check without DNS; the probe removes it again.
+    point = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
+    return {
+        "endpoint": f"https://1.1.1.1/push/{role}",
+        "keys": {"p256dh": point, "auth": "BTBZMqHH6r4Tts7J_aSIgg"},
+    }
+
+
+@probe("POST", PUSH_SUBSCRIPTIONS)
+async def push_subscribe(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).post(PUSH_SUBSCRIPTIONS, json=push_subscription(role))
+    if r.status_code == 200:
+        await w.api(role).delete(PUSH_SUBSCRIPTIONS, params={"endpoint": push_subscription(role)["endpoint"]})
+    return r
+
+
+@probe("DELETE", PUSH_SUBSCRIPTIONS)
+async def push_unsubscribe(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).delete(
+        PUSH_SUBSCRIPTIONS, params={"endpoint": push_subscription(role)["endpoint"]}
+    )
 
 
 @probe("GET", "/api/v1/courier/pickups")

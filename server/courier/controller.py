@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
@@ -15,6 +15,8 @@ from server.pickups.schemas import PickupOut
 from server.push.log import courier_events_since, latest_event_id
 from server.push.sse import event_stream, parse_last_event_id
 from server.validation import PathId, check_json_body
+from server.webpush import service as webpush
+from server.webpush.schemas import PushKeyOut, PushSubscriptionIn, PushSubscriptionOut
 
 
 class CourierController(Controller):
@@ -30,6 +32,27 @@ class CourierController(Controller):
     @post("/heartbeat", status_code=200, summary="I am alive (and here): last seen and position")
     async def heartbeat(self, request: Request[Principal, Any, Any], data: HeartbeatIn) -> dict[str, Any]:
         return await service.heartbeat(request.user, data)
+
+    @get("/push-subscriptions/key", summary="The server's VAPID public key (applicationServerKey)")
+    async def push_key(self, request: Request[Principal, Any, Any]) -> PushKeyOut:
+        return PushKeyOut(public_key=request.app.state.webpush.public_key)
+
+    @post("/push-subscriptions", status_code=200, summary="Register this browser for Web Push offers")
+    async def push_subscribe(
+        self, request: Request[Principal, Any, Any], data: PushSubscriptionIn
+    ) -> PushSubscriptionOut:
+        sender = request.app.state.webpush
+        assert request.user.courier_id is not None  # courier_only guard
+        return await webpush.subscribe(request.user.courier_id, data, sender.allowed, sender.public_key)
+
+    @delete("/push-subscriptions", status_code=204, summary="Stop Web Push to this browser")
+    async def push_unsubscribe(
+        self,
+        request: Request[Principal, Any, Any],
+        endpoint: Annotated[str, Parameter(min_length=1, max_length=1000)],
+    ) -> None:
+        assert request.user.courier_id is not None  # courier_only guard
+        await webpush.unsubscribe(request.user.courier_id, endpoint)
 
     @get("/pickups", summary="Your open offers and the pickups you hold")
     async def pickups(self, request: Request[Principal, Any, Any]) -> dict[str, Any]:

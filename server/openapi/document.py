@@ -46,6 +46,7 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/v1/dispatch/assign"): {404, 409},  # unknown pickups or courier; a pickup's state
     ("POST", "/api/v1/dispatch/unassign"): {404, 409},
     ("POST", "/auth/login"): {429},  # the sign-in throttle
+    ("DELETE", "/api/v1/courier/push-subscriptions"): {422},  # no endpoint named
 }
 
 _GUARD_ROLES = (

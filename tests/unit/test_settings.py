@@ -221,7 +221,7 @@ def test_a_key_given_in_the_environment_wins_over_the_stored_one(tmp_path: Path)
 
 def test_generating_the_key_leaves_only_the_key_file_behind(tmp_path: Path) -> None:
     load_settings(env_in(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret_key"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret_key", "vapid_private_key"]
 
 
 @pytest.mark.parametrize("stored", ["", "\n", "short-key"])
