@@ -44,6 +44,13 @@ async def phone(browser: Any, server: ServerProcess) -> AsyncIterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+SMALL_TARGETS = """[...document.querySelectorAll('button, a, input, select')]
+  .filter((el) => el.offsetParent !== null)
+  .map((el) => [el.textContent.trim() || el.name || el.id, el.getBoundingClientRect()])
+  .filter(([, box]) => box.width < 48 || box.height < 48)
+  .map(([name, box]) => `${name}: ${Math.round(box.width)}x${Math.round(box.height)}`)"""
+
+
 async def sign_in_and_go_on_duty(page: Any, zone: conftest.TestZone, index: int = 0) -> None:
     name = zone.couriers[index]
     await page.goto("/app")
@@ -88,6 +95,7 @@ async def test_an_offer_rings_until_accepted_then_is_contacted_and_collected(
     await phone.wait_for_timeout(1500)
     assert await phone.evaluate(RINGING)
     assert await phone.evaluate("document.body.dataset.audio") == "running"
+    assert await phone.evaluate(SMALL_TARGETS) == []  # one-handed: every control at least 48 px
     await phone.screenshot(path=f"{SHOTS}/courier-offer-360.png")
     await phone.set_viewport_size({"width": 1024, "height": 768})
     await phone.screenshot(path=f"{SHOTS}/courier-offer-1024.png")
@@ -99,6 +107,7 @@ async def test_an_offer_rings_until_accepted_then_is_contacted_and_collected(
     await expect(held).to_have_attribute("data-status", "accepted")
     await expect(held.locator("a.call")).to_have_attribute("href", "tel:13912345678")
     await expect(held).to_contain_text("1号楼2单元")
+    assert await phone.evaluate(SMALL_TARGETS) == []
 
     await held.locator("button[data-action=contacted]").tap()
     await expect(held).to_have_attribute("data-status", "contacted")
