@@ -130,7 +130,9 @@ async def test_an_offer_rings_until_accepted_then_is_contacted_and_collected(
     assert r.json()["status"] == "collected" and r.json()["waybill_no"] == good
 
 
-async def test_an_offer_taken_by_another_courier_stops_ringing(phone: Any, people: Personas) -> None:
+async def test_an_offer_taken_by_another_courier_or_cancelled_stops_ringing(
+    phone: Any, people: Personas
+) -> None:
     zone = await make_zone(people, couriers=2)
     await sign_in_and_go_on_duty(phone, zone, index=0)
     (_, other) = await login_couriers(people, zone, on_duty=False)
@@ -140,6 +142,13 @@ async def test_an_offer_taken_by_another_courier_stops_ringing(phone: Any, peopl
     pickup_id, _ = await ring_time(phone, people, zone)
     await expect(phone.locator(f"#offer-{pickup_id}")).to_be_visible()
     r = await other.post(f"/api/v1/courier/pickups/{pickup_id}/accept", json={})
+    assert r.status_code == 200, r.text
+    await phone.wait_for_function("document.body.dataset.ringing === 'false'", polling="raf", timeout=2000)
+    await expect(phone.locator(f"#offer-{pickup_id}")).to_have_count(0)
+
+    # The customer cancels through the partner before anyone answers.
+    pickup_id, _ = await ring_time(phone, people, zone)
+    r = await people.partner().post(f"/api/v1/pickups/{pickup_id}/cancel", json={"reason": "changed my mind"})
     assert r.status_code == 200, r.text
     await phone.wait_for_function("document.body.dataset.ringing === 'false'", polling="raf", timeout=2000)
     await expect(phone.locator(f"#offer-{pickup_id}")).to_have_count(0)
