@@ -104,7 +104,10 @@ class Runtime(InitPluginProtocol):
         self.channels = channels
         self.hub = PushHub()
         self.webpush = PushSender(
-            settings.vapid_private_key, settings.vapid_subject, settings.push_allowed_hosts
+            settings.vapid_private_key,
+            settings.vapid_subject,
+            settings.push_allowed_hosts,
+            renotify_s=settings.push_renotify_s,
         )
 
     def on_app_init(self, app_config: Any) -> Any:

@@ -60,6 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vapid_subject: str = "mailto:admin@localhost"
     # Internal push services allowed besides the public internet (as webhook_allowed_hosts; tests).
     push_allowed_hosts: tuple[str, ...] = ()
+    # Seconds between pushes of an offer that is still open (0: push once).
+    push_renotify_s: int = 30
 
     @property
     def is_sqlite(self) -> bool:
@@ -203,6 +205,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vapid_private_key=_vapid(env, data_dir),
         vapid_subject=_vapid_subject(env),
         push_allowed_hosts=_allowed_hosts(env, "LANSHOU_PUSH_ALLOWED_HOSTS"),
+        push_renotify_s=_int(env, "LANSHOU_PUSH_RENOTIFY_S", 30, 0, 3600),
     )
 
 

@@ -117,7 +117,10 @@ class PushService:
 
 @pytest.fixture(scope="module")
 def push_server() -> Iterator[tuple[Database, ServerProcess, str]]:
-    with demo_server("lanshou-webpush-", LANSHOU_PUSH_ALLOWED_HOSTS="127.0.0.1") as started:
+    # Open offers are pushed again every second here (30 s by default).
+    with demo_server(
+        "lanshou-webpush-", LANSHOU_PUSH_ALLOWED_HOSTS="127.0.0.1", LANSHOU_PUSH_RENOTIFY_S="1"
+    ) as started:
         yield started
 
 
@@ -191,7 +194,7 @@ async def test_an_offer_is_pushed_to_the_couriers_browser_encrypted_for_it_alone
     pickup = (await push_people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
 
     for browser in (phone, tablet):
-        ((headers, body),) = await push_service.wait_for(browser)
+        headers, body = (await push_service.wait_for(browser))[0]
         assert browser.decrypt(body) == {
             "type": "offer",
             "pickup_id": pickup["id"],
@@ -206,7 +209,7 @@ async def test_an_offer_is_pushed_to_the_couriers_browser_encrypted_for_it_alone
         assert headers["topic"] == f"pickup-{pickup['id']}"
         verify_vapid(headers["authorization"], served_key, push_service.origin)
     # Each browser's copy opens only with its own keys.
-    ((_, phone_body),) = push_service.to(phone)
+    _, phone_body = push_service.to(phone)[0]
     with pytest.raises(Exception):  # noqa: B017 - http_ece raises InvalidTag (cryptography) here
         tablet.decrypt(phone_body)
 
@@ -273,3 +276,27 @@ async def test_it_refuses_keys_a_browser_would_not_send(people: Personas) -> Non
     r = await courier.post("/api/v1/courier/push-subscriptions", json=body)
     assert r.status_code == 422, r.text
     assert sorted(e["field"] for e in r.json()["errors"]) == ["keys.auth", "keys.p256dh"]
+
+
+async def test_an_open_offer_is_pushed_again_until_it_is_accepted(
+    push_people: Personas, push_service: PushService
+) -> None:
+    zone = await make_zone(push_people, couriers=1)
+    (courier,) = await login_couriers(push_people, zone)
+    phone = push_service.browser()
+    assert (
+        await courier.post("/api/v1/courier/push-subscriptions", json=phone.subscription())
+    ).status_code == 200
+    pickup = (await push_people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+
+    pushes = await push_service.wait_for(phone, count=3)  # the offer, then again each second
+    for headers, body in pushes:
+        assert phone.decrypt(body)["pickup_id"] == pickup["id"]
+        assert headers["topic"] == f"pickup-{pickup['id']}"
+
+    r = await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
+    assert r.status_code == 200, r.text
+    await asyncio.sleep(1.5)  # a re-send that had read the offer as open before the accept may land
+    after_accept = len(push_service.to(phone))
+    await asyncio.sleep(2.5)
+    assert len(push_service.to(phone)) == after_accept

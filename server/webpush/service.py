@@ -16,6 +16,12 @@ Endpoints are URLs a browser chose, so every send goes through the webhooks' SSR
 refuse non-public addresses unless LANSHOU_PUSH_ALLOWED_HOSTS allows them, connect only to the checked
 address, no redirects). A push service that answers 404 or 410 has forgotten the subscription: it is
 deleted. Any other failure is recorded on the subscription (last_error) and logged.
+
+While an offer stays open the push is sent again every LANSHOU_PUSH_RENOTIFY_S seconds (30 by
+default; the service worker shows it with the same tag and `renotify`, so the phone rings again), to
+the couriers whose offer of that round is still open, until the offer ends or TTL_S has passed. The
+re-sends are kept in this process's memory, not in the database: a restart stops them, and the offer's
+own expiry and escalation still run from durable timers.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from py_vapid import Vapid02
 
 from server.errors import ApiError, field_errors
 from server.push.log import PushMessage, utcnow
-from server.tables import PushSubscription
+from server.tables import Pickup, PickupOffer, PushSubscription
 from server.webhooks.destinations import (
     AllowedHosts,
     RefusedDestination,
@@ -64,6 +70,9 @@ class OfferPush(msgspec.Struct, frozen=True):
     pickup_id: int
     couriers: list[int]
     payload: bytes
+    round: int = 0
+    sent_at: float = 0.0  # time.monotonic() of the first send; re-sends stop TTL_S after it
+    again: bool = False  # a re-send: only to couriers whose offer is still open
 
 
 def offer_payload(message: PushMessage) -> bytes:
@@ -179,8 +188,12 @@ def audience(endpoint: str) -> str:
 class PushSender:
     """Sends offers to couriers' subscriptions from a queue, off the request path."""
 
-    def __init__(self, private_key: str, subject: str, allowed: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, private_key: str, subject: str, allowed: tuple[str, ...] = (), renotify_s: float = 30.0
+    ) -> None:
         self.enabled = bool(private_key)
+        self.renotify_s = renotify_s
+        self._later: set[asyncio.TimerHandle] = set()
         self._key = load_private_key(private_key) if private_key else None
         self.public_key = public_key(self._key) if self._key is not None else ""
         self.subject = subject
@@ -197,9 +210,32 @@ class PushSender:
             if message.type != "pickup.offered" or not message.to or message.pickup_id is None:
                 continue
             try:
-                self.queue.put_nowait(OfferPush(message.pickup_id, list(message.to), offer_payload(message)))
+                self.queue.put_nowait(
+                    OfferPush(
+                        message.pickup_id,
+                        list(message.to),
+                        offer_payload(message),
+                        round=int(message.data.get("round") or 0),
+                        sent_at=time.monotonic(),
+                    )
+                )
             except asyncio.QueueFull:
                 log.warning("web push queue full: pickup %s not pushed", message.pickup_id)
+
+    def _send_again_later(self, offer: OfferPush) -> None:
+        if self.renotify_s <= 0 or time.monotonic() + self.renotify_s > offer.sent_at + TTL_S:
+            return
+        again = msgspec.structs.replace(offer, again=True)
+
+        def put() -> None:
+            self._later.discard(handle)
+            try:
+                self.queue.put_nowait(again)
+            except asyncio.QueueFull:
+                log.warning("web push queue full: pickup %s not pushed again", offer.pickup_id)
+
+        handle = asyncio.get_running_loop().call_later(self.renotify_s, put)
+        self._later.add(handle)
 
     async def run(self) -> None:
         slots = asyncio.Semaphore(IN_FLIGHT)
@@ -208,12 +244,16 @@ class PushSender:
                 while True:
                     offer = await self.queue.get()
                     try:
+                        couriers = await still_offered(offer) if offer.again else offer.couriers
+                        if not couriers:
+                            continue
                         subscriptions = await PushSubscription.select().where(
-                            PushSubscription.courier.is_in(offer.couriers)
+                            PushSubscription.courier.is_in(couriers)
                         )
                     except Exception:
                         log.exception("web push: could not read subscriptions for pickup %s", offer.pickup_id)
                         continue
+                    self._send_again_later(msgspec.structs.replace(offer, couriers=couriers))
                     for sub in subscriptions:
                         await slots.acquire()
                         task = asyncio.create_task(self._send_one(client, sub, offer))
@@ -221,6 +261,8 @@ class PushSender:
                         task.add_done_callback(self._tasks.discard)
                         task.add_done_callback(lambda _: slots.release())
             finally:
+                for handle in self._later:
+                    handle.cancel()
                 for task in list(self._tasks):
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -274,6 +316,22 @@ class PushSender:
             )
         except Exception:
             log.exception("web push: could not record the outcome for subscription %s", sub_id)
+
+
+async def still_offered(offer: OfferPush) -> list[int]:
+    """Those of the offer's couriers whose offer of that round is still open."""
+    pickup = (
+        await Pickup.select(Pickup.status, Pickup.offer_round).where(Pickup.id == offer.pickup_id).first()
+    )
+    if pickup is None or pickup["status"] != "offered" or pickup["offer_round"] != offer.round:
+        return []
+    rows = await PickupOffer.select(PickupOffer.courier).where(
+        (PickupOffer.pickup == offer.pickup_id)
+        & (PickupOffer.round == offer.round)
+        & PickupOffer.outcome.is_null()
+        & PickupOffer.courier.is_in(offer.couriers)
+    )
+    return sorted({r["courier"] for r in rows})
 
 
 class PublishWithPush:

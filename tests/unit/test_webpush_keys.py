@@ -68,5 +68,9 @@ def test_settings_carry_the_key_the_subject_and_the_allowed_push_hosts(tmp_path:
     assert settings.vapid_private_key == (tmp_path / KEY_FILE).read_text()
     assert settings.vapid_subject == "mailto:ops@example.com"
     assert settings.push_allowed_hosts == ("127.0.0.1/32",)
+    assert settings.push_renotify_s == 30
+    assert load_settings({**env, "LANSHOU_PUSH_RENOTIFY_S": "0"}).push_renotify_s == 0  # push once
+    with pytest.raises(SettingsError, match="LANSHOU_PUSH_RENOTIFY_S"):
+        load_settings({**env, "LANSHOU_PUSH_RENOTIFY_S": "-1"})
     with pytest.raises(SettingsError, match="LANSHOU_VAPID_SUBJECT"):
         load_settings({**env, "LANSHOU_VAPID_SUBJECT": "ops@example.com"})
