@@ -253,7 +253,8 @@ class PushSender:
                     except Exception:
                         log.exception("web push: could not read subscriptions for pickup %s", offer.pickup_id)
                         continue
-                    self._send_again_later(msgspec.structs.replace(offer, couriers=couriers))
+                    if subscriptions:  # nobody to ring: no reason to read the offer again later
+                        self._send_again_later(msgspec.structs.replace(offer, couriers=couriers))
                     for sub in subscriptions:
                         await slots.acquire()
                         task = asyncio.create_task(self._send_one(client, sub, offer))
