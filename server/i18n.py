@@ -86,6 +86,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "console.courier.last_seen": {"zh-CN": "最近在线", "en": "Seen"},
     "console.courier.last_accept": {"zh-CN": "上次接单", "en": "Accepted"},
     "console.dispatch.selected": {"zh-CN": "已选 {n} 单", "en": "{n} selected"},
+    "console.form.unreachable": {
+        "zh-CN": "连不上服务器，未做任何修改，请稍后重试",
+        "en": "The server cannot be reached; nothing was changed. Try again shortly.",
+    },
+    "console.form.failed": {
+        "zh-CN": "服务器出错（{status}），未做任何修改，请稍后重试",
+        "en": "The server failed ({status}); nothing was changed. Try again shortly.",
+    },
     "console.dispatch.courier": {"zh-CN": "揽投员", "en": "Courier"},
     "console.dispatch.choose": {"zh-CN": "选择揽投员…", "en": "Choose a courier…"},
     "console.dispatch.reason": {"zh-CN": "原因（必填）", "en": "Reason (required)"},

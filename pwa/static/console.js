@@ -339,6 +339,26 @@
 
   document.body.addEventListener("zones-changed", () => loadZones());
 
+  // A form whose request failed (server down, or a 5xx that swaps nothing) says so inside the form,
+  // instead of the button simply coming back to life.
+  function formFailed(event, message) {
+    const form = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest("form") : null;
+    if (!form) return;
+    let note = form.querySelector("p.msg[data-failure]");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "msg error";
+      note.setAttribute("role", "alert");
+      note.dataset.failure = "";
+      form.appendChild(note);
+    }
+    note.textContent = message;
+  }
+  document.body.addEventListener("htmx:sendError", (event) => formFailed(event, t("console.form.unreachable")));
+  document.body.addEventListener("htmx:responseError", (event) =>
+    formFailed(event, t("console.form.failed", { status: event.detail.xhr.status })),
+  );
+
   const logout = document.getElementById("logout");
   if (logout) {
     logout.addEventListener("click", async () => {

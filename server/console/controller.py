@@ -49,6 +49,8 @@ JS_STRINGS = (
     "console.dur.hour",
     "console.dur.day",
     "console.dispatch.selected",
+    "console.form.unreachable",
+    "console.form.failed",
 )
 
 

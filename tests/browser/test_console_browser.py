@@ -119,3 +119,27 @@ async def test_an_uploaded_zone_is_drawn_on_the_map(page: Any, people: Personas)
     await expect(page.locator("#zone-form .msg.ok")).to_contain_text("新建 1 个")
     await expect(page.locator(f'#map path[data-zone="{code}"]')).to_have_count(1)
     assert await page.evaluate("window.__noReload") is True
+
+
+async def test_a_form_says_so_when_the_server_cannot_be_reached_or_fails(page: Any, people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    await login_couriers(people, zone)
+    created = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    await sign_in_to_the_console(page)
+    await page.locator(f"#pickup-{created['id']} input[name=pickup_ids]").check()
+    await page.select_option("select[name=courier_id]", str(zone.courier_ids[0]))
+    await page.fill("input[name=reason]", "试一下")
+
+    # The network drops: the form says nothing was changed.
+    await page.route("**/console/pickups/assign*", lambda route: route.abort("internetdisconnected"))
+    await page.click("#dispatch-form button.primary")
+    await expect(page.locator("#dispatch-form p[data-failure]")).to_contain_text("连不上服务器")
+    await page.unroute("**/console/pickups/assign*")
+
+    # The server fails: the same, with its status.
+    await page.route(
+        "**/console/pickups/assign*", lambda route: route.fulfill(status=502, body="bad gateway")
+    )
+    await page.click("#dispatch-form button.primary")
+    await expect(page.locator("#dispatch-form p[data-failure]")).to_contain_text("502")
+    await expect(page.locator("#dispatch-form button.primary")).to_be_enabled()
