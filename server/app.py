@@ -166,7 +166,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         httponly=True,
         samesite="lax",
     )
-    auth = DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS)
+    # No method is exempt from authentication, OPTIONS included (see AuthMiddleware).
+    auth = DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS, exclude_http_methods=[])
     return Litestar(
         route_handlers=[
             health,

@@ -50,9 +50,10 @@ class ApiError(HTTPException):
         *,
         field: str | None = None,
         errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
-        super().__init__(detail=message, status_code=status_code)
+        super().__init__(detail=message, status_code=status_code, headers=headers)
         self.code = code
         self.message = message
         self.errors = (

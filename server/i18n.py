@@ -251,7 +251,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "zh-CN": "派单方式应为 grab（抢单）或 assign（派单）",
         "en": "grab or assign",
     },
-    "console.geo.positive": {"zh-CN": "应为正数", "en": "a positive number"},
     "console.geo.station_scope": {
         "zh-CN": "网点 {code} 不在您负责的范围内",
         "en": "station {code} is outside the stations you answer for",

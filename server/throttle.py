@@ -77,10 +77,6 @@ class Throttle:
             key = f"{self.name}:sha256:{hashlib.sha256(value.encode()).hexdigest()}"
         return key
 
-    async def retry_after(self, value: str) -> int:
-        """Seconds until `value` may try again; 0 when it may try now."""
-        return await retry_after((self, value))
-
     async def acquire(self, value: str) -> bool:
         """Take one attempt for `value`: True if it may go ahead, False if its limit is used up."""
         now = _now_ms()

@@ -98,26 +98,6 @@ def form_id(value: object, largest: int = MAX_ID) -> int | None:
     return number if 1 <= number <= largest else None
 
 
-def point_in_wgs84(
-    lng: float | None, lat: float | None, datum: str, field: str
-) -> tuple[tuple[float, float] | None, list[dict[str, str]]]:
-    """((lng, lat) in WGS-84 or None, problems): both or neither given, and still on the globe after
-    the datum shift (a point near a pole or the antimeridian can leave it)."""
-    from server.domain.geo import to_wgs84
-
-    if lat is None and lng is None:
-        return None, []
-    if lat is None or lng is None:
-        missing = _join(field, "lat" if lat is None else "lng")
-        return None, [{"field": missing, "message": "give both lat and lng, or neither"}]
-    wgs_lng, wgs_lat = to_wgs84(lng, lat, datum)  # type: ignore[arg-type]
-    if not (-90 <= wgs_lat <= 90 and -180 <= wgs_lng <= 180):
-        return None, [
-            {"field": _join(field, "lat"), "message": f"not a point on Earth once converted from {datum}"}
-        ]
-    return (wgs_lng, wgs_lat), []
-
-
 # -- checking a decoded body against a struct, reporting every problem ------------------------------------
 
 _MSGSPEC_MESSAGE = re.compile(r"^(.*?)(?: - at `\$[^`]*`)?$", re.S)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from litestar import Controller, Request, get, post, put
@@ -11,12 +10,11 @@ from server.admin import service
 from server.admin.schemas import CourierZonesIn, StationCreate, StationOut, UserCreate, UserOut
 from server.auth.principal import Principal, admin_only, dispatcher_only
 from server.dispatch.scope import scope_of
-from server.domain.geo import GeoJSONError, to_feature_collection
+from server.domain.geo import GeoJSONError
 from server.errors import ApiError
 from server.push.log import Actor
-from server.tables import Zone
 from server.validation import PathSerialId, check_json_body
-from server.zones.service import import_zones
+from server.zones.service import export_zones, import_zones
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -53,31 +51,7 @@ class AdminController(Controller):
         summary="The zones you answer for as a GeoJSON FeatureCollection (WGS-84)",
     )
     async def export_zones(self, request: Request[Principal, Any, Any]) -> dict[str, Any]:
-        import msgspec
-
-        scope = await scope_of(request.user)
-        query = Zone.select(*Zone.all_columns(), Zone.station.code).where(Zone.active == True)  # noqa: E712
-        if scope.station_ids is not None:
-            query = query.where(Zone.station.is_in(sorted(scope.station_ids) or [-1]))
-        # By code: the same zones always export the same file (diffable, and stable across engines).
-        rows = await query.order_by(Zone.code)
-        zones = [
-            _ZoneRow(
-                code=r["code"],
-                name=r["name"],
-                priority=r["priority"],
-                admin_areas=tuple(msgspec.json.decode(r["admin_areas"] or "[]")),
-                geojson=msgspec.json.decode(r["geojson"]) if r["geojson"] else None,
-                station=r["station.code"],
-                extra={
-                    "dispatch_mode": r["dispatch_mode"],
-                    "offer_ttl_s": r["offer_ttl_s"],
-                    "sla_minutes": r["sla_minutes"],
-                },
-            )
-            for r in rows
-        ]
-        return to_feature_collection(zones)
+        return await export_zones(await scope_of(request.user))
 
     @put("/zones", guards=[dispatcher_only], summary="Import zones from a GeoJSON FeatureCollection")
     async def import_zones(
@@ -104,14 +78,3 @@ class AdminController(Controller):
                 f"the GeoJSON was refused ({len(exc.errors)} problem(s)); nothing was changed",
                 errors=[{"field": e.field, "message": e.message, "index": e.index} for e in exc.errors],
             ) from None
-
-
-@dataclass(frozen=True)
-class _ZoneRow:
-    code: str
-    name: str
-    priority: int
-    admin_areas: tuple[str, ...]
-    geojson: dict[str, Any] | None
-    station: str
-    extra: dict[str, Any]

@@ -19,7 +19,7 @@ async def add_user(data: UserCreate, actor: Actor) -> UserOut:
             raise field_errors([{"field": "phone", "message": "not a mainland-China mobile number"}])
     if data.zones and data.role != "courier":
         raise field_errors([{"field": "zones", "message": "only couriers belong to zones"}])
-    await _zone_ids(data.zones)  # refuse unknown zones before anything is written
+    await _zones_by_code(data.zones)  # refuse unknown zones before anything is written
     user_id = await create_user(
         username=data.username,
         password=data.password,
@@ -38,12 +38,13 @@ async def add_user(data: UserCreate, actor: Actor) -> UserOut:
     return UserOut(id=user_id, username=data.username, role=data.role, courier_id=courier_id)
 
 
-async def _zone_ids(memberships: list[ZoneMembership]) -> dict[str, int]:
+async def _zones_by_code(memberships: list[ZoneMembership]) -> dict[str, dict[str, int]]:
+    """The named zones' ids and stations by code; 422 naming each unknown one."""
     codes = [m.zone for m in memberships]
     if not codes:
         return {}
-    rows = await Zone.select(Zone.id, Zone.code).where(Zone.code.is_in(codes))
-    known = {r["code"]: r["id"] for r in rows}
+    rows = await Zone.select(Zone.id, Zone.code, Zone.station).where(Zone.code.is_in(codes))
+    known = {r["code"]: r for r in rows}
     errors = [
         {"field": f"zones[{i}].zone", "message": f"unknown zone {m.zone!r}"}
         for i, m in enumerate(memberships)
@@ -62,35 +63,30 @@ async def set_courier_zones(
     A dispatcher answering for part of the station tree sees only couriers of those stations (another
     courier is "not found") and may put them only on zones of those stations.
     """
-    if not await Courier.exists().where(Courier.id == courier_id) or not await courier_in_scope(
-        scope, courier_id
-    ):
+    if scope.everything:
+        found = await Courier.exists().where(Courier.id == courier_id)
+    else:
+        found = await courier_in_scope(scope, courier_id)
+    if not found:
         raise not_found("courier", field="courier_id")
-    known = await _zone_ids(memberships)
-    if not scope.everything:
-        stations = {
-            z["id"]: z["station"]
-            for z in await Zone.select(Zone.id, Zone.station).where(
-                Zone.id.is_in(list(known.values()) or [-1])
-            )
-        }
-        outside = [
-            {"field": f"zones[{i}].zone", "message": f"zone {m.zone!r} belongs to a station outside yours"}
-            for i, m in enumerate(memberships)
-            if not scope.covers_station(stations.get(known[m.zone]))
-        ]
-        if outside:
-            raise ApiError(
-                403,
-                "out_of_scope",
-                "you may put couriers only on zones of the stations you answer for; nothing was changed",
-                errors=outside,
-            )
+    known = await _zones_by_code(memberships)
+    outside = [
+        {"field": f"zones[{i}].zone", "message": f"zone {m.zone!r} belongs to a station outside yours"}
+        for i, m in enumerate(memberships)
+        if not scope.covers_station(known[m.zone]["station"])
+    ]
+    if outside:
+        raise ApiError(
+            403,
+            "out_of_scope",
+            "you may put couriers only on zones of the stations you answer for; nothing was changed",
+            errors=outside,
+        )
     async with unit_of_work() as uow:
         await CourierZone.delete().where(CourierZone.courier == courier_id)
         if memberships:
             await CourierZone.insert(
-                *(CourierZone(courier=courier_id, zone=known[m.zone], role=m.role) for m in memberships)
+                *(CourierZone(courier=courier_id, zone=known[m.zone]["id"], role=m.role) for m in memberships)
             )
         await uow.record(
             "courier.zones",

@@ -10,11 +10,12 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import NotAuthorizedException
 from litestar.response import Redirect, Template
 
-from server.auth.principal import SESSION_USER_KEY, Principal, principal_for_user
+from server.auth.principal import SESSION_USER_KEY, Principal, principal_for_user, principal_from_session
 from server.auth.service import LoginThrottle, SignInThrottled, credential_errors, sign_in
 from server.auth.session_store import start_session
 from server.errors import ApiError, field_errors, malformed_body, msgspec_field_errors
-from server.i18n import pick_language, translate
+from server.i18n import translate
+from server.pages import request_language
 from server.throttle import client_key
 
 HOME_BY_ROLE = {"courier": "/app", "dispatcher": "/console", "admin": "/console"}
@@ -32,14 +33,10 @@ def _safe_next(value: str | None) -> str | None:
     return None
 
 
-def _lang(request: Request[Any, Any, Any]) -> str:
-    return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
-
-
 def _login_page(
     request: Request[Any, Any, Any], status: int = 200, headers: dict[str, str] | None = None, **context: Any
 ) -> Template:
-    lang = _lang(request)
+    lang = request_language(request)
     return Template(
         template_name="login.html",
         context={"lang": lang, "t": lambda key, **kw: translate(key, lang, **kw), **context},
@@ -54,14 +51,13 @@ def _client_address(request: Request[Any, Any, Any]) -> str:
 
 
 def _throttled(exc: SignInThrottled) -> ApiError:
-    error = ApiError(
+    return ApiError(
         429,
         "rate_limited",
         f"too many failed sign-ins for this username or from this address; try again in {exc.retry_after} s",
+        headers={"Retry-After": str(exc.retry_after)},
         retry_after=exc.retry_after,
     )
-    error.headers = {"Retry-After": str(exc.retry_after)}
-    return error
 
 
 class AuthController(Controller):
@@ -107,7 +103,7 @@ class AuthController(Controller):
     async def _form_login(self, request: Request[Any, Any, Any], limits: LoginThrottle) -> Response[Any]:
         form = await request.form()
         username, password = form.get("username") or "", form.get("password") or ""
-        lang = _lang(request)
+        lang = request_language(request)
         if not isinstance(username, str) or not isinstance(password, str):  # a file, not a field
             return _login_page(request, 400, error=translate("login.invalid", lang))
         if not username or not password:
@@ -138,9 +134,7 @@ class AuthController(Controller):
 
 async def home_for_session(request: Request[Any, Any, Any]) -> str:
     """Where `/` sends this browser: the signed-in person's home (a courier's is the app), else sign-in."""
-    session = request.scope.get("session")
-    user_id = session.get(SESSION_USER_KEY) if isinstance(session, dict) else None
-    principal = await principal_for_user(user_id) if isinstance(user_id, int) else None
+    principal = await principal_from_session(request.scope)
     return HOME_BY_ROLE.get(principal.role, "/auth/login") if principal else "/auth/login"
 
 

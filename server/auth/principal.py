@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -12,7 +11,6 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from litestar.types import ASGIApp, Method, Scopes
 
 from server.tables import Courier, Partner, User
 
@@ -77,29 +75,21 @@ async def principal_for_user(user_id: int) -> Principal | None:
     )
 
 
+async def principal_from_session(scope: Any) -> Principal | None:
+    """The signed-in user of this connection's session, if any (and still active)."""
+    session = scope.get("session")
+    user_id = session.get(SESSION_USER_KEY) if isinstance(session, dict) else None
+    return await principal_for_user(user_id) if isinstance(user_id, int) else None
+
+
 class AuthMiddleware(AbstractAuthenticationMiddleware):
     """Bearer API key → partner; otherwise the session cookie → user; otherwise 401.
 
-    Every method is authenticated, OPTIONS included. Litestar skips OPTIONS by default (for CORS
-    preflights, which Lanshou does not serve) but still runs the route's guards on its automatic OPTIONS
-    handler, and those guards then found no user: a 500 for anyone, signed in or not.
+    Every method is authenticated, OPTIONS included (create_app passes `exclude_http_methods=[]`).
+    Litestar skips OPTIONS by default (for CORS preflights, which Lanshou does not serve) but still runs
+    the route's guards on its automatic OPTIONS handler, and those guards then found no user: a 500 for
+    anyone, signed in or not.
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        exclude: str | list[str] | None = None,
-        exclude_from_auth_key: str = "exclude_from_auth",
-        exclude_http_methods: Sequence[Method] | None = None,
-        scopes: Scopes | None = None,
-    ) -> None:
-        super().__init__(
-            app,
-            exclude=exclude,
-            exclude_from_auth_key=exclude_from_auth_key,
-            exclude_http_methods=exclude_http_methods or (),
-            scopes=scopes,
-        )
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -110,9 +100,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
             if partner is None:
                 raise NotAuthorizedException("the API key is not valid or has been revoked")
             return AuthenticationResult(user=partner, auth="api_key")
-        session = connection.scope.get("session")
-        user_id = session.get(SESSION_USER_KEY) if isinstance(session, dict) else None
-        principal = await principal_for_user(int(user_id)) if user_id else None
+        principal = await principal_from_session(connection.scope)
         if principal is None:
             raise NotAuthorizedException("sign in first (POST /auth/login) or send an API key")
         if (

@@ -7,6 +7,7 @@ import unicodedata
 from server import throttle
 from server.auth.passwords import hash_password, verify_password
 from server.auth.principal import USER_ROLES, Principal, hash_api_key, new_api_key, principal_for_user
+from server.domain.text import has_control_characters
 from server.errors import ApiError, field_errors
 from server.push.log import utcnow
 from server.settings import Settings
@@ -34,7 +35,7 @@ def credential_errors(username: str, password: str) -> list[dict[str, str]]:
     name = username.strip()
     if not name or len(name) > MAX_USERNAME:
         errors.append({"field": "username", "message": f"1 to {MAX_USERNAME} characters"})
-    elif any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+    elif has_control_characters(name) or any(unicodedata.category(c) == "Cs" for c in name):
         errors.append({"field": "username", "message": "must not contain control characters"})
     if not password or len(password) > MAX_PASSWORD:
         errors.append({"field": "password", "message": f"1 to {MAX_PASSWORD} characters"})
@@ -109,8 +110,8 @@ async def create_user(
     errors = []
     if role not in USER_ROLES:
         errors.append({"field": "role", "message": f"one of {', '.join(USER_ROLES)}"})
-    if not username.strip() or len(username) > 64:
-        errors.append({"field": "username", "message": "1 to 64 characters"})
+    if not username.strip() or len(username) > MAX_USERNAME:
+        errors.append({"field": "username", "message": f"1 to {MAX_USERNAME} characters"})
     if len(password) < 4:
         errors.append({"field": "password", "message": "at least 4 characters"})
     if errors:

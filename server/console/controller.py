@@ -31,7 +31,8 @@ from server.dispatch import service as dispatch
 from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
 from server.errors import ApiError
-from server.i18n import CATALOGUE, pick_language, translate
+from server.i18n import CATALOGUE, translate
+from server.pages import forbidden_page, request_language
 from server.push.log import Actor, PushMessage, all_events_since, latest_event_id, utcnow
 from server.push.sse import event_stream, parse_last_event_id, to_console_sse
 from server.validation import MAX_SERIAL_ID, PathId, form_id
@@ -52,10 +53,6 @@ JS_STRINGS = (
     "console.form.unreachable",
     "console.form.failed",
 )
-
-
-def _lang(request: Request[Any, Any, Any]) -> str:
-    return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
 def _url(lang: str, path: str, **params: str | None) -> str:
@@ -223,7 +220,6 @@ _GEO_MESSAGES: list[tuple[re.Pattern[str], str]] = [
         (r"^zone '(?P<code>.*)' belongs to a station outside yours$", "console.geo.zone_scope"),
         (r"^unknown station '(?P<code>.*)'$", "console.geo.unknown_station"),
         (r"^grab or assign$", "console.geo.dispatch_mode"),
-        (r"^a positive (whole )?number$", "console.geo.positive"),
     )
 ]
 _SWAPPED_HINT = "it looks like [latitude, longitude]"
@@ -286,7 +282,7 @@ def _login_url(lang: str) -> str:
 
 
 def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
-    lang = _lang(request)
+    lang = request_language(request)
     target = _login_url(lang)
     if _is_htmx(request):
         # A partial would otherwise swap the login page into the board.
@@ -295,14 +291,7 @@ def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> R
 
 
 def _forbidden(request: Request[Any, Any, Any], exc: PermissionDeniedException) -> Response[Any]:
-    lang = _lang(request)
-    context = {
-        "lang": lang,
-        "t": lambda key, **kw: translate(key, lang, **kw),
-        "message": translate("console.forbidden", lang),
-        "login_url": _login_url(lang),
-    }
-    return Template(template_name="forbidden.html", context=context, status_code=403)
+    return forbidden_page(request, "console.forbidden", _login_url(request_language(request)))
 
 
 # -- reading an uploaded zone file ----------------------------------------------------------------------
@@ -363,11 +352,11 @@ class ConsoleController(Controller):
 
     @get("/")
     async def page(self, request: Request[Principal, Any, Any], zone: str | None = None) -> Template:
-        return await _page(request, _lang(request), zone)
+        return await _page(request, request_language(request), zone)
 
     @get("/board")
     async def board(self, request: Request[Principal, Any, Any], zone: str | None = None) -> Template:
-        context = _base_context(request, _lang(request)) | await _board_context(
+        context = _base_context(request, request_language(request)) | await _board_context(
             zone, await scope_of(request.user)
         )
         return _block("board", context)
@@ -377,12 +366,12 @@ class ConsoleController(Controller):
         row = await queries.pickup_row(pickup_id, await scope_of(request.user))
         if row is None:
             return Response(content="", status_code=404, media_type=MediaType.HTML)
-        return _block("row", _base_context(request, _lang(request)) | {"row": row})
+        return _block("row", _base_context(request, request_language(request)) | {"row": row})
 
     @get("/couriers")
     async def couriers(self, request: Request[Principal, Any, Any]) -> Template:
         couriers = await queries.couriers(scope=await scope_of(request.user))
-        context = _base_context(request, _lang(request)) | {"couriers": couriers}
+        context = _base_context(request, request_language(request)) | {"couriers": couriers}
         return _block("couriers", context)
 
     @get("/events")
@@ -415,7 +404,7 @@ class ConsoleController(Controller):
 
     @post("/zones", status_code=200, request_max_body_size=ZONE_UPLOAD_MAX_BYTES)
     async def upload_zones(self, request: Request[Principal, Any, Any]) -> Template:
-        lang = _lang(request)
+        lang = request_language(request)
         errors: list[tuple[int | None, str, str]] = []
         status = 422
         try:
@@ -486,7 +475,7 @@ class ConsoleController(Controller):
         return await self._dispatch(request, unassign=True)
 
     async def _dispatch(self, request: Request[Principal, Any, Any], *, unassign: bool) -> Template:
-        lang = _lang(request)
+        lang = request_language(request)
         form = await request.form()
         pickup_ids = sorted({i for v in form.getall("pickup_ids", []) if (i := form_id(v)) is not None})
         courier_id = form_id(form.get("courier_id"), MAX_SERIAL_ID)

@@ -20,13 +20,13 @@ from server.dispatch.offers import close_offers, join_offer, lock_courier, offer
 from server.dispatch.rules import BACKUP, STATION, ZONE
 from server.dispatch.service import dispatch_pickup, drop_timers
 from server.domain.contact import check_waybill
+from server.domain.geo import point_in_wgs84
 from server.domain.pickup_states import FAILURE_REASONS, Action, IllegalTransition, allowed_from, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
 from server.push.log import SYSTEM, Actor, UnitOfWork, unit_of_work, utcnow
 from server.tables import Courier, CourierZone, Event, EventRecipient, Pickup, PickupOffer
-from server.validation import point_in_wgs84
 from server.zones.service import directory
 
 

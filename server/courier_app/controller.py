@@ -24,7 +24,8 @@ from server.auth.principal import Principal, courier_only
 from server.console.queries import DEFAULT_TIMEZONE
 from server.courier import service
 from server.courier.schemas import FailureReason
-from server.i18n import pick_language, translate
+from server.i18n import translate
+from server.pages import forbidden_page, request_language
 from server.push.log import latest_event_id, utcnow
 from server.tables import Courier, PickupOffer
 
@@ -48,17 +49,13 @@ JS_STRINGS = (
 )
 
 
-def _lang(request: Request[Any, Any, Any]) -> str:
-    return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
-
-
 def _login_url(lang: str) -> str:
     target = "/app?lang=en" if lang == "en" else "/app"
     return "/auth/login?" + urlencode({"next": target} | ({"lang": "en"} if lang == "en" else {}))
 
 
 def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
-    target = _login_url(_lang(request))
+    target = _login_url(request_language(request))
     if request.headers.get("hx-request") == "true":
         # A partial would otherwise swap the login page into the list.
         return Response(content="", status_code=401, headers={"HX-Redirect": target})
@@ -66,14 +63,7 @@ def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> R
 
 
 def _forbidden(request: Request[Any, Any, Any], exc: PermissionDeniedException) -> Response[Any]:
-    lang = _lang(request)
-    context = {
-        "lang": lang,
-        "t": lambda key, **kw: translate(key, lang, **kw),
-        "message": translate("courier.forbidden", lang),
-        "login_url": _login_url(lang),
-    }
-    return Template(template_name="forbidden.html", context=context, status_code=403)
+    return forbidden_page(request, "courier.forbidden", _login_url(request_language(request)))
 
 
 async def _pickups_context(principal: Principal) -> dict[str, Any]:
@@ -126,7 +116,7 @@ class CourierAppController(Controller):
 
     @get("/")
     async def page(self, request: Request[Principal, Any, Any]) -> Template:
-        lang = _lang(request)
+        lang = request_language(request)
         courier_id = request.user.courier_id
         assert courier_id is not None
         context = _base_context(request, lang)
@@ -142,7 +132,7 @@ class CourierAppController(Controller):
 
     @get("/pickups")
     async def pickups(self, request: Request[Principal, Any, Any]) -> HTMXBlockTemplate:
-        context = _base_context(request, _lang(request)) | await _pickups_context(request.user)
+        context = _base_context(request, request_language(request)) | await _pickups_context(request.user)
         return HTMXBlockTemplate(
             template_name=TEMPLATE,
             block_name="pickups",

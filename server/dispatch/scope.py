@@ -67,12 +67,15 @@ async def scope_of(principal: Principal) -> Scope:
 
 
 async def courier_in_scope(scope: Scope, courier_id: int) -> bool:
-    """A courier is in scope if their station is, or any zone they work is."""
+    """A courier is in scope if their station is, or any zone they work is (a courier who does not
+    exist is in no narrower scope than everything)."""
     if scope.everything:
         return True
     assert scope.station_ids is not None and scope.zone_ids is not None
     user = await Courier.select(Courier.user.station).where(Courier.id == courier_id).first()
-    if user is not None and user["user.station"] in scope.station_ids:
+    if user is None:
+        return False
+    if user["user.station"] in scope.station_ids:
         return True
     zones = await CourierZone.select(CourierZone.zone).where(CourierZone.courier == courier_id)
     return any(z["zone"] in scope.zone_ids for z in zones)

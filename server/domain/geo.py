@@ -185,6 +185,26 @@ def to_wgs84(lng: float, lat: float, datum: Datum) -> tuple[float, float]:
     return lng, lat
 
 
+def point_in_wgs84(
+    lng: float | None, lat: float | None, datum: Datum, field: str
+) -> tuple[tuple[float, float] | None, list[dict[str, str]]]:
+    """((lng, lat) in WGS-84 or None, problems by field): both or neither given, and still on the globe
+    after the datum shift (a point near a pole or the antimeridian can leave it). `field` prefixes the
+    problems' field paths ("address" → "address.lat"; "" → "lat")."""
+    prefix = f"{field}." if field else ""
+    if lat is None and lng is None:
+        return None, []
+    if lat is None or lng is None:
+        missing = prefix + ("lat" if lat is None else "lng")
+        return None, [{"field": missing, "message": "give both lat and lng, or neither"}]
+    wgs_lng, wgs_lat = to_wgs84(lng, lat, datum)
+    if not (-90 <= wgs_lat <= 90 and -180 <= wgs_lng <= 180):
+        return None, [
+            {"field": prefix + "lat", "message": f"not a point on Earth once converted from {datum}"}
+        ]
+    return (wgs_lng, wgs_lat), []
+
+
 def from_wgs84(lng: float, lat: float, datum: Datum) -> tuple[float, float]:
     """Convert a WGS-84 point to ``datum`` (lng, lat)."""
     _check_datum(datum)

@@ -19,11 +19,10 @@ OPTIONAL_LINE_PATTERN = f"^[^{CONTROL}]*$"
 LINES_PATTERN = f"^[^{CONTROL_BUT_LINE_BREAKS}]*$"
 
 _CONTROL_RE = re.compile(f"[{CONTROL}]")
-_CONTROL_BUT_LINE_BREAKS_RE = re.compile(f"[{CONTROL_BUT_LINE_BREAKS}]")
 
 
-def has_control_characters(value: str, *, line_breaks_ok: bool = False) -> bool:
-    return (_CONTROL_BUT_LINE_BREAKS_RE if line_breaks_ok else _CONTROL_RE).search(value) is not None
+def has_control_characters(value: str) -> bool:
+    return _CONTROL_RE.search(value) is not None
 
 
 def text_problem(value: object, max_length: int, *, required: bool = True) -> str | None:

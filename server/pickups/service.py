@@ -13,6 +13,7 @@ from asyncpg.exceptions import UniqueViolationError
 from server.auth.principal import Principal
 from server.dispatch.service import dispatch_pickup, start_time_limit
 from server.domain.contact import mask_phone, new_tracking_code, normalize_mobile
+from server.domain.geo import point_in_wgs84
 from server.domain.pickup_states import Status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import (
@@ -28,7 +29,7 @@ from server.pickups.schemas import (
 )
 from server.push.log import Actor, unit_of_work, utcnow
 from server.tables import Courier, Event, Pickup
-from server.validation import MAX_ID, point_in_wgs84
+from server.validation import MAX_ID
 from server.zones.service import ZoneInfo, directory
 
 # Event data that stays inside Lanshou (courier lists, offer snapshots): not for partners' eyes.

@@ -7,6 +7,7 @@ process directly, in the others through a `zones.changed` event on the push chan
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -14,7 +15,14 @@ from piccolo.columns import Column
 from shapely.geometry import shape
 
 from server.dispatch.scope import EVERYTHING, Scope, forget_scopes
-from server.domain.geo import Datum, IndexedZone, ZoneFeature, ZoneIndex, parse_zone_collection
+from server.domain.geo import (
+    Datum,
+    IndexedZone,
+    ZoneFeature,
+    ZoneIndex,
+    parse_zone_collection,
+    to_feature_collection,
+)
 from server.errors import ApiError, field_errors
 from server.push.log import Actor, unit_of_work
 from server.tables import Station, Zone
@@ -67,6 +75,46 @@ class ZoneDirectory:
 directory = ZoneDirectory()
 
 
+@dataclass(frozen=True)
+class _ZoneRow:
+    """A stored zone as to_feature_collection reads it."""
+
+    code: str
+    name: str
+    priority: int
+    admin_areas: tuple[str, ...]
+    geojson: dict[str, Any] | None
+    station: str
+    extra: dict[str, Any]
+
+
+async def export_zones(scope: Scope = EVERYTHING) -> dict[str, Any]:
+    """The active zones in scope as a GeoJSON FeatureCollection (WGS-84), ordered by code: the same
+    zones always export the same file (diffable, and stable across engines)."""
+    query = Zone.select(*Zone.all_columns(), Zone.station.code).where(Zone.active == True)  # noqa: E712
+    if scope.station_ids is not None:
+        query = query.where(Zone.station.is_in(sorted(scope.station_ids) or [-1]))
+    rows = await query.order_by(Zone.code)
+    return to_feature_collection(
+        [
+            _ZoneRow(
+                code=r["code"],
+                name=r["name"],
+                priority=r["priority"],
+                admin_areas=tuple(msgspec.json.decode(r["admin_areas"] or "[]")),
+                geojson=msgspec.json.decode(r["geojson"]) if r["geojson"] else None,
+                station=r["station.code"],
+                extra={
+                    "dispatch_mode": r["dispatch_mode"],
+                    "offer_ttl_s": r["offer_ttl_s"],
+                    "sla_minutes": r["sla_minutes"],
+                },
+            )
+            for r in rows
+        ]
+    )
+
+
 async def import_zones(
     collection: Any,
     *,
@@ -95,34 +143,20 @@ async def import_zones(
             )
     if errors:
         raise field_errors(errors)
-    owners = {r["code"]: r["station"] for r in await Zone.select(Zone.code, Zone.station)}
-    outside = []
-    for i, feature in enumerate(features):
-        code = feature.station or default_station or ""
-        if not scope.covers_station(stations[code]):
-            outside.append(
-                {
-                    "field": f"features[{i}].properties.station",
-                    "message": f"station {code!r} is outside the stations you answer for",
-                }
-            )
-        elif feature.code in owners and not scope.covers_station(owners[feature.code]):
-            outside.append(
-                {
-                    "field": f"features[{i}].properties.code",
-                    "message": f"zone {feature.code!r} belongs to a station outside yours",
-                }
-            )
-    if outside:
-        raise ApiError(
-            403,
-            "out_of_scope",
-            "you may change zones only in the stations you answer for; nothing was changed",
-            errors=outside,
-        )
     created = updated = deactivated = 0
     async with unit_of_work() as uow:
-        existing = {r["code"]: r["id"] for r in await Zone.select(Zone.id, Zone.code)}
+        # One read, inside the transaction: the scope check and the writes see the same zones.
+        rows = await Zone.select(Zone.id, Zone.code, Zone.station)
+        existing = {r["code"]: r["id"] for r in rows}
+        owners = {r["code"]: r["station"] for r in rows}
+        outside = _outside_scope(features, default_station, stations, owners, scope)
+        if outside:  # raised inside the unit of work: it rolls back before anything is written
+            raise ApiError(
+                403,
+                "out_of_scope",
+                "you may change zones only in the stations you answer for; nothing was changed",
+                errors=outside,
+            )
         for feature in features:
             values: dict[Column | str, Any] = {
                 Zone.name: feature.name,
@@ -161,6 +195,35 @@ async def import_zones(
     await directory.reload()
     forget_scopes()
     return {"created": created, "updated": updated, "deactivated": deactivated}
+
+
+def _outside_scope(
+    features: list[ZoneFeature],
+    default_station: str | None,
+    stations: dict[str, int],
+    owners: dict[str, int],
+    scope: Scope,
+) -> list[dict[str, str]]:
+    """The features that would create a zone in, move one into, or edit one of a station the importer
+    does not answer for."""
+    outside = []
+    for i, feature in enumerate(features):
+        code = feature.station or default_station or ""
+        if not scope.covers_station(stations[code]):
+            outside.append(
+                {
+                    "field": f"features[{i}].properties.station",
+                    "message": f"station {code!r} is outside the stations you answer for",
+                }
+            )
+        elif feature.code in owners and not scope.covers_station(owners[feature.code]):
+            outside.append(
+                {
+                    "field": f"features[{i}].properties.code",
+                    "message": f"zone {feature.code!r} belongs to a station outside yours",
+                }
+            )
+    return outside
 
 
 # Bounds of a zone's settings: a value beyond them is a mistake, and an unbounded one was accepted and
