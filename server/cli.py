@@ -58,7 +58,7 @@ async def migrate() -> list[str]:
     piccolo_output = io.StringIO()
     try:
         with contextlib.redirect_stdout(piccolo_output):
-            result = await manager.run()
+            result = await manager.run_migrations(app_config)  # the table and config are in hand
     except Exception:
         print(piccolo_output.getvalue(), file=sys.stderr)
         raise

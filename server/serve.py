@@ -22,10 +22,8 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # httptools is optional for uvicorn; then h11 parses
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+# httptools comes with uvicorn[standard], a dependency of Lanshou (pyproject.toml): always importable.
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 def _response_408() -> bytes:
@@ -106,9 +104,9 @@ class H11WithHeadDeadline(_HeadDeadline, H11Protocol):
 
 
 def http_protocol(parser: str, header_timeout_s: float) -> type[asyncio.Protocol]:
-    """The protocol class for uvicorn's `http=`: httptools when installed ("auto"), or h11."""
+    """The protocol class for uvicorn's `http=`: httptools ("auto", "httptools") or h11."""
     base: type[_HeadDeadline]
-    if parser == "httptools" or (parser == "auto" and HttpToolsProtocol is not None):
+    if parser in ("auto", "httptools"):
         base = HttpToolsWithHeadDeadline
     else:
         base = H11WithHeadDeadline

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from server.webhooks.destinations import normalise_allowed_host
-from server.webpush.keys import vapid_private_key
+from server.webpush.keys import vapid_private_key, write_once
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -146,20 +146,7 @@ def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
     # Generated once and kept beside the data, so sessions and CSRF tokens survive restarts.
     key_file = data_dir / "secret_key"
     if not key_file.exists():
-        # Written whole to a private file, then linked into place: a process starting at the same time,
-        # or a crash, never sees an empty key file; if two race, the first link wins and both use it.
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            f.write(secrets.token_urlsafe(48))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, key_file)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        write_once(key_file, secrets.token_urlsafe(48))
     key = key_file.read_text().strip()
     if len(key) < 32:
         raise SettingsError(

@@ -132,29 +132,26 @@ async def subscribe(
         log.info("push endpoint refused for courier %s: %s", courier_id, exc.detail)
         message = exc.message.replace("the webhook URL", "the push endpoint")
         raise ApiError(422, "bad_push_endpoint", message, field="endpoint") from None
-    async with PushSubscription._meta.db.transaction():
-        changed = (
-            await PushSubscription.update(
-                {
-                    PushSubscription.courier: courier_id,
-                    PushSubscription.p256dh: data.keys.p256dh,
-                    PushSubscription.auth: data.keys.auth,
-                    PushSubscription.last_error: None,
-                }
-            )
-            .where(PushSubscription.endpoint == endpoint)
-            .returning(PushSubscription.id)
+    # One upsert (as server/throttle.py does): two registrations of one endpoint at the same moment
+    # cannot both insert.
+    await PushSubscription.insert(
+        PushSubscription(
+            courier=courier_id,
+            endpoint=endpoint,
+            p256dh=data.keys.p256dh,
+            auth=data.keys.auth,
+            created_at=utcnow(),
         )
-        if not changed:
-            await PushSubscription.insert(
-                PushSubscription(
-                    courier=courier_id,
-                    endpoint=endpoint,
-                    p256dh=data.keys.p256dh,
-                    auth=data.keys.auth,
-                    created_at=utcnow(),
-                )
-            )
+    ).on_conflict(
+        target=PushSubscription.endpoint,
+        action="DO UPDATE",
+        values=[
+            PushSubscription.courier,
+            PushSubscription.p256dh,
+            PushSubscription.auth,
+            PushSubscription.last_error,
+        ],
+    )
     return PushSubscriptionOut(endpoint=endpoint, public_key=vapid_public_key)
 
 
