@@ -1,4 +1,4 @@
-// Starts Swagger UI on the /schema page (server/openapi.py). A file, not an inline script: pages run
+// Starts Swagger UI on the /schema page (server/openapi/). A file, not an inline script: pages run
 // under a Content-Security-Policy with `script-src 'self'`. The document's URL is the page's data
 // attribute; nothing is loaded from outside this server.
 (function () {

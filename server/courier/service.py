@@ -7,21 +7,20 @@ same offer at once, the database lets exactly one UPDATE match and the others se
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from asyncpg.exceptions import UniqueViolationError
 
 from server.auth.principal import Principal
 from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn, HeartbeatIn
+from server.db.engine import UNIQUE_VIOLATION
 from server.dispatch.offers import close_offers, join_offer, lock_courier, offer_snapshot, open_load
-from server.dispatch.rules import BACKUP, STATION, ZONE
+from server.dispatch.rules import BACKUP, STATION, ZONE, Candidate
 from server.dispatch.service import dispatch_pickup, drop_timers
 from server.domain.contact import check_waybill
 from server.domain.geo import point_in_wgs84
-from server.domain.pickup_states import FAILURE_REASONS, Action, IllegalTransition, allowed_from, next_status
+from server.domain.pickup_states import Action, IllegalTransition, allowed_from, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
@@ -110,12 +109,15 @@ async def _offer_waiting_pickups(
             )
         }
     sent = 0
+    candidates_seen: dict[tuple[int, int], list[Candidate]] = {}  # one read per (zone, stage)
     for pickup in rows:
         zone = directory.zones.get(pickup["zone"])
         if zone is None:  # deactivated meanwhile (the directory reloads between our awaits)
             continue
         if pickup["status"] == "pending":
-            targets = await dispatch_pickup(uow, pickup, zone, stage=ZONE, reason="on_duty")
+            targets = await dispatch_pickup(
+                uow, pickup, zone, stage=ZONE, reason="on_duty", candidates_seen=candidates_seen
+            )
             sent += courier_id in targets
         elif pickup["id"] not in already:
             await join_offer(uow, pickup, zone, courier_id)
@@ -160,11 +162,8 @@ async def _conflict(pickup_id: int, action: Action, courier_id: int) -> ApiError
 
 
 def _client_at(body: ActionIn) -> datetime | None:
-    if body.client_at is None:
-        return None
-    if body.client_at.tzinfo is None:
-        raise field_errors([{"field": "client_at", "message": "needs a UTC offset"}])
-    return body.client_at.astimezone(UTC)
+    # The offset and the range are checked where the body is decoded (server/validation.py: Moment).
+    return body.client_at.astimezone(UTC) if body.client_at else None
 
 
 async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
@@ -201,10 +200,11 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
                 }
             )
             .where((Pickup.id == pickup_id) & (Pickup.status == "offered"))
-            .returning(Pickup.id)
+            .returning(Pickup.id, Pickup.zone)
         )
         if not won:
             raise await _conflict(pickup_id, Action.ACCEPT, courier_id)
+        uow.note_zone(pickup_id, won[0]["zone"])
         await uow.record(
             "pickup.accepted",
             actor=actor,
@@ -268,10 +268,11 @@ async def _advance(
                     & (Pickup.courier == courier_id)
                     & Pickup.status.is_in([s.value for s in allowed_from(action)])
                 )
-                .returning(Pickup.id)
+                .returning(Pickup.id, Pickup.zone)
             )
             if not changed:
                 raise await _conflict(pickup_id, action, courier_id)
+            uow.note_zone(pickup_id, changed[0]["zone"])
             await uow.record(
                 event_type,
                 actor=Actor("courier", courier_id),
@@ -282,7 +283,7 @@ async def _advance(
                 client_action_id=body.client_action_id,
                 client_at=client_at,
             )
-    except (sqlite3.IntegrityError, UniqueViolationError):
+    except UNIQUE_VIOLATION:
         # The unique index over waybill numbers is the check (no read before every collect), and it
         # also stops the later of two pickups collected with one waybill at the same moment. It fires
         # only when the state change itself was allowed: a pickup that is not yours or not held is
@@ -327,8 +328,6 @@ async def collect(principal: Principal, pickup_id: int, body: CollectIn) -> Pick
 
 
 async def fail(principal: Principal, pickup_id: int, body: FailIn) -> PickupOut:
-    if body.reason not in FAILURE_REASONS:
-        raise field_errors([{"field": "reason", "message": f"one of: {', '.join(FAILURE_REASONS)}"}])
     return await _advance(
         principal,
         pickup_id,

@@ -46,6 +46,7 @@ JS_STRINGS = (
     "courier.error.network",
     "courier.error.conflict",
     "courier.error.other",
+    "courier.offers",  # the title of the background notification
 )
 
 

@@ -7,8 +7,10 @@ share it, so SQLite keeps its single writer connection and PostgreSQL its single
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
+from asyncpg.exceptions import UniqueViolationError
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
@@ -57,6 +59,10 @@ async def close_engine(engine: Engine) -> None:
         await engine.close_connection_pool()
     elif isinstance(engine, FastSQLiteEngine):
         await engine.close()
+
+
+# What either engine raises when a unique index refuses a row (callers turn it into a 409).
+UNIQUE_VIOLATION = (sqlite3.IntegrityError, UniqueViolationError)
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -85,13 +85,21 @@ async def drop_timers(pickup_ids: list[int], *, offer_expiry_only: bool = True) 
 
 # -- offering and escalating -------------------------------------------------------------------------
 async def dispatch_pickup(
-    uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, *, stage: int = ZONE, reason: str
+    uow: UnitOfWork,
+    pickup: dict[str, Any],
+    zone: ZoneInfo,
+    *,
+    stage: int = ZONE,
+    reason: str,
+    candidates_seen: dict[tuple[int, int], list[Candidate]] | None = None,
 ) -> list[int]:
     """Offer the pickup at `stage`, or at the first later stage that has someone to offer it to;
     returns who was offered it (nobody: it went to the dispatcher).
 
     What follows is the rules' decision, not that of whoever's request led here (a partner creating,
-    a courier coming on duty, a dispatcher unassigning): its events are the system's."""
+    a courier coming on duty, a dispatcher unassigning): its events are the system's.
+    `candidates_seen` lets a caller dispatching many pickups in one transaction read each (zone, stage)'s
+    couriers once: offering changes neither duty nor load (load counts held pickups only)."""
     if pickup["offer_round"] == 0:  # never offered: nobody to leave out
         offered_ever: set[int] = set()
         offered_open: set[int] = set()
@@ -99,7 +107,12 @@ async def dispatch_pickup(
         offered_ever = await _offered_couriers(pickup["id"], open_only=False)
         offered_open = await _offered_couriers(pickup["id"], open_only=True)
     while stage < DISPATCHER:
-        candidates = await stage_candidates(zone, stage)
+        if candidates_seen is None:
+            candidates = await stage_candidates(zone, stage)
+        elif (key := (zone.id, stage)) in candidates_seen:
+            candidates = candidates_seen[key]
+        else:
+            candidates = candidates_seen[key] = await stage_candidates(zone, stage)
         if zone.dispatch_mode == "assign":
             ranked = rank_for_assign(candidates, pickup_lat=pickup["lat"], pickup_lng=pickup["lng"])
             chosen = next_assignee(ranked, offered_ever)
@@ -399,9 +412,7 @@ async def _redispatch(uow: UnitOfWork, pickup: dict[str, Any]) -> None:
     if zone is None:
         await Pickup.update({Pickup.status: "pending"}).where(Pickup.id == pickup["id"])
         return
-    if pickup["status"] in HELD_STATES:
-        # offer_to moves it on to `offered`; the state machine allows OFFER from held states.
-        pass
+    # offer_to moves it on to `offered`; the state machine allows OFFER from held states.
     await dispatch_pickup(uow, pickup, zone, stage=ZONE, reason="unassigned")
 
 

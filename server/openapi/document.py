@@ -15,7 +15,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 
 from server.auth.controller import LoginIn
-from server.auth.principal import Principal, admin_only, courier_only, dispatcher_only, partner_only
+from server.auth.principal import Principal
 from server.openapi.schemas import (
     ERROR_SCHEMAS,
     SCHEMAS,
@@ -49,12 +49,6 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("DELETE", "/api/v1/courier/push-subscriptions"): {422},  # no endpoint named
 }
 
-_GUARD_ROLES = (
-    (partner_only, ("partner",)),
-    (courier_only, ("courier",)),
-    (dispatcher_only, ("dispatcher", "admin")),
-    (admin_only, ("admin",)),
-)
 ALL_ROLES = ["partner", "courier", "dispatcher", "admin"]
 
 
@@ -139,7 +133,7 @@ def _who_may_call(handler: HTTPRouteHandler, path: str, public_paths: Sequence[s
         return []
     # The guards as declared on the handler and the layers above it (resolve_guards() wraps them).
     guards = [guard for layer in handler.ownership_layers for guard in (layer.guards or [])]
-    roles = [role for guard, allowed in _GUARD_ROLES if guard in guards for role in allowed]
+    roles = [role for guard in guards for role in getattr(guard, "roles", ())]
     return sorted(set(roles), key=ALL_ROLES.index) if roles else ALL_ROLES
 
 

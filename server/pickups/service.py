@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from asyncpg.exceptions import UniqueViolationError
 
 from server.auth.principal import Principal
+from server.db.engine import UNIQUE_VIOLATION
 from server.dispatch.service import dispatch_pickup, start_time_limit
 from server.domain.contact import mask_phone, new_tracking_code, normalize_mobile
 from server.domain.geo import point_in_wgs84
@@ -142,7 +141,7 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
             await start_time_limit(pickup)
             if zone is not None:
                 await dispatch_pickup(uow, pickup, zone, reason="new")  # offers: the system decides
-    except (sqlite3.IntegrityError, UniqueViolationError):
+    except UNIQUE_VIOLATION:
         # The unique index (partner, partner_order_no) is the check: it also stops the later of two
         # simultaneous creates, which no read before the insert could.
         if duplicate := await duplicate_of_order():

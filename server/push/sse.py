@@ -21,6 +21,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from server.push.hub import Connection, PushHub
 from server.push.log import REPLAY_PAGE, PushMessage, latest_event_id
+from server.validation import MAX_ID
 
 KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000
@@ -28,7 +29,6 @@ RETRY_MS = 2000
 # SSE spec that makes EventSource dispatch an empty `message` event for every keepalive.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _EVENT_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
-_MAX_EVENT_ID = 2**63 - 1  # ids are BIGINT
 
 _encoder = msgspec.json.Encoder()
 
@@ -42,7 +42,7 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     if raw is None or not _EVENT_ID.fullmatch(raw.strip()):
         return None
     value = int(raw)
-    return value if value <= _MAX_EVENT_ID else None
+    return value if value <= MAX_ID else None
 
 
 def to_sse(message: PushMessage) -> ServerSentEventMessage:
