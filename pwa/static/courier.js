@@ -108,24 +108,46 @@ function ringingFromList() {
 
 let refreshing = null;
 let refreshAgain = false;
+let typedBeforeSwap = null;
+
+// What the courier has typed into the list, by input id.
+function typedValues() {
+  const typed = {};
+  for (const input of document.querySelectorAll("#pickups input[id], #pickups select[id]")) {
+    if (input.value) typed[input.id] = input.value;
+  }
+  return typed;
+}
+
+function restoreTyped(typed) {
+  for (const [id, value] of Object.entries(typed || {})) {
+    const input = document.getElementById(id);
+    if (input && !input.value) input.value = value;
+  }
+}
+
+// What the courier is typing survives the swap: it is read at the moment the new list replaces the old one
+// (not when the request left), so a number typed while the request was out is kept too.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  if (event.detail.target && event.detail.target.id === "pickups") typedBeforeSwap = typedValues();
+});
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (event.detail.target && event.detail.target.id === "pickups" && typedBeforeSwap) restoreTyped(typedBeforeSwap);
+});
 
 async function refreshList() {
   if (refreshing) {
     refreshAgain = true;
     return refreshing;
   }
-  // What the courier is typing survives the swap.
-  const typed = {};
-  for (const input of document.querySelectorAll("#pickups input[id], #pickups select[id]")) typed[input.id] = input.value;
+  typedBeforeSwap = null;
   const focused = document.activeElement && document.activeElement.id;
   refreshing = window.htmx
     .ajax("GET", app.dataset.listUrl, { target: "#pickups", swap: "outerHTML" })
     .catch(() => showNotice(t("courier.error.network")))
     .finally(() => {
-      for (const [id, value] of Object.entries(typed)) {
-        const input = document.getElementById(id);
-        if (input && value) input.value = value;
-      }
+      restoreTyped(typedBeforeSwap);
+      typedBeforeSwap = null;
       if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
       refreshing = null;
       ringingFromList();

@@ -4,6 +4,7 @@ waybill refused and one collected; and Chromium finds it installable and opens i
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -143,14 +144,14 @@ async def test_an_offer_taken_by_another_courier_or_cancelled_stops_ringing(
     await expect(phone.locator(f"#offer-{pickup_id}")).to_be_visible()
     r = await other.post(f"/api/v1/courier/pickups/{pickup_id}/accept", json={})
     assert r.status_code == 200, r.text
-    await phone.wait_for_function("document.body.dataset.ringing === 'false'", polling="raf", timeout=2000)
+    await phone.wait_for_function("document.body.dataset.ringing === 'false'", polling="raf", timeout=5000)
     await expect(phone.locator(f"#offer-{pickup_id}")).to_have_count(0)
 
     # The customer cancels through the partner before anyone answers.
     pickup_id, _ = await ring_time(phone, people, zone)
     r = await people.partner().post(f"/api/v1/pickups/{pickup_id}/cancel", json={"reason": "changed my mind"})
     assert r.status_code == 200, r.text
-    await phone.wait_for_function("document.body.dataset.ringing === 'false'", polling="raf", timeout=2000)
+    await phone.wait_for_function("document.body.dataset.ringing === 'false'", polling="raf", timeout=5000)
     await expect(phone.locator(f"#offer-{pickup_id}")).to_have_count(0)
 
 
@@ -196,3 +197,28 @@ async def test_chromium_finds_the_app_installable_and_opens_it_offline(
         assert not errors, f"JavaScript errors on the page: {errors}"
     finally:
         await context.close()
+
+
+async def test_a_waybill_typed_while_the_list_refreshes_is_kept(phone: Any, people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    await sign_in_and_go_on_duty(phone, zone)
+    pickup_id, _ = await ring_time(phone, people, zone)
+    await phone.locator(f"#offer-{pickup_id} button[data-action=accept]").tap()
+    held = phone.locator(f"#held-{pickup_id}")
+    await expect(held).to_have_attribute("data-status", "accepted")
+
+    # The list's next answer is held back; meanwhile the courier types the waybill number.
+    release = asyncio.Event()
+
+    async def slow_list(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await phone.route("**/app/pickups*", slow_list)
+    await held.locator("button[data-action=contacted]").tap()  # sends, then refreshes the list
+    waybill = new_waybill()
+    await held.locator("input[name=waybill_no]").fill(waybill)
+    release.set()
+    await expect(held).to_have_attribute("data-status", "contacted")  # the new list is in
+    await expect(held.locator("input[name=waybill_no]")).to_have_value(waybill)
+    await phone.unroute("**/app/pickups*")
