@@ -17,11 +17,19 @@ function show() {
   }
   const target = hash.length > 1 && hash !== "#day" && hash !== "#now" ? document.getElementById(hash.slice(1)) : null;
   if (target) target.scrollIntoView({ block: "start" });
-  else window.scrollTo(0, 0);
+  else document.getElementById("main").scrollTo(0, 0);
 }
 
 window.addEventListener("hashchange", show);
 new MutationObserver(() => {
   if (document.body.dataset.ringing === "true" && app.dataset.view !== "now") window.location.hash = "now";
 }).observe(document.body, { attributes: true, attributeFilter: ["data-ringing"] });
+// What opens inside a card (decline's reasons) is scrolled into sight, so every choice shows at once.
+document.addEventListener(
+  "toggle",
+  (event) => {
+    if (event.target.open) event.target.scrollIntoView({ block: "nearest" });
+  },
+  true,
+);
 show();

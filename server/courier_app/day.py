@@ -87,7 +87,7 @@ async def my_day(courier_id: int, held: list[dict[str, Any]], now: datetime) -> 
         else []
     )
     by_id = {r["id"]: r for r in rows}
-    closed = []
+    closed: list[dict[str, Any]] = []
     for event in closing:
         pickup = by_id.get(event["pickup"])
         if pickup is None or any(c["id"] == pickup["id"] for c in closed):
