@@ -343,7 +343,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "courier.nav.amap": {"zh-CN": "高德地图", "en": "AMap"},
     "courier.nav.baidu": {"zh-CN": "百度地图", "en": "Baidu Maps"},
     "courier.nav.apple": {"zh-CN": "苹果地图", "en": "Apple Maps"},
-    "courier.nav.geo": {"zh-CN": "其他地图", "en": "Other map app"},
+    "courier.nav.geo": {"zh-CN": "其他地图", "en": "Other maps"},
     "courier.arrived": {"zh-CN": "已到达", "en": "Arrived"},
     "courier.status.collected": {"zh-CN": "已揽收", "en": "Collected"},
     "courier.status.failed": {"zh-CN": "未揽收", "en": "Not collected"},
