@@ -24,6 +24,7 @@ from server.auth.principal import Principal, courier_only
 from server.console.queries import DEFAULT_TIMEZONE
 from server.courier import service
 from server.courier.schemas import FailureReason
+from server.courier_app import day
 from server.i18n import translate
 from server.pages import forbidden_page, request_language
 from server.push.log import latest_event_id, utcnow
@@ -32,6 +33,9 @@ from server.tables import Courier, PickupOffer
 TEMPLATE = "courier.html"
 SERVICE_WORKER = Path(__file__).resolve().parents[2] / "pwa" / "static" / "sw.js"
 FAILURE_REASONS = get_args(FailureReason)
+# The reasons a courier may give for declining an offer: the same list as the decline endpoint's
+# DeclineReason (server/courier/schemas.py, being added with that endpoint; read it from there once merged).
+DECLINE_REASONS = ("too_far", "busy", "vehicle_full", "wrong_zone", "other")
 # Strings courier.js shows (errors, the live indicator, time left), sent once with the page.
 JS_STRINGS = (
     "courier.live",
@@ -47,6 +51,8 @@ JS_STRINGS = (
     "courier.error.conflict",
     "courier.error.other",
     "courier.offers",  # the title of the background notification
+    "courier.due.left",  # the time-limit countdowns (countdown.js)
+    "courier.due.over",
 )
 
 
@@ -68,10 +74,12 @@ def _forbidden(request: Request[Any, Any, Any], exc: PermissionDeniedException) 
 
 
 async def _pickups_context(principal: Principal) -> dict[str, Any]:
-    """The offers (each with when it runs out) and the held pickups, as the JSON API gives them."""
+    """The offers (each with when it runs out and how far it is), the held pickups (as the JSON API
+    gives them, with their navigation links) and My day."""
     courier_id = principal.courier_id
     assert courier_id is not None  # courier_only guard
     mine = await service.my_pickups(principal)
+    position = await day.courier_position(courier_id)
     expiries = await PickupOffer.select(PickupOffer.pickup, PickupOffer.expires_at).where(
         (PickupOffer.courier == courier_id) & PickupOffer.outcome.is_null()
     )
@@ -81,7 +89,51 @@ async def _pickups_context(principal: Principal) -> dict[str, Any]:
         at = expires.get(offer["id"])
         offer["expires_at"] = at.isoformat() if at else None
         offer["seconds_left"] = max(0, int((at - now).total_seconds())) if at else None
-    return {"offers": mine["offers"], "held": mine["held"]}
+        offer["distance_m"] = day.distance_to(position, offer["lat"], offer["lng"])
+    for pickup in mine["held"]:
+        pickup["navigation"] = day.navigation(pickup)
+    return {
+        "offers": mine["offers"],
+        "held": mine["held"],
+        "day": await day.my_day(courier_id, mine["held"], now),
+    }
+
+
+def _distance(lang: str) -> Any:
+    """Formats metres for a card: "350 m" up to a kilometre, then "1.2 km"."""
+
+    def distance(metres: int) -> str:
+        if metres < 1000:
+            return translate("courier.distance.m", lang, n=metres)
+        return translate("courier.distance.km", lang, n=f"{metres / 1000:.1f}")
+
+    return distance
+
+
+def _duration(seconds: int) -> str:
+    """H:MM:SS, as countdown.js writes it every second."""
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _due(lang: str) -> Any:
+    """The time-limit countdown of a held pickup as first rendered: (text, "true" when overdue)."""
+
+    def due(at: str) -> tuple[str, str]:
+        seconds = int((datetime.fromisoformat(at) - utcnow()).total_seconds())
+        if seconds >= 0:
+            return translate("courier.due.left", lang, t=_duration(seconds)), "false"
+        return translate("courier.due.over", lang, t=_duration(-seconds)), "true"
+
+    return due
+
+
+def _clock(value: datetime | str | None) -> str:
+    """HH:MM in the service's local time (for the closed list and due times)."""
+    if value is None:
+        return ""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return f"{at.astimezone(ZoneInfo(DEFAULT_TIMEZONE)):%H:%M}"
 
 
 def _slot(lang: str) -> Any:
@@ -101,6 +153,10 @@ def _slot(lang: str) -> Any:
 def _base_context(request: Request[Principal, Any, Any], lang: str) -> dict[str, Any]:
     return {
         "slot": _slot(lang),
+        "distance": _distance(lang),
+        "clock": _clock,
+        "due": _due(lang),
+        "decline_reasons": DECLINE_REASONS,
         "lang": lang,
         "t": lambda key, **kw: translate(key, lang, **kw),
         "user": request.user,

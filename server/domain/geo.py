@@ -223,13 +223,16 @@ def _fmt_coord(value: float) -> str:
 def navigation_links(
     lng_wgs84: float, lat_wgs84: float, name: str, *, app: str = "lanshou"
 ) -> dict[str, str]:
-    """Deep links that open the point in the three big Chinese map apps.
+    """Deep links that open the point in the three big Chinese map apps, Apple Maps and whatever app
+    the phone hands a ``geo:`` URI to.
 
     Each provider expects its own datum, so the WGS-84 point is converted
-    first. ``app`` fills Baidu's ``src`` and Tencent's ``referer`` parameters,
-    which those providers ask callers to identify themselves with.
+    first: Apple Maps draws China from AutoNavi's data and reads GCJ-02 there
+    (as AMap and Tencent do); a ``geo:`` URI is WGS-84 by definition
+    (RFC 5870). ``app`` fills Baidu's ``src`` and Tencent's ``referer``
+    parameters, which those providers ask callers to identify themselves with.
 
-    Returns a dict with keys ``amap``, ``baidu`` and ``tencent``.
+    Returns a dict with keys ``amap``, ``baidu``, ``tencent``, ``apple`` and ``geo``.
     """
     g_lng, g_lat = from_wgs84(lng_wgs84, lat_wgs84, "gcj02")
     b_lng, b_lat = from_wgs84(lng_wgs84, lat_wgs84, "bd09")
@@ -252,6 +255,12 @@ def navigation_links(
             "https://apis.map.qq.com/uri/v1/marker"
             f"?marker=coord:{_fmt_coord(g_lat)},{_fmt_coord(g_lng)};title:{q_name}"
             f"&referer={q_app}"
+        ),
+        "apple": f"https://maps.apple.com/?ll={_fmt_coord(g_lat)},{_fmt_coord(g_lng)}&q={q_name}",
+        # Android's form: a pin at the point, labelled (the label in parentheses after q=lat,lng).
+        "geo": (
+            f"geo:{_fmt_coord(lat_wgs84)},{_fmt_coord(lng_wgs84)}"
+            f"?q={_fmt_coord(lat_wgs84)},{_fmt_coord(lng_wgs84)}({q_name})"
         ),
     }
 

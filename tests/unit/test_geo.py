@@ -604,3 +604,19 @@ def test_export_accepts_any_zone_like_object() -> None:
     # The export is a copy: mutating it leaves the zone alone.
     exported["features"][0]["geometry"]["coordinates"][0][0][0] = 0.0
     assert geojson["coordinates"][0][0][0] == CS_LNG
+
+
+def test_apple_maps_reads_gcj02_in_china_and_a_geo_uri_wgs84() -> None:
+    name = "五一广场 (东)"
+    links = navigation_links(CS_LNG, CS_LAT, name)
+    g_lng, g_lat = from_wgs84(CS_LNG, CS_LAT, "gcj02")
+    apple = urlsplit(links["apple"])
+    assert (apple.scheme, apple.netloc) == ("https", "maps.apple.com")
+    q = parse_qs(apple.query)
+    lat_s, lng_s = q["ll"][0].split(",")
+    assert float(lat_s) == pytest.approx(g_lat, abs=1e-6) and float(lng_s) == pytest.approx(g_lng, abs=1e-6)
+    assert q["q"] == [name]
+    # RFC 5870: WGS-84 as stored; the label's parentheses are escaped so that they cannot end it early.
+    assert links["geo"] == (
+        f"geo:{CS_LAT:.6f},{CS_LNG:.6f}?q={CS_LAT:.6f},{CS_LNG:.6f}(%E4%BA%94%E4%B8%80%E5%B9%BF%E5%9C%BA%20%28%E4%B8%9C%29)"
+    )
