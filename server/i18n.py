@@ -329,6 +329,32 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "courier.reason.packaging_unfit": {"zh-CN": "包装不合格", "en": "Packaging unfit"},
     "courier.reason.out_of_capacity": {"zh-CN": "运力不足", "en": "Out of capacity"},
     "courier.reason.other": {"zh-CN": "其他", "en": "Other"},
+    # the courier app's outbox, decline reasons (pwa/static/courier.js)
+    "courier.outbox.pending": {"zh-CN": "{n} 项待发送", "en": "{n} action(s) waiting to be sent"},
+    "courier.outbox.refused": {
+        "zh-CN": "订单 {pickup}：离线时的“{action}”未能生效。{reason}",
+        "en": "Pickup {pickup}: “{action}”, done offline, was not applied. {reason}",
+    },
+    "courier.outbox.cancelled": {"zh-CN": "客户已取消该订单", "en": "The customer cancelled it"},
+    "courier.outbox.dismiss": {"zh-CN": "知道了", "en": "OK"},
+    "courier.outbox.action.accept": {"zh-CN": "接单", "en": "accept"},
+    "courier.outbox.action.decline": {"zh-CN": "不接", "en": "decline"},
+    "courier.outbox.action.contacted": {"zh-CN": "已联系客户", "en": "customer contacted"},
+    "courier.outbox.action.arrived": {"zh-CN": "已到达", "en": "arrived"},
+    "courier.outbox.action.collect": {"zh-CN": "确认揽收", "en": "collect"},
+    "courier.outbox.action.fail": {"zh-CN": "无法揽收", "en": "cannot collect"},
+    "courier.pending.accept": {"zh-CN": "已接单（待同步）", "en": "Accepted (not sent yet)"},
+    "courier.pending.contacted": {"zh-CN": "已联系（待同步）", "en": "Contacted (not sent yet)"},
+    "courier.pending.arrived": {"zh-CN": "已到达（待同步）", "en": "Arrived (not sent yet)"},
+    "courier.pending.collect": {"zh-CN": "已收件（待同步）", "en": "Collected (not sent yet)"},
+    "courier.pending.fail": {"zh-CN": "未能揽收（待同步）", "en": "Not collected (not sent yet)"},
+    "courier.decline.ask": {"zh-CN": "不接的原因", "en": "Why not?"},
+    "courier.decline.too_far": {"zh-CN": "太远", "en": "Too far"},
+    "courier.decline.busy": {"zh-CN": "忙不过来", "en": "Too busy"},
+    "courier.decline.vehicle_full": {"zh-CN": "车已装满", "en": "Vehicle full"},
+    "courier.decline.wrong_zone": {"zh-CN": "不是我的片区", "en": "Not my zone"},
+    "courier.decline.other": {"zh-CN": "其他原因", "en": "Other"},
+    "courier.decline.back": {"zh-CN": "返回", "en": "Back"},
 }
 
 

@@ -1,12 +1,16 @@
 // The courier app's service worker (served at /sw.js, registered with scope /app). It keeps the app
-// shell so that the app opens with no network: the page (as last seen) and its static files. The API
-// and the event stream are never cached: what they say must be current or visibly unavailable.
-const CACHE = "lanshou-courier-v1";
+// shell so that the app opens with no network: the page and its list (as last seen) and its static files.
+// The API and the event stream are never cached: what they say must be current or visibly unavailable.
+// It also shows the Web Push offers (server/webpush/service.py: offer_payload) and opens the app at the
+// offer when one is tapped.
+const CACHE = "lanshou-courier-v2";
 const SHELL = [
   "/app",
   "/static/app.css",
   "/static/courier.css",
   "/static/courier.js",
+  "/static/outbox.js",
+  "/static/push.js",
   "/static/vendor/htmx/htmx.min.js",
   "/static/manifest.webmanifest",
   "/static/icons/icon-192.png",
@@ -48,18 +52,52 @@ self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
   if (event.request.mode === "navigate" && (url.pathname === "/app" || url.pathname === "/app/")) {
     event.respondWith(networkFirst(event.request, "/app"));
+  } else if (url.pathname === "/app/pickups") {
+    // The list as last seen (per language): what the cached page shows with no network.
+    event.respondWith(networkFirst(event.request, url.pathname + url.search));
   } else if (SHELL.includes(url.pathname)) {
     event.respondWith(networkFirst(event.request, url.pathname));
   }
 });
 
-// Tapping a notification opens (or focuses) the app.
+const VIBRATE = [300, 100, 300, 100, 300, 100, 600];
+
+// An offer pushed while the app is in the background or closed: {type, pickup_id, title, body, tag, url}.
+// One notification per pickup (its tag), which stays until answered and rings again when re-sent.
+self.addEventListener("push", (event) => {
+  let message = {};
+  try {
+    message = event.data ? event.data.json() : {};
+  } catch {
+    message = { body: event.data ? event.data.text() : "" };
+  }
+  const id = message.pickup_id;
+  event.waitUntil(
+    self.registration.showNotification(message.title || "新揽收任务", {
+      body: message.body || "",
+      tag: message.tag || (id ? `pickup-${id}` : "lanshou-offer"),
+      renotify: true,
+      requireInteraction: true,
+      vibrate: VIBRATE,
+      icon: "/static/icons/icon-192.png",
+      badge: "/static/icons/icon-192.png",
+      data: { pickup_id: id },
+    }),
+  );
+});
+
+// Tapping a notification opens the app at that offer, or brings the open app forward and shows it there.
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
+  const id = event.notification.data?.pickup_id;
+  const target = id ? `/app#offer-${encodeURIComponent(id)}` : "/app";
   event.waitUntil(
-    self.clients.matchAll({ type: "window" }).then((windows) => {
+    self.clients.matchAll({ type: "window", includeUncontrolled: true }).then(async (windows) => {
       const open = windows.find((w) => new URL(w.url).pathname.startsWith("/app"));
-      return open ? open.focus() : self.clients.openWindow("/app");
+      if (!open) return self.clients.openWindow(target);
+      const focused = await open.focus();
+      if (id) (focused || open).postMessage({ type: "open-offer", pickup_id: id });
+      return focused;
     }),
   );
 });
