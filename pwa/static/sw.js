@@ -86,18 +86,19 @@ self.addEventListener("push", (event) => {
   );
 });
 
-// Tapping a notification opens the app at that offer, or brings the open app forward and shows it there.
+// Opens the app at an offer, or brings the open app forward and has it show the offer there.
+async function openOffer(id) {
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const open = windows.find((w) => new URL(w.url).pathname.startsWith("/app"));
+  if (!open) return self.clients.openWindow(id ? `/app#offer-${encodeURIComponent(id)}` : "/app");
+  // Focusing is allowed while handling a click; elsewhere it is refused and the message still goes.
+  const focused = await open.focus().catch(() => null);
+  if (id) (focused || open).postMessage({ type: "open-offer", pickup_id: id });
+  return focused;
+}
+
+// Tapping a notification opens the app at that offer.
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const id = event.notification.data?.pickup_id;
-  const target = id ? `/app#offer-${encodeURIComponent(id)}` : "/app";
-  event.waitUntil(
-    self.clients.matchAll({ type: "window", includeUncontrolled: true }).then(async (windows) => {
-      const open = windows.find((w) => new URL(w.url).pathname.startsWith("/app"));
-      if (!open) return self.clients.openWindow(target);
-      const focused = await open.focus();
-      if (id) (focused || open).postMessage({ type: "open-offer", pickup_id: id });
-      return focused;
-    }),
-  );
+  event.waitUntil(openOffer(event.notification.data?.pickup_id));
 });
