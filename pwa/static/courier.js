@@ -194,6 +194,7 @@ function onEvent(event) {
   if (event.type === "pickup.offered") {
     silenced.delete(id); // a new round of the same pickup rings again
     seenSent.delete(id); // and is seen again
+    declined.delete(id);
     ringing.add(id);
     updateRinging();
     notifyInBackground(data);
@@ -456,6 +457,13 @@ function renderPending() {
   }
   for (const el of document.querySelectorAll("#pickups [data-pending-note]")) el.remove();
   for (const card of document.querySelectorAll("#pickups [data-pending]")) delete card.dataset.pending;
+  for (const id of declined) {
+    const card = document.getElementById(`offer-${id}`);
+    if (card) {
+      card.hidden = true;
+      card.dataset.pendingHidden = "true";
+    }
+  }
   const latest = new Map(shown.map((entry) => [entry.pickup_id, entry])); // the last action per pickup
   for (const [id, entry] of latest) {
     if (entry.action === "accept" || entry.action === "decline") {
@@ -516,6 +524,7 @@ async function act(pickupId, action, fields, errorTarget, busy) {
 // -- seen: the offer card was on a visible screen (alert → seen → accept times) ---------------------------
 
 const seenSent = new Set();
+const declined = new Set(); // offers declined on this page (this round)
 const onScreen = new Set();
 const watcher = "IntersectionObserver" in window
   ? new IntersectionObserver((entries) => {
@@ -594,8 +603,14 @@ app.addEventListener("click", (event) => {
     }
     closeNotification(id);
     const reason = reasonButton.dataset.declineReason;
+    declined.add(id); // gone from this screen at once, sent or waiting; back only if offered again
+    renderPending();
     act(id, "decline", { reason }, card.querySelector("[data-error]"), [...card.querySelectorAll("button")]).then(
-      (result) => result.ok && card.remove(),
+      (result) => {
+        if (result.ok || result.queued) return;
+        declined.delete(id); // refused: the card comes back with the reason
+        renderPending();
+      },
     );
     return;
   }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from playwright.async_api import expect
 
 from server.push.log import PushMessage
 from server.webpush.service import offer_payload
-from tests.browser.test_courier_app_browser import phone, ring_time, sign_in_and_go_on_duty
+from tests.browser.test_courier_app_browser import RINGING, phone, ring_time, sign_in_and_go_on_duty
 from tests.conftest import Personas, ServerProcess, make_zone, new_waybill, pickup_body
 
 pytestmark = pytest.mark.browser
@@ -34,13 +35,23 @@ OUTBOX_SIZE = """new Promise((resolve, reject) => {
 CONTROLLED = "navigator.serviceWorker.controller !== null"
 
 
+async def until(page: Any, expression: str, seconds: float = 5) -> None:
+    """Waits until the expression (maybe a promise) is true in the page. (wait_for_function's timer
+    polling evaluates a string, which the app's Content-Security-Policy refuses.)"""
+    for _ in range(int(seconds * 10)):
+        if await page.evaluate(expression):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"still not true after {seconds} s: {expression}")
+
+
 async def accepted_pickup(page: Any, people: Personas) -> tuple[int, Any]:
     """A courier on duty with a pickup accepted online; returns its id and its card."""
     zone = await make_zone(people, couriers=1)
     await sign_in_and_go_on_duty(page, zone)
     # The service worker takes the page over once installed (clients.claim), and from then on keeps the
     # list as last seen for when there is no network.
-    await page.wait_for_function(CONTROLLED)
+    await until(page, CONTROLLED)
     pickup_id, _ = await ring_time(page, people, zone)
     await page.locator(f"#offer-{pickup_id} button[data-action=accept]").tap()
     held = page.locator(f"#held-{pickup_id}")
@@ -63,6 +74,7 @@ async def test_a_collection_done_offline_is_synced_exactly_once_on_reconnect(
 
     await held.locator("button[data-action=contacted]").tap()
     await expect(held.locator("[data-pending-note]")).to_have_text("已联系（待同步）")
+    await expect(held.locator("button[data-action=contacted]")).to_be_hidden()
     waybill = new_waybill()
     await held.locator("input[name=waybill_no]").fill(waybill)
     await held.locator("form.collect button[type=submit]").tap()
@@ -182,7 +194,7 @@ async def test_the_stream_resumes_from_its_last_event_id_after_going_offline(pho
     await phone.context.set_offline(False)
     await expect(phone.locator("#live")).to_have_attribute("data-state", "live")
     await expect(phone.locator(f"#offer-{pickup_id}")).to_be_visible()
-    await phone.wait_for_function("document.body.dataset.ringing === 'true'")
+    await until(phone, RINGING)
     assert streams and streams[-1].endswith(f"?last_event_id={before}")  # resumed, not started afresh
     offered = await events_of(people, pickup_id, "pickup.offered")
     assert offered
@@ -197,7 +209,7 @@ async def test_the_service_worker_shows_a_pushed_offer_and_opens_the_app_at_it(
     await phone.context.grant_permissions(["notifications"], origin=server.url)
     zone = await make_zone(people, couriers=1)
     await sign_in_and_go_on_duty(phone, zone)
-    await phone.wait_for_function(CONTROLLED)
+    await until(phone, CONTROLLED)
 
     cdp = await phone.context.new_cdp_session(phone)
     registrations: list[dict[str, Any]] = []
@@ -255,7 +267,8 @@ async def test_the_service_worker_shows_a_pushed_offer_and_opens_the_app_at_it(
     # And accepting it in the app closes the notification.
     await phone.locator(f"#offer-{pickup_id} button[data-action=accept]").tap()
     await expect(phone.locator(f"#held-{pickup_id}")).to_be_visible()
-    await phone.wait_for_function(
+    await until(
+        phone,
         "navigator.serviceWorker.getRegistration('/app').then((r) => r.getNotifications())"
         ".then((list) => list.length === 0)"
     )
@@ -267,3 +280,47 @@ async def test_an_offer_opened_from_a_notification_address_is_shown(phone: Any, 
     pickup_id, _ = await ring_time(phone, people, zone)
     await phone.goto(f"/app#offer-{pickup_id}")
     await expect(phone.locator(f"#offer-{pickup_id}")).to_have_attribute("data-highlight", "true")
+
+
+async def test_decline_asks_why_and_sends_the_reason_and_seen_is_sent_once_the_offer_is_on_screen(
+    phone: Any, people: Personas
+) -> None:
+    # The decline and seen endpoints come with the server side of the courier app; here their answers
+    # are stood in for, and what the app sends is checked. (After the merge, test_courier_api covers them.)
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def stand_in(route: Any) -> None:
+        sent.append((route.request.url.rsplit("/", 1)[-1], route.request.post_data_json))
+        await route.fulfill(status=200, json={})
+
+    await phone.route(re.compile(r".*/api/v1/courier/pickups/\d+/(decline|seen)$"), stand_in)
+    zone = await make_zone(people, couriers=1)
+    await sign_in_and_go_on_duty(phone, zone)
+    pickup_id, _ = await ring_time(phone, people, zone)
+    offer = phone.locator(f"#offer-{pickup_id}")
+    await expect(offer).to_be_visible()
+    for _ in range(50):  # seen goes as soon as the card is on the screen
+        if sent:
+            break
+        await asyncio.sleep(0.1)
+    assert [kind for kind, _ in sent] == ["seen"]
+
+    await offer.locator("button[data-action=decline]").tap()
+    assert await phone.evaluate("document.body.dataset.ringing") == "false"  # at once
+    reasons = offer.locator("[data-decline-reasons] button[data-decline-reason]")
+    await expect(reasons).to_have_text(["太远", "忙不过来", "车已装满", "不是我的片区", "其他原因"])
+    await expect(offer.locator("button[data-action=accept]")).to_be_hidden()
+    await offer.locator("button[data-decline-back]").tap()  # not after all: it rings again
+    await until(phone, RINGING)
+    await expect(offer.locator("button[data-action=accept]")).to_be_visible()
+
+    await offer.locator("button[data-action=decline]").tap()
+    await offer.locator("button[data-decline-reason=too_far]").tap()
+    await expect(offer).to_be_hidden()
+    assert await phone.evaluate("document.body.dataset.ringing") == "false"
+    assert [kind for kind, _ in sent] == ["seen", "decline"]
+    seen, decline = (body for _, body in sent)
+    assert decline["reason"] == "too_far"
+    assert decline["client_action_id"] != seen["client_action_id"]
+    assert all(body["client_at"].endswith("Z") for body in (seen, decline))
+    assert await phone.evaluate(OUTBOX_SIZE) == 0
