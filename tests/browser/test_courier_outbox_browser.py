@@ -174,11 +174,15 @@ async def test_the_outbox_outlives_a_reload_without_network_and_is_sent_when_it_
     assert len(await events_of(people, pickup_id, "pickup.collected")) == 1
 
 
-async def test_the_stream_resumes_from_its_last_event_id_after_going_offline(phone: Any, people: Personas) -> None:
+async def test_the_stream_resumes_from_its_last_event_id_after_going_offline(
+    phone: Any, people: Personas
+) -> None:
     zone = await make_zone(people, couriers=1)
     await sign_in_and_go_on_duty(phone, zone)
     streams: list[str] = []
-    phone.on("request", lambda request: "/api/v1/courier/events" in request.url and streams.append(request.url))
+    phone.on(
+        "request", lambda request: "/api/v1/courier/events" in request.url and streams.append(request.url)
+    )
     before = await phone.evaluate("document.getElementById('app').dataset.lastEventId")
     assert before
 
@@ -270,7 +274,7 @@ async def test_the_service_worker_shows_a_pushed_offer_and_opens_the_app_at_it(
     await until(
         phone,
         "navigator.serviceWorker.getRegistration('/app').then((r) => r.getNotifications())"
-        ".then((list) => list.length === 0)"
+        ".then((list) => list.length === 0)",
     )
 
 
