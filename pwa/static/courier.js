@@ -155,6 +155,7 @@ async function refreshList() {
       if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
       refreshing = null;
       renderPending(); // what waits in the outbox shows on the new cards
+      showOffer(highlighted, false);
       watchOffers();
       ringingFromList();
       updateCountdowns();
@@ -273,13 +274,16 @@ async function closeNotification(id) {
 
 // Opened from a notification (/app#offer-<id>, or the service worker's message to an open app): bring
 // that offer into view and mark it.
-function showOffer(id) {
+let highlighted = null; // the pickup opened from a notification: marked again on every new list
+
+function showOffer(id, scroll = true) {
   if (!id) return;
+  highlighted = String(id);
   const card = document.getElementById(`offer-${id}`) || document.getElementById(`held-${id}`);
   if (!card) return;
   for (const other of document.querySelectorAll("#pickups [data-highlight]")) delete other.dataset.highlight;
   card.dataset.highlight = "true";
-  card.scrollIntoView({ block: "center" });
+  if (scroll) card.scrollIntoView({ block: "center" });
 }
 
 function offerInAddress() {
