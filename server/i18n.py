@@ -361,6 +361,27 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "courier.day.closed": {"zh-CN": "今天已完成", "en": "Closed today"},
     "courier.day.none_open": {"zh-CN": "手上没有进行中的揽收", "en": "Nothing in hand"},
     "courier.day.none_closed": {"zh-CN": "今天还没有完成的揽收", "en": "Nothing closed yet today"},
+    # the courier app's outbox, decline reasons (pwa/static/courier.js)
+    "courier.outbox.pending": {"zh-CN": "{n} 项待发送", "en": "{n} action(s) waiting to be sent"},
+    "courier.outbox.refused": {
+        "zh-CN": "订单 {pickup}：离线时的“{action}”未能生效。{reason}",
+        "en": "Pickup {pickup}: “{action}”, done offline, was not applied. {reason}",
+    },
+    "courier.outbox.cancelled": {"zh-CN": "客户已取消该订单", "en": "The customer cancelled it"},
+    "courier.outbox.dismiss": {"zh-CN": "知道了", "en": "OK"},
+    "courier.outbox.action.accept": {"zh-CN": "接单", "en": "accept"},
+    "courier.outbox.action.decline": {"zh-CN": "不接", "en": "decline"},
+    "courier.outbox.action.contacted": {"zh-CN": "已联系客户", "en": "customer contacted"},
+    "courier.outbox.action.arrived": {"zh-CN": "已到达", "en": "arrived"},
+    "courier.outbox.action.collect": {"zh-CN": "确认揽收", "en": "collect"},
+    "courier.outbox.action.fail": {"zh-CN": "无法揽收", "en": "cannot collect"},
+    "courier.pending.accept": {"zh-CN": "已接单（待同步）", "en": "Accepted (not sent yet)"},
+    "courier.pending.contacted": {"zh-CN": "已联系（待同步）", "en": "Contacted (not sent yet)"},
+    "courier.pending.arrived": {"zh-CN": "已到达（待同步）", "en": "Arrived (not sent yet)"},
+    "courier.pending.collect": {"zh-CN": "已收件（待同步）", "en": "Collected (not sent yet)"},
+    "courier.pending.fail": {"zh-CN": "未能揽收（待同步）", "en": "Not collected (not sent yet)"},
+    "courier.decline.ask": {"zh-CN": "不接的原因", "en": "Why not?"},
+    "courier.decline.back": {"zh-CN": "返回", "en": "Back"},
 }
 
 

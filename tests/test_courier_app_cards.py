@@ -90,7 +90,7 @@ async def test_an_offer_can_be_declined_with_each_reason(people: Personas) -> No
     pickup_id = r.json()["id"]
     r = await courier.get("/app/pickups?lang=en", headers=HX)
     card = section(r.text, f"offer-{pickup_id}")
-    reasons = re.findall(r'data-action="decline" data-reason="(\w+)" data-pickup-id="(\d+)">([^<]+)<', card)
+    reasons = re.findall(r'data-decline-reason="(\w+)" data-pickup-id="(\d+)">([^<]+)<', card)
     assert [(reason, int(pid)) for reason, pid, _ in reasons] == [
         (reason, pickup_id) for reason in ("too_far", "busy", "vehicle_full", "wrong_zone", "other")
     ]

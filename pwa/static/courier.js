@@ -1,9 +1,13 @@
 // The courier app's browser side (an ES module, no build step): the on-duty tap (audio, notifications,
-// wake lock), the event stream that makes an offer ring until it is answered or withdrawn, and the
-// actions, sent to the courier JSON API with their client_action_id and client_at. The list itself is
+// wake lock, Web Push), the event stream that makes an offer ring until it is answered or withdrawn, and the
+// actions, written to the outbox (outbox.js) with their client_action_id and client_at and sent from there
+// to the courier JSON API, so that nothing done without signal is lost. The list itself is
 // server-rendered: after every event and action it is re-read as the `pickups` partial through htmx.
 // Text from the server reaches the page through htmx swaps of escaped HTML or `textContent`, never
 // through innerHTML built here.
+
+import * as outbox from "./outbox.js";
+import * as push from "./push.js";
 
 const app = document.getElementById("app");
 const strings = JSON.parse(document.getElementById("strings").textContent);
@@ -150,6 +154,10 @@ async function refreshList() {
       typedBeforeSwap = null;
       if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
       refreshing = null;
+      renderPending(); // what waits in the outbox shows on the new cards
+      showOffer(highlighted, false);
+      reopenDeclineReasons();
+      watchOffers();
       ringingFromList();
       updateCountdowns();
       if (refreshAgain) {
@@ -163,6 +171,7 @@ async function refreshList() {
 // -- the event stream, resumed from the last event id after any drop --------------------------------------
 
 let source = null;
+let connected = false; // a stream was ready before: the next ready is a reconnection
 
 function setLive(live) {
   const badge = document.getElementById("live");
@@ -170,8 +179,13 @@ function setLive(live) {
   badge.textContent = live ? t("courier.live") : t("courier.connecting");
 }
 
+function setLastEventId(id) {
+  lastEventId = id;
+  app.dataset.lastEventId = id; // where the next stream resumes; shown for whoever looks (a test, support)
+}
+
 function onEvent(event) {
-  if (event.lastEventId) lastEventId = event.lastEventId;
+  if (event.lastEventId) setLastEventId(event.lastEventId);
   let data = {};
   try {
     data = JSON.parse(event.data);
@@ -181,6 +195,8 @@ function onEvent(event) {
   const id = String(data.pickup_id);
   if (event.type === "pickup.offered") {
     silenced.delete(id); // a new round of the same pickup rings again
+    seenSent.delete(id); // and is seen again
+    declined.delete(id);
     ringing.add(id);
     updateRinging();
     notifyInBackground(data);
@@ -189,27 +205,49 @@ function onEvent(event) {
     ringing.delete(id);
     document.getElementById(`offer-${id}`)?.remove();
     updateRinging();
+    closeNotification(id);
   }
   refreshList();
 }
 
+function disconnect() {
+  if (source) source.close();
+  source = null;
+  setLive(false);
+}
+
+// Opens the stream from the last event id this page has: whatever happened meanwhile is replayed first.
 function connect() {
+  disconnect();
   const query = lastEventId ? `?last_event_id=${encodeURIComponent(lastEventId)}` : "";
-  source = new EventSource(`/api/v1/courier/events${query}`);
-  source.addEventListener("ready", (event) => {
-    if (event.lastEventId) lastEventId = event.lastEventId;
+  const stream = new EventSource(`/api/v1/courier/events${query}`);
+  source = stream;
+  stream.addEventListener("ready", (event) => {
+    if (event.lastEventId) setLastEventId(event.lastEventId);
     setLive(true);
+    // Back in touch: send what waits, and (after a drop) re-read the list, which the replay may not cover
+    // (say an action of this page that reached the server while its answer was lost).
+    flushOutbox();
+    if (connected) refreshList();
+    connected = true;
   });
-  for (const type of EVENT_TYPES) source.addEventListener(type, onEvent);
-  source.addEventListener("error", () => {
+  for (const type of EVENT_TYPES) stream.addEventListener(type, onEvent);
+  stream.addEventListener("error", () => {
+    if (source !== stream) return;
     setLive(false);
     // The browser reconnects by itself (sending Last-Event-ID); a stream it gave up on is reopened here.
-    if (source.readyState === EventSource.CLOSED) {
-      source.close();
-      setTimeout(connect, 2000);
-    }
+    if (stream.readyState === EventSource.CLOSED) setTimeout(() => source === stream && connect(), 2000);
   });
 }
+
+// A phone that loses its network keeps a dead connection open for minutes without noticing; the browser
+// does notice going offline and back. So the stream is closed on `offline` and reopened from its last id
+// on `online`, and the outbox is sent.
+window.addEventListener("offline", disconnect);
+window.addEventListener("online", () => {
+  connect();
+  flushOutbox();
+});
 
 async function notifyInBackground(data) {
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
@@ -221,10 +259,67 @@ async function notifyInBackground(data) {
     requireInteraction: true,
     renotify: true,
     vibrate: [300, 100, 300, 100, 300],
+    data: { pickup_id: data.pickup_id },
   });
 }
 
-// -- actions -----------------------------------------------------------------------------------------------
+// An offer answered here or withdrawn needs no notification any more (one may be up from Web Push).
+async function closeNotification(id) {
+  try {
+    const registration = await navigator.serviceWorker?.getRegistration("/app");
+    for (const n of (await registration?.getNotifications({ tag: `pickup-${id}` })) || []) n.close();
+  } catch {
+    // nothing shown, or no service worker: nothing to close
+  }
+}
+
+// Opened from a notification (/app#offer-<id>, or the service worker's message to an open app): bring
+// that offer into view and mark it.
+let highlighted = null; // the pickup opened from a notification: marked again on every new list
+
+function showOffer(id, scroll = true) {
+  if (!id) return;
+  highlighted = String(id);
+  const card = document.getElementById(`offer-${id}`) || document.getElementById(`held-${id}`);
+  if (!card) return;
+  for (const other of document.querySelectorAll("#pickups [data-highlight]")) delete other.dataset.highlight;
+  card.dataset.highlight = "true";
+  if (scroll) card.scrollIntoView({ block: "center" });
+}
+
+function offerInAddress() {
+  const fromHash = /^#offer-(\d+)$/.exec(location.hash);
+  return fromHash ? fromHash[1] : new URLSearchParams(location.search).get("offer");
+}
+
+window.addEventListener("hashchange", () => showOffer(offerInAddress()));
+navigator.serviceWorker?.addEventListener("message", (event) => {
+  if (event.data?.type === "open-offer") {
+    const id = String(event.data.pickup_id);
+    showOffer(id);
+    if (!document.getElementById(`offer-${id}`) && !document.getElementById(`held-${id}`)) {
+      refreshList().then(() => showOffer(id));
+    }
+  }
+});
+
+// -- actions, through the outbox ----------------------------------------------------------------------------
+//
+// Every action is written to the outbox (outbox.js) and then the outbox is sent, oldest first. The action the
+// courier just did is answered in place as before (a bad waybill is refused inline); one that cannot be sent
+// (no network, a server error) waits, the card says so ("已收件（待同步）") and the courier goes on. Waiting
+// actions are sent again when the network returns, every RETRY_MS, and when the page loads. One the server
+// refuses when it finally arrives (the customer cancelled meanwhile: 409) is dropped, with a message naming
+// the pickup. `seen` (the offer was on screen) is sent the same way, silently.
+
+const RETRY_MS = 15_000;
+const SILENT = new Set(["seen"]); // not the courier's doing: not counted, refusals not shown
+const courierId = app.dataset.courierId || "";
+const waiting = new Map(); // outbox seq -> resolve(result), for the actions this page awaits the answer of
+let pending = []; // the outbox as last read (this courier's entries)
+let flushing = null;
+let flushAgain = false;
+let retryTimer = null;
 
 function newActionId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -252,7 +347,7 @@ async function send(path, body) {
   }
   if (response.status === 401) {
     window.location.assign(`/auth/login?next=${encodeURIComponent(location.pathname + location.search)}`);
-    return { ok: false, message: "" };
+    return { ok: false, status: 401, message: "" };
   }
   const answer = await response.json().catch(() => ({}));
   return { ok: response.ok, status: response.status, answer };
@@ -267,41 +362,273 @@ function errorMessage(result, action) {
     if (answer.code === "waybill_taken") return t("courier.waybill.taken");
     if (fields.some((f) => f.endsWith("waybill_no"))) return t("courier.waybill.invalid");
   }
+  if (status === 409 && answer.current_status === "cancelled") return t("courier.outbox.cancelled");
   if (status === 409) return t("courier.error.conflict");
   return t("courier.error.other", { message: answer.message || status });
 }
 
+// Worth sending again later: the network failed, or the server did (a 4xx would only be refused again).
+const sendAgain = (result) => result.status === undefined || result.status >= 500 || result.status === 401;
+
+async function readOutbox() {
+  pending = (await outbox.all()).filter((entry) => entry.courier === courierId);
+  renderPending();
+  return pending;
+}
+
+function refused(entry, result) {
+  if (SILENT.has(entry.action)) return;
+  const item = document.createElement("li");
+  item.dataset.pickupId = entry.pickup_id;
+  item.textContent = t("courier.outbox.refused", {
+    pickup: `#${entry.pickup_id}${entry.place ? ` ${entry.place}` : ""}`,
+    action: t(`courier.outbox.action.${entry.action}`),
+    reason: errorMessage(result, entry.action),
+  });
+  document.getElementById("outbox-refused").append(item);
+  document.getElementById("outbox-messages").hidden = false;
+}
+
+// Sends the waiting actions in order; stops at the first that must wait (the rest wait behind it).
+async function flushOnce() {
+  let changed = false;
+  let stuck = false;
+  for (const entry of await readOutbox()) {
+    const result = await send(`/api/v1/courier/pickups/${entry.pickup_id}/${entry.action}`, entry.body);
+    if (sendAgain(result)) {
+      stuck = true;
+      break;
+    }
+    await outbox.remove(entry.seq);
+    changed = true;
+    const answer = waiting.get(entry.seq);
+    waiting.delete(entry.seq);
+    if (answer) answer(result); // the page shows it where the courier did it
+    else if (!result.ok) refused(entry, result);
+  }
+  await readOutbox();
+  return { changed, stuck };
+}
+
+function flushOutbox() {
+  if (flushing) {
+    flushAgain = true;
+    return flushing;
+  }
+  flushing = (async () => {
+    let changed = false;
+    let stuck = false;
+    do {
+      flushAgain = false;
+      const pass = await outbox.exclusively(flushOnce);
+      changed ||= pass.changed;
+      stuck = pass.stuck;
+    } while (flushAgain && !stuck);
+    // What could not be sent now waits: its card says so and the courier goes on.
+    for (const [seq, answer] of waiting) {
+      waiting.delete(seq);
+      answer({ ok: false, queued: true });
+    }
+    clearTimeout(retryTimer);
+    retryTimer = stuck ? setTimeout(flushOutbox, RETRY_MS) : null;
+    return changed;
+  })()
+    .catch(() => false)
+    .finally(() => {
+      flushing = null;
+    });
+  flushing.then((changed) => changed && refreshList());
+  return flushing;
+}
+
+// What a waiting action looks like on its card, so that the courier sees it was taken.
+const PENDING_HIDES = {
+  accept: ".actions",
+  contacted: "button[data-action=contacted]",
+  arrived: "button[data-action=arrived]",
+  collect: "form, button[data-action]",
+  fail: "form, button[data-action]",
+};
+
+function renderPending() {
+  const shown = pending.filter((entry) => !SILENT.has(entry.action));
+  const count = document.getElementById("outbox-count");
+  count.dataset.count = String(shown.length);
+  count.textContent = shown.length ? t("courier.outbox.pending", { n: shown.length }) : "";
+  count.hidden = shown.length === 0;
+  for (const el of document.querySelectorAll("#pickups [data-pending-hidden]")) {
+    el.hidden = false;
+    delete el.dataset.pendingHidden;
+  }
+  for (const el of document.querySelectorAll("#pickups [data-pending-note]")) el.remove();
+  for (const card of document.querySelectorAll("#pickups [data-pending]")) delete card.dataset.pending;
+  for (const id of declined) {
+    const card = document.getElementById(`offer-${id}`);
+    if (card) {
+      card.hidden = true;
+      card.dataset.pendingHidden = "true";
+    }
+  }
+  const latest = new Map(shown.map((entry) => [entry.pickup_id, entry])); // the last action per pickup
+  for (const [id, entry] of latest) {
+    if (entry.action === "accept" || entry.action === "decline") {
+      silenced.add(id); // answered: it does not ring again, whatever the list says
+      ringing.delete(id);
+    }
+    const card = document.getElementById(`offer-${id}`) || document.getElementById(`held-${id}`);
+    if (!card) continue;
+    card.dataset.pending = entry.action;
+    if (entry.action === "decline") {
+      card.hidden = true;
+      card.dataset.pendingHidden = "true";
+      continue;
+    }
+    for (const el of card.querySelectorAll(PENDING_HIDES[entry.action] || ":not(*)")) {
+      if (el.hidden) continue;
+      el.hidden = true;
+      el.dataset.pendingHidden = "true";
+    }
+    const note = document.createElement("p");
+    note.className = "pending";
+    note.dataset.pendingNote = "";
+    note.setAttribute("role", "status");
+    note.textContent = t(`courier.pending.${entry.action}`);
+    card.querySelector("header")?.after(note);
+  }
+  updateRinging();
+}
+
+// Writes the action to the outbox, sends what waits, and answers with what became of this one:
+// {ok} sent, {ok: false, status, answer} refused, {queued: true} waiting to be sent.
 async function act(pickupId, action, fields, errorTarget, busy) {
   busy.forEach((el) => { el.disabled = true; el.setAttribute("aria-busy", "true"); });
+  const card = document.getElementById(`offer-${pickupId}`) || document.getElementById(`held-${pickupId}`);
+  const place = card?.querySelector(".street")?.textContent.replace(/\s+/g, " ").trim() || "";
   const body = { client_action_id: newActionId(), client_at: new Date().toISOString(), ...fields };
-  const result = await send(`/api/v1/courier/pickups/${pickupId}/${action}`, body);
-  busy.forEach((el) => { el.disabled = false; el.removeAttribute("aria-busy"); });
-  if (errorTarget) {
-    errorTarget.textContent = result.ok ? "" : errorMessage(result, action);
-    errorTarget.hidden = result.ok;
+  let result;
+  try {
+    const entry = await outbox.add({ courier: courierId, pickup_id: String(pickupId), action, place, body });
+    const answered = new Promise((resolve) => waiting.set(entry.seq, resolve));
+    flushOutbox();
+    result = await answered;
+  } catch {
+    result = await send(`/api/v1/courier/pickups/${pickupId}/${action}`, body); // no outbox at all
   }
-  if (result.ok || result.status === 409) await refreshList();
-  return result.ok;
+  busy.forEach((el) => { el.disabled = false; el.removeAttribute("aria-busy"); });
+  if (SILENT.has(action)) return result;
+  if (errorTarget) {
+    const failed = !result.ok && !result.queued;
+    errorTarget.textContent = failed ? errorMessage(result, action) : "";
+    errorTarget.hidden = !failed;
+  }
+  if (result.queued) await readOutbox();
+  else if (result.ok || result.status === 409) await refreshList();
+  return result;
+}
+
+// -- seen: the offer card was on a visible screen (alert → seen → accept times) ---------------------------
+
+const seenSent = new Set();
+const declined = new Set(); // offers declined on this page (this round)
+const onScreen = new Set();
+const watcher = "IntersectionObserver" in window
+  ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const id = e.target.dataset.pickupId;
+      if (e.isIntersecting) onScreen.add(id);
+      else onScreen.delete(id);
+    }
+    markSeen();
+  })
+  : null;
+
+function watchOffers() {
+  if (!watcher) return;
+  watcher.disconnect();
+  onScreen.clear();
+  for (const card of document.querySelectorAll("#pickups .offer")) watcher.observe(card);
+}
+
+function markSeen() {
+  if (document.visibilityState !== "visible") return;
+  for (const id of onScreen) {
+    if (seenSent.has(id) || !document.getElementById(`offer-${id}`)) continue;
+    seenSent.add(id);
+    act(id, "seen", {}, null, []);
+  }
+}
+document.addEventListener("visibilitychange", markSeen);
+
+// -- decline, with a reason ---------------------------------------------------------------------------------
+
+const choosing = new Set(); // offers whose why-not buttons are showing: kept open across list refreshes
+
+function showDeclineReasons(id, open) {
+  const card = document.getElementById(`offer-${id}`);
+  const box = card?.querySelector("[data-decline-reasons]");
+  if (!box) return;
+  box.hidden = !open;
+  card.querySelector(".actions").hidden = open;
+  card.querySelector("button[data-action=decline]").setAttribute("aria-expanded", open ? "true" : "false");
+}
+
+// Tapping 不接 stops the ringing and asks why, in the card; 返回 lets it ring again.
+function askDeclineReason(id) {
+  choosing.add(id);
+  silenced.add(id);
+  ringing.delete(id);
+  updateRinging();
+  showDeclineReasons(id, true);
+  document.querySelector(`#offer-${id} [data-decline-reason]`)?.focus();
+}
+
+function reopenDeclineReasons() {
+  for (const id of choosing) {
+    if (document.getElementById(`offer-${id}`)) showDeclineReasons(id, true);
+    else choosing.delete(id);
+  }
 }
 
 app.addEventListener("click", (event) => {
+  const reasonButton = event.target.closest("button[data-decline-reason], button[data-decline-back]");
+  if (reasonButton) {
+    const card = reasonButton.closest(".card");
+    const id = card.dataset.pickupId;
+    if (reasonButton.dataset.declineBack !== undefined) {
+      choosing.delete(id);
+      showDeclineReasons(id, false);
+      silenced.delete(id);
+      ringingFromList();
+      return;
+    }
+    closeNotification(id);
+    const reason = reasonButton.dataset.declineReason;
+    choosing.delete(id);
+    declined.add(id); // gone from this screen at once, sent or waiting; back only if offered again
+    renderPending();
+    act(id, "decline", { reason }, card.querySelector("[data-error]"), [...card.querySelectorAll("button")]).then(
+      (result) => {
+        if (result.ok || result.queued) return;
+        declined.delete(id); // refused: the card comes back with the reason
+        renderPending();
+      },
+    );
+    return;
+  }
   const button = event.target.closest("button[data-action]");
   if (!button) return;
   const id = button.dataset.pickupId;
   const card = button.closest(".card");
   if (button.dataset.action === "decline") {
-    // The API has no decline yet: the offer stops ringing here and runs out on the server.
-    silenced.add(id);
-    ringing.delete(id);
-    card?.remove();
-    updateRinging();
+    askDeclineReason(id);
   } else if (button.dataset.action === "accept") {
     silenced.add(id); // answered: stop at once, whatever the server says
     ringing.delete(id);
     updateRinging();
+    closeNotification(id);
     act(id, "accept", {}, card?.querySelector("[data-error]"), [button]);
-  } else if (button.dataset.action === "contacted") {
-    act(id, "contacted", {}, card?.querySelector(".fail [data-error]"), [button]);
+  } else if (button.dataset.action === "contacted" || button.dataset.action === "arrived") {
+    act(id, button.dataset.action, {}, card?.querySelector(".fail [data-error]"), [button]);
   }
 });
 
@@ -323,6 +650,11 @@ app.addEventListener("submit", (event) => {
   } else if (form.dataset.action === "fail") {
     act(id, "fail", { reason: form.elements.reason.value }, error, busy);
   }
+});
+
+document.getElementById("outbox-dismiss").addEventListener("click", () => {
+  document.getElementById("outbox-refused").replaceChildren();
+  document.getElementById("outbox-messages").hidden = true;
 });
 
 // -- going on duty: one tap unlocks audio, asks to notify, keeps the screen on -----------------------------
@@ -349,7 +681,10 @@ document.getElementById("duty").addEventListener("click", async (event) => {
   const button = event.currentTarget;
   unlockAudio();
   if (ringTimer) sirenBurst(); // an offer shown before the tap rings out loud now
-  if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
+  const permission =
+    "Notification" in window && Notification.permission === "default"
+      ? Notification.requestPermission().catch(() => "default")
+      : Promise.resolve(window.Notification?.permission);
   const want = !onDuty;
   button.disabled = true;
   const result = await send("/api/v1/courier/duty", { on_duty: want });
@@ -361,17 +696,25 @@ document.getElementById("duty").addEventListener("click", async (event) => {
   showNotice("");
   onDuty = want;
   renderDuty();
-  if (onDuty) await keepScreenOn();
-  else if (wakeLock) {
-    wakeLock.release();
-    wakeLock = null;
+  if (onDuty) {
+    // Web Push, for when the app is in the background or closed; silently nothing where there is none.
+    permission.then((answer) => answer === "granted" && push.subscribe());
+    await keepScreenOn();
+  } else {
+    push.unsubscribe();
+    if (wakeLock) {
+      wakeLock.release();
+      wakeLock = null;
+    }
   }
   refreshList();
 });
 
 document.addEventListener("visibilitychange", () => {
-  // The browser drops the wake lock whenever the page is hidden.
-  if (document.visibilityState === "visible") keepScreenOn();
+  if (document.visibilityState !== "visible") return;
+  keepScreenOn(); // the browser drops the wake lock whenever the page is hidden
+  flushOutbox();
+  if (!source || source.readyState === EventSource.CLOSED) connect();
 });
 
 // A heartbeat while on duty: dispatch sees the courier as reachable.
@@ -396,6 +739,13 @@ if ("serviceWorker" in navigator) {
 }
 
 renderDuty();
+watchOffers();
 ringingFromList();
 updateCountdowns();
-connect();
+showOffer(offerInAddress());
+readOutbox().then(() => {
+  ringingFromList(); // an accept or decline still waiting to be sent is an answer: no ringing for it
+  flushOutbox();
+});
+if (navigator.onLine) connect();
+else refreshList(); // a page opened with no network is the cached shell: show the list as last seen

@@ -1,12 +1,18 @@
 // The courier app's service worker (served at /sw.js, registered with scope /app). It keeps the app
-// shell so that the app opens with no network: the page (as last seen) and its static files. The API
-// and the event stream are never cached: what they say must be current or visibly unavailable.
-const CACHE = "lanshou-courier-v1";
+// shell so that the app opens with no network: the page and its list (as last seen) and its static files.
+// The API and the event stream are never cached: what they say must be current or visibly unavailable.
+// It also shows the Web Push offers (server/webpush/service.py: offer_payload) and opens the app at the
+// offer when one is tapped.
+const CACHE = "lanshou-courier-v2";
 const SHELL = [
   "/app",
   "/static/app.css",
   "/static/courier.css",
   "/static/courier.js",
+  "/static/outbox.js",
+  "/static/push.js",
+  "/static/countdown.js",
+  "/static/tabs.js",
   "/static/vendor/htmx/htmx.min.js",
   "/static/manifest.webmanifest",
   "/static/icons/icon-192.png",
@@ -48,18 +54,53 @@ self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
   if (event.request.mode === "navigate" && (url.pathname === "/app" || url.pathname === "/app/")) {
     event.respondWith(networkFirst(event.request, "/app"));
+  } else if (url.pathname === "/app/pickups") {
+    // The list as last seen (per language): what the cached page shows with no network.
+    event.respondWith(networkFirst(event.request, url.pathname + url.search));
   } else if (SHELL.includes(url.pathname)) {
     event.respondWith(networkFirst(event.request, url.pathname));
   }
 });
 
-// Tapping a notification opens (or focuses) the app.
-self.addEventListener("notificationclick", (event) => {
-  event.notification.close();
+const VIBRATE = [300, 100, 300, 100, 300, 100, 600];
+
+// An offer pushed while the app is in the background or closed: {type, pickup_id, title, body, tag, url}.
+// One notification per pickup (its tag), which stays until answered and rings again when re-sent.
+self.addEventListener("push", (event) => {
+  let message = {};
+  try {
+    message = event.data ? event.data.json() : {};
+  } catch {
+    message = { body: event.data ? event.data.text() : "" };
+  }
+  const id = message.pickup_id;
   event.waitUntil(
-    self.clients.matchAll({ type: "window" }).then((windows) => {
-      const open = windows.find((w) => new URL(w.url).pathname.startsWith("/app"));
-      return open ? open.focus() : self.clients.openWindow("/app");
+    self.registration.showNotification(message.title || "新揽收任务", {
+      body: message.body || "",
+      tag: message.tag || (id ? `pickup-${id}` : "lanshou-offer"),
+      renotify: true,
+      requireInteraction: true,
+      vibrate: VIBRATE,
+      icon: "/static/icons/icon-192.png",
+      badge: "/static/icons/icon-192.png",
+      data: { pickup_id: id },
     }),
   );
+});
+
+// Opens the app at an offer, or brings the open app forward and has it show the offer there.
+async function openOffer(id) {
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const open = windows.find((w) => new URL(w.url).pathname.startsWith("/app"));
+  if (!open) return self.clients.openWindow(id ? `/app#offer-${encodeURIComponent(id)}` : "/app");
+  // Focusing is allowed while handling a click; elsewhere it is refused and the message still goes.
+  const focused = await open.focus().catch(() => null);
+  if (id) (focused || open).postMessage({ type: "open-offer", pickup_id: id });
+  return focused;
+}
+
+// Tapping a notification opens the app at that offer.
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  event.waitUntil(openOffer(event.notification.data?.pickup_id));
 });

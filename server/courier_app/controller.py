@@ -53,6 +53,15 @@ JS_STRINGS = (
     "courier.offers",  # the title of the background notification
     "courier.due.left",  # the time-limit countdowns (countdown.js)
     "courier.due.over",
+    # the outbox (actions waiting to be sent, refused replays) and the decline reasons
+    "courier.outbox.pending",
+    "courier.outbox.refused",
+    "courier.outbox.cancelled",
+    *(f"courier.outbox.action.{a}" for a in ("accept", "decline", "contacted", "arrived", "collect", "fail")),
+    *(f"courier.pending.{a}" for a in ("accept", "contacted", "arrived", "collect", "fail")),
+    "courier.decline.ask",
+    *(f"courier.decline.{r}" for r in ("too_far", "busy", "vehicle_full", "wrong_zone", "other")),
+    "courier.decline.back",
 )
 
 

@@ -156,9 +156,10 @@ async def test_every_state_of_the_courier_app_passes_axe_with_large_targets(
     offer = phone.locator(f"#offer-{pickup_id}")
     await expect(offer.locator(".distance")).to_have_text(re.compile(r"距离 1\.1 公里"))
     await check_state(phone, "offer-ringing")
-    await offer.locator("summary").tap()  # decline opens its reasons
-    await expect(offer.locator("button[data-action=decline][data-reason=too_far]")).to_be_visible()
+    await offer.locator("button[data-action=decline]").tap()  # decline opens its reasons
+    await expect(offer.locator("button[data-decline-reason=too_far]")).to_be_visible()
     await check_state(phone, "offer-decline-reasons")
+    await offer.locator("button[data-decline-back]").tap()  # not after all: accept and decline come back
 
     await offer.locator("button[data-action=accept]").tap()
     held = phone.locator(f"#held-{pickup_id}")
