@@ -5,6 +5,8 @@
 // Text from the server reaches the page through htmx swaps of escaped HTML or `textContent`, never
 // through innerHTML built here.
 
+import { collectDetails, forgetDetails, openScanner } from "./scanner.js";
+
 const app = document.getElementById("app");
 const strings = JSON.parse(document.getElementById("strings").textContent);
 const t = (key, values = {}) =>
@@ -262,10 +264,10 @@ async function send(path, body) {
 function errorMessage(result, action) {
   if (result.message !== undefined) return result.message;
   const { status, answer } = result;
-  const fields = (answer.errors || []).map((e) => e.field);
   if (action === "collect") {
     if (answer.code === "waybill_taken") return t("courier.waybill.taken");
-    if (fields.some((f) => f.endsWith("waybill_no"))) return t("courier.waybill.invalid");
+    const waybill = (answer.errors || []).find((e) => e.field.endsWith("waybill_no"));
+    if (waybill) return t(/check digit/.test(waybill.message) ? "courier.waybill.invalid" : "courier.waybill.unknown");
   }
   if (status === 409) return t("courier.error.conflict");
   return t("courier.error.other", { message: answer.message || status });
@@ -302,10 +304,12 @@ app.addEventListener("click", (event) => {
     act(id, "accept", {}, card?.querySelector("[data-error]"), [button]);
   } else if (button.dataset.action === "contacted") {
     act(id, "contacted", {}, card?.querySelector(".fail [data-error]"), [button]);
+  } else if (button.dataset.action === "scan") {
+    openScanner(button.closest("form"));
   }
 });
 
-app.addEventListener("submit", (event) => {
+app.addEventListener("submit", async (event) => {
   const form = event.target.closest("form[data-action]");
   if (!form) return;
   event.preventDefault();
@@ -319,7 +323,16 @@ app.addEventListener("submit", (event) => {
       error.hidden = false;
       return;
     }
-    act(id, "collect", { waybill_no: waybill }, error, busy);
+    // Pieces, weight, re-packed; the photo is uploaded first and sent as its id (scanner.js).
+    busy.forEach((el) => { el.disabled = true; });
+    const details = await collectDetails(form);
+    busy.forEach((el) => { el.disabled = false; });
+    if (!details.ok) {
+      error.textContent = details.message;
+      error.hidden = false;
+      return;
+    }
+    if (await act(id, "collect", { waybill_no: waybill, ...details.fields }, error, busy)) forgetDetails(id);
   } else if (form.dataset.action === "fail") {
     act(id, "fail", { reason: form.elements.reason.value }, error, busy);
   }

@@ -191,7 +191,14 @@ def test_a_waybill_is_normalised_to_upper_case_without_spaces() -> None:
 
 @pytest.mark.parametrize(
     "waybill",
-    ["SF1234567890123", "75312345678901", "YT7512345678901", "JDVA12345678901", "JT0001234567890", "773012345678901"],
+    [
+        "SF1234567890123",
+        "75312345678901",
+        "YT7512345678901",
+        "JDVA12345678901",
+        "JT0001234567890",
+        "773012345678901",
+    ],
 )
 def test_other_carriers_numbers_pass_by_the_default_patterns(waybill: str) -> None:
     assert check_waybill(waybill) == (waybill, None)
