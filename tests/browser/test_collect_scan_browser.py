@@ -3,8 +3,8 @@ into the form, the courier records pieces, weight, re-packed and a photo (shrunk
 partner's API then shows them and serves the photo; with no camera the page says so and the courier types.
 
 The camera is Chromium's fake capture device fed a Y4M file (`--use-file-for-fake-video-capture`) holding
-a Code 128 barcode of a fresh waybill number. The barcode's bars come from the vendored ZXing's own
-Code 128 writer, so the test needs nothing beyond the app. Headless Chromium on Linux has no
+a Code 128 barcode of a fresh waybill number, drawn from the vendored ZXing's own table of Code 128
+bar widths, so the test needs nothing beyond the app. Headless Chromium on Linux has no
 BarcodeDetector: this exercises the ZXing path the app loads lazily.
 """
 
@@ -30,16 +30,22 @@ __all__ = ["phone"]  # the fixture, imported to be used here
 SHOTS = "/tmp/shots"
 FRAME_W, FRAME_H, MODULE_PX = 1280, 720, 4
 
+# ZXing-js reads Code 128 but writes only 2D codes: the bars are laid out here (code set B) from the
+# reader's own table of bar/space widths, with a quiet zone of ten modules on each side.
 ENCODE = """(text) => {
-  const matrix = new ZXing.Code128Writer().encode(text, ZXing.BarcodeFormat.CODE_128, 0, 0);
-  let bits = "";
-  for (let x = 0; x < matrix.getWidth(); x += 1) bits += matrix.get(x, 0) ? "1" : "0";
-  return bits;
+  const patterns = ZXing.Code128Reader.CODE_PATTERNS;
+  const values = [...text].map((c) => c.charCodeAt(0) - 32);
+  const checksum = values.reduce((sum, v, i) => sum + v * (i + 1), 104) % 103;
+  let bits = "0".repeat(10);
+  for (const code of [104, ...values, checksum, 106]) {
+    Array.from(patterns[code]).forEach((w, i) => { bits += (i % 2 ? "0" : "1").repeat(w); });
+  }
+  return bits + "0".repeat(10);
 }"""
 
 
 async def code128_bits(browser: Any, server: ServerProcess, text: str) -> str:
-    """The barcode's modules (1 = bar), written by the ZXing build the app serves."""
+    """The barcode's modules (1 = bar), from the widths in the ZXing build the app serves."""
     context = await browser.new_context(base_url=server.url)
     try:
         page = await context.new_page()
