@@ -5,8 +5,6 @@
 // Text from the server reaches the page through htmx swaps of escaped HTML or `textContent`, never
 // through innerHTML built here.
 
-import { collectDetails, forgetDetails, openScanner } from "./scanner.js";
-
 const app = document.getElementById("app");
 const strings = JSON.parse(document.getElementById("strings").textContent);
 const t = (key, values = {}) =>
@@ -305,7 +303,10 @@ app.addEventListener("click", (event) => {
   } else if (button.dataset.action === "contacted") {
     act(id, "contacted", {}, card?.querySelector(".fail [data-error]"), [button]);
   } else if (button.dataset.action === "scan") {
-    openScanner(button.closest("form"));
+    // Imported when used (the page also loads it): if it cannot be fetched, the rest of the app still runs.
+    import("./scanner.js")
+      .then((scanner) => scanner.openScanner(button.closest("form")))
+      .catch(() => showNotice(t("courier.error.network")));
   }
 });
 
@@ -325,14 +326,15 @@ app.addEventListener("submit", async (event) => {
     }
     // Pieces, weight, re-packed; the photo is uploaded first and sent as its id (scanner.js).
     busy.forEach((el) => { el.disabled = true; });
-    const details = await collectDetails(form);
+    const scanner = await import("./scanner.js").catch(() => null);
+    const details = scanner ? await scanner.collectDetails(form) : { ok: false, message: t("courier.error.network") };
     busy.forEach((el) => { el.disabled = false; });
     if (!details.ok) {
       error.textContent = details.message;
       error.hidden = false;
       return;
     }
-    if (await act(id, "collect", { waybill_no: waybill, ...details.fields }, error, busy)) forgetDetails(id);
+    if (await act(id, "collect", { waybill_no: waybill, ...details.fields }, error, busy)) scanner.forgetDetails(id);
   } else if (form.dataset.action === "fail") {
     act(id, "fail", { reason: form.elements.reason.value }, error, busy);
   }

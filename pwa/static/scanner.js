@@ -1,5 +1,6 @@
-// Collecting at the door (an ES module imported by courier.js): the camera that reads the waybill's barcode,
-// and the details sent with collect — pieces, weight, re-packed and a photo shrunk on the phone.
+// Collecting at the door: the camera that reads the waybill's barcode, and the details sent with collect —
+// pieces, weight, re-packed and a photo shrunk on the phone. The page loads this module; courier.js imports
+// it when it scans or collects (the same instance), so the rest of the app runs even if it cannot load.
 //
 // Barcodes: the browser's BarcodeDetector where it has one (Android Chrome), else the vendored ZXing build
 // (pwa/vendor/zxing, about 360 kB), loaded only the first time the camera opens so the app shell stays small.
