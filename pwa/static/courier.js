@@ -5,6 +5,10 @@
 // Text from the server reaches the page through htmx swaps of escaped HTML or `textContent`, never
 // through innerHTML built here.
 
+// Scanning and the collect details (the page loads it too: the same instance). Not a static import: if it
+// cannot be fetched (offline, not in the service worker's shell), the rest of the app still runs.
+const scannerModule = import("./scanner.js").catch(() => null);
+
 const app = document.getElementById("app");
 const strings = JSON.parse(document.getElementById("strings").textContent);
 const t = (key, values = {}) =>
@@ -303,10 +307,9 @@ app.addEventListener("click", (event) => {
   } else if (button.dataset.action === "contacted") {
     act(id, "contacted", {}, card?.querySelector(".fail [data-error]"), [button]);
   } else if (button.dataset.action === "scan") {
-    // Imported when used (the page also loads it): if it cannot be fetched, the rest of the app still runs.
-    import("./scanner.js")
-      .then((scanner) => scanner.openScanner(button.closest("form")))
-      .catch(() => showNotice(t("courier.error.network")));
+    scannerModule.then((scanner) =>
+      scanner ? scanner.openScanner(button.closest("form")) : showNotice(t("courier.error.network")),
+    );
   }
 });
 
@@ -326,7 +329,7 @@ app.addEventListener("submit", async (event) => {
     }
     // Pieces, weight, re-packed; the photo is uploaded first and sent as its id (scanner.js).
     busy.forEach((el) => { el.disabled = true; });
-    const scanner = await import("./scanner.js").catch(() => null);
+    const scanner = await scannerModule;
     const details = scanner ? await scanner.collectDetails(form) : { ok: false, message: t("courier.error.network") };
     busy.forEach((el) => { el.disabled = false; });
     if (!details.ok) {
