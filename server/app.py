@@ -35,6 +35,7 @@ from server.dispatch.scheduler import Scheduler
 from server.dispatch.scope import forget_scopes
 from server.errors import EXCEPTION_HANDLERS
 from server.openapi import openapi_config
+from server.photos.controller import CourierPhotoController, PickupPhotoController
 from server.pickups.controller import PickupController
 from server.push import log as push_log
 from server.push.backends import SafePgNotifyBackend, SafeRedisBackend
@@ -175,6 +176,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             me,
             AuthController,
             PickupController,
+            PickupPhotoController,
+            CourierPhotoController,
             CourierController,
             AdminController,
             DispatchController,

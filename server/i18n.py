@@ -314,6 +314,41 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "That waybill number is already on another pickup",
     },
     "courier.waybill.required": {"zh-CN": "请输入运单号", "en": "Enter the waybill number"},
+    "courier.waybill.unknown": {
+        "zh-CN": "不是可识别的运单号，请重新扫描或输入",
+        "en": "That is not a waybill number we know; scan or type it again",
+    },
+    "courier.scan": {"zh-CN": "扫码", "en": "Scan"},
+    "courier.scan.title": {"zh-CN": "扫描运单条码", "en": "Scan the waybill barcode"},
+    "courier.scan.cancel": {"zh-CN": "取消", "en": "Cancel"},
+    "courier.scan.starting": {"zh-CN": "正在打开相机…", "en": "Opening the camera…"},
+    "courier.scan.aim": {"zh-CN": "将条码放入框内", "en": "Hold the barcode inside the frame"},
+    "courier.scan.not_waybill": {
+        "zh-CN": "这个码不是运单号，请对准运单条码",
+        "en": "That code is not a waybill number; aim at the waybill's barcode",
+    },
+    "courier.scan.denied": {
+        "zh-CN": "未获准使用相机，请手动输入运单号（可在浏览器设置中允许相机）",
+        "en": "The camera was not allowed; type the waybill number (allow the camera in the browser's settings)",
+    },
+    "courier.scan.no_camera": {
+        "zh-CN": "无法使用相机，请手动输入运单号",
+        "en": "No camera can be used; type the waybill number",
+    },
+    "courier.pieces": {"zh-CN": "件数", "en": "Pieces"},
+    "courier.pieces.invalid": {"zh-CN": "件数须为 1 到 999", "en": "Pieces must be 1 to 999"},
+    "courier.weight": {"zh-CN": "重量（公斤，选填）", "en": "Weight (kg, optional)"},
+    "courier.weight.invalid": {
+        "zh-CN": "重量须大于 0，且不超过 1000 公斤",
+        "en": "The weight must be more than 0 and at most 1000 kg",
+    },
+    "courier.repacked": {"zh-CN": "已重新包装", "en": "Re-packed"},
+    "courier.photo": {"zh-CN": "包裹照片（选填）", "en": "Parcel photo (optional)"},
+    "courier.photo.unreadable": {
+        "zh-CN": "无法读取这张照片，请重拍",
+        "en": "That photo cannot be read; take it again",
+    },
+    "courier.photo.failed": {"zh-CN": "照片上传失败：{message}", "en": "The photo did not upload: {message}"},
     "courier.error.network": {"zh-CN": "网络不通，请稍后重试", "en": "No connection; try again"},
     "courier.error.conflict": {
         "zh-CN": "订单状态已变（可能已被取消或改派）",

@@ -7,6 +7,7 @@ secret generated on first run). A bad value stops the process with a message nam
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from server.domain.contact import DEFAULT_WAYBILL_PATTERNS
 from server.webhooks.destinations import normalise_allowed_host
 from server.webpush.keys import vapid_private_key, write_once
 
@@ -62,6 +64,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     push_allowed_hosts: tuple[str, ...] = ()
     # Seconds between pushes of an offer that is still open (0: push once).
     push_renotify_s: int = 30
+    # Carriers' waybill shapes accepted besides UPU S10 numbers (which are checked by check digit).
+    waybill_patterns: tuple[tuple[str, str], ...] = DEFAULT_WAYBILL_PATTERNS
+    # Where the couriers' photos of parcels are stored (default: photos/ in the data directory).
+    photo_dir: str = "var/photos"
 
     @property
     def is_sqlite(self) -> bool:
@@ -155,6 +161,35 @@ def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
     return key
 
 
+_PATTERN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def _waybill_patterns(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """`NAME=regex;NAME=regex` (each regex matched against the whole number, upper case, no spaces)."""
+    raw = env.get("LANSHOU_WAYBILL_PATTERNS", "").strip()
+    if not raw:
+        return DEFAULT_WAYBILL_PATTERNS
+    patterns: list[tuple[str, str]] = []
+    for entry in raw.split(";"):
+        if not entry.strip():
+            continue
+        name, sep, regex = entry.partition("=")
+        name, regex = name.strip(), regex.strip()
+        if not sep or not _PATTERN_NAME.match(name) or not regex:
+            raise SettingsError(
+                "LANSHOU_WAYBILL_PATTERNS takes NAME=regex entries separated by ';' "
+                f"(e.g. SF=^SF[0-9]{{12}}$;YTO=^YT[0-9]{{13}}$), got {entry.strip()!r}"
+            )
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise SettingsError(
+                f"LANSHOU_WAYBILL_PATTERNS: the pattern for {name} is no regex: {exc}"
+            ) from None
+        patterns.append((name, regex))
+    return tuple(patterns)
+
+
 def _vapid_subject(env: Mapping[str, str]) -> str:
     raw = env.get("LANSHOU_VAPID_SUBJECT", "").strip() or "mailto:admin@localhost"
     # RFC 8292: a contact URI; push services (Apple's among them) refuse anything else.
@@ -193,6 +228,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vapid_subject=_vapid_subject(env),
         push_allowed_hosts=_allowed_hosts(env, "LANSHOU_PUSH_ALLOWED_HOSTS"),
         push_renotify_s=_int(env, "LANSHOU_PUSH_RENOTIFY_S", 30, 0, 3600),
+        waybill_patterns=_waybill_patterns(env),
+        photo_dir=env.get("LANSHOU_PHOTO_DIR", "").strip() or str(data_dir / "photos"),
     )
 
 

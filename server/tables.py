@@ -132,6 +132,12 @@ class Pickup(Table, tablename="pickups"):
     # Unique where set (one pickup per waybill): a partial index in migrations (20:10), not a column option.
     waybill_no = Varchar(length=40, null=True, default=None)
     failure_reason = Varchar(length=32, null=True, default=None)
+    # What the courier recorded at the door when collecting (the partner's parcel_count and weight_kg
+    # are what the customer declared): pieces, weight, whether it was re-packed, the photo if one.
+    collected_pieces = Integer(null=True, default=None)
+    collected_weight_kg = Real(null=True, default=None)
+    repacked = Boolean(default=False)
+    collected_photo = BigInt(null=True, default=None)  # a PickupPhoto id (no FK: the photo points here)
     offer_round = Integer(default=0)
     # 0 zone's couriers, 1 backup couriers, 2 whole station, 3 the dispatcher (see dispatch/rules.py).
     escalation_stage = Integer(default=0)
@@ -142,6 +148,19 @@ class Pickup(Table, tablename="pickups"):
     created_at = Timestamptz()
     updated_at = Timestamptz()
     due_at = Timestamptz(null=True, default=None)
+
+
+class PickupPhoto(Table, tablename="pickup_photos"):
+    """A photo the courier took of a pickup's parcel; the image is a file under LANSHOU_PHOTO_DIR."""
+
+    id = BigSerial(primary_key=True)
+    pickup = ForeignKey(Pickup, on_delete=OnDelete.restrict, index=True)
+    courier = ForeignKey(Courier, on_delete=OnDelete.restrict, index=True)
+    content_type = Varchar(length=32)
+    size = Integer()
+    sha256 = Varchar(length=64)
+    file_name = Varchar(length=100)  # generated; relative to the photo directory
+    created_at = Timestamptz()
 
 
 class PickupOffer(Table, tablename="pickup_offers"):
@@ -245,6 +264,7 @@ TABLES: list[type[Table]] = [
     CourierZone,
     Partner,
     Pickup,
+    PickupPhoto,
     PickupOffer,
     Event,
     EventRecipient,

@@ -106,6 +106,9 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("POST", COURIER_PICKUP + "/contacted"):                           expect(401, 200, 404, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/collect"):                             expect(401, 200, 404, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/fail"):                                expect(401, 200, 404, 403, 403, 403, 403, 403),
+    Route("POST", COURIER_PICKUP + "/photos"):                              expect(401, 201, 404, 403, 403, 403, 403, 403),
+    # A parcel's photo: the pickup's partner and the staff over its station; to others it does not exist.
+    Route("GET", PICKUP + "/photos/{photo_id:int}"):                        expect(401, 403, 403, 200, 404, 200, 200, 404),
     # Dispatchers (and admins), within their station subtree.
     Route("POST", "/api/v1/dispatch/assign"):                               expect(401, 403, 403, 200, 404, 200, 403, 403),
     Route("POST", "/api/v1/dispatch/assign", "station 2's pickup to station 1's courier"):
@@ -705,6 +708,31 @@ async def collect(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response
 async def fail(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
     url = f"/api/v1/courier/pickups/{pickup['id']}/fail"
     return await w.api(role).post(url, json={"reason": "customer_absent"})
+
+
+PHOTO = b"\xff\xd8\xff\xe0" + bytes(200)  # what a JPEG starts with: the server reads the type from it
+
+
+@probe("POST", COURIER_PICKUP + "/photos", prepare=held_pickup)
+async def upload_photo(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    url = f"/api/v1/courier/pickups/{pickup['id']}/photos"
+    return await w.api(role).post(url, content=PHOTO, headers={"content-type": "image/jpeg"})
+
+
+async def pickup_with_photo(w: World, role: str) -> tuple[int, int]:
+    pickup = await w.held_pickup()
+    url = f"/api/v1/courier/pickups/{pickup['id']}/photos"
+    r = await w.api("courier").post(url, content=PHOTO, headers={"content-type": "image/jpeg"})
+    assert r.status_code == 201, r.text
+    return pickup["id"], r.json()["photo_id"]
+
+
+@probe("GET", PICKUP + "/photos/{photo_id:int}", prepare=pickup_with_photo)
+async def read_photo(w: World, role: str, ids: tuple[int, int]) -> httpx.Response:
+    r = await w.api(role).get(f"/api/v1/pickups/{ids[0]}/photos/{ids[1]}")
+    if r.status_code == 200:
+        assert r.content == PHOTO and r.headers["content-type"] == "image/jpeg", r.headers
+    return r
 
 
 # dispatchers

@@ -9,6 +9,10 @@
 import * as outbox from "./outbox.js";
 import * as push from "./push.js";
 
+// Scanning and the collect details (the page loads it too: the same instance). Not a static import: if it
+// cannot be fetched (offline, not in the service worker's shell), the rest of the app still runs.
+const scannerModule = import("./scanner.js").catch(() => null);
+
 const app = document.getElementById("app");
 const strings = JSON.parse(document.getElementById("strings").textContent);
 const t = (key, values = {}) =>
@@ -357,10 +361,10 @@ async function send(path, body) {
 function errorMessage(result, action) {
   if (result.message !== undefined) return result.message;
   const { status, answer } = result;
-  const fields = (answer.errors || []).map((e) => e.field);
   if (action === "collect") {
     if (answer.code === "waybill_taken") return t("courier.waybill.taken");
-    if (fields.some((f) => f.endsWith("waybill_no"))) return t("courier.waybill.invalid");
+    const waybill = (answer.errors || []).find((e) => e.field.endsWith("waybill_no"));
+    if (waybill) return t(/check digit/.test(waybill.message) ? "courier.waybill.invalid" : "courier.waybill.unknown");
   }
   if (status === 409 && answer.current_status === "cancelled") return t("courier.outbox.cancelled");
   if (status === 409) return t("courier.error.conflict");
@@ -629,10 +633,14 @@ app.addEventListener("click", (event) => {
     act(id, "accept", {}, card?.querySelector("[data-error]"), [button]);
   } else if (button.dataset.action === "contacted" || button.dataset.action === "arrived") {
     act(id, button.dataset.action, {}, card?.querySelector(".fail [data-error]"), [button]);
+  } else if (button.dataset.action === "scan") {
+    scannerModule.then((scanner) =>
+      scanner ? scanner.openScanner(button.closest("form")) : showNotice(t("courier.error.network")),
+    );
   }
 });
 
-app.addEventListener("submit", (event) => {
+app.addEventListener("submit", async (event) => {
   const form = event.target.closest("form[data-action]");
   if (!form) return;
   event.preventDefault();
@@ -646,7 +654,18 @@ app.addEventListener("submit", (event) => {
       error.hidden = false;
       return;
     }
-    act(id, "collect", { waybill_no: waybill }, error, busy);
+    // Pieces, weight, re-packed; the photo is uploaded first and sent as its id (scanner.js).
+    busy.forEach((el) => { el.disabled = true; });
+    const scanner = await scannerModule;
+    const details = scanner ? await scanner.collectDetails(form) : { ok: false, message: t("courier.error.network") };
+    busy.forEach((el) => { el.disabled = false; });
+    if (!details.ok) {
+      error.textContent = details.message;
+      error.hidden = false;
+      return;
+    }
+    const result = await act(id, "collect", { waybill_no: waybill, ...details.fields }, error, busy);
+    if (result.ok || result.queued) scanner.forgetDetails(id);
   } else if (form.dataset.action === "fail") {
     act(id, "fail", { reason: form.elements.reason.value }, error, busy);
   }

@@ -3,7 +3,7 @@
 // The API and the event stream are never cached: what they say must be current or visibly unavailable.
 // It also shows the Web Push offers (server/webpush/service.py: offer_payload) and opens the app at the
 // offer when one is tapped.
-const CACHE = "lanshou-courier-v2";
+const CACHE = "lanshou-courier-v3";
 const SHELL = [
   "/app",
   "/static/app.css",
@@ -13,6 +13,7 @@ const SHELL = [
   "/static/push.js",
   "/static/countdown.js",
   "/static/tabs.js",
+  "/static/scanner.js",
   "/static/vendor/htmx/htmx.min.js",
   "/static/manifest.webmanifest",
   "/static/icons/icon-192.png",

@@ -96,7 +96,8 @@ class CourierController(Controller):
     async def collect(
         self, request: Request[Principal, Any, Any], pickup_id: PathId, data: CollectIn
     ) -> PickupOut:
-        return await service.collect(request.user, pickup_id, data)
+        patterns = request.app.state.settings.waybill_patterns
+        return await service.collect(request.user, pickup_id, data, patterns)
 
     @post("/pickups/{pickup_id:int}/fail", status_code=200, summary="Report that the pickup cannot be made")
     async def fail(self, request: Request[Principal, Any, Any], pickup_id: PathId, data: FailIn) -> PickupOut:

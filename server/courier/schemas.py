@@ -7,7 +7,7 @@ from typing import Annotated, Literal, get_args
 import msgspec
 
 from server.domain.pickup_states import FAILURE_REASONS
-from server.validation import ClientId, Moment, Text500
+from server.validation import ClientId, Id, Moment, Text500
 
 # Written out so that type checkers and the OpenAPI document read it as an enum; kept equal to the
 # domain's list (checked below, at import).
@@ -40,6 +40,16 @@ class ActionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class CollectIn(ActionIn, forbid_unknown_fields=True):
     # Letters and digits (spaces, as a keyboard or scanner may add them, are removed).
     waybill_no: Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9 ]+$")]
+    # What the courier found at the door: pieces (default: the pickup's parcel_count), the weight
+    # they weighed, whether they re-packed it, and a photo uploaded first (POST …/photos).
+    pieces: Annotated[int, msgspec.Meta(ge=1, le=999)] | None = None
+    weight_kg: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
+    repacked: bool = False
+    photo_id: Id | None = None
+
+
+class PhotoOut(msgspec.Struct):
+    photo_id: int
 
 
 class FailIn(ActionIn, forbid_unknown_fields=True):

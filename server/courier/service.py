@@ -7,6 +7,7 @@ same offer at once, the database lets exactly one UPDATE match and the others se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from server.domain.contact import check_waybill
 from server.domain.geo import point_in_wgs84
 from server.domain.pickup_states import Action, IllegalTransition, allowed_from, next_status
 from server.errors import ApiError, field_errors, not_found
+from server.photos.service import photo_of_collect
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
 from server.push.log import SYSTEM, Actor, UnitOfWork, unit_of_work, utcnow
@@ -312,18 +314,42 @@ async def contacted(principal: Principal, pickup_id: int, body: ActionIn) -> Pic
     return await _advance(principal, pickup_id, body, Action.CONTACT, "pickup.contacted", {}, {})
 
 
-async def collect(principal: Principal, pickup_id: int, body: CollectIn) -> PickupOut:
-    waybill, problem = check_waybill(body.waybill_no)
+async def collect(
+    principal: Principal, pickup_id: int, body: CollectIn, waybill_patterns: Sequence[tuple[str, str]]
+) -> PickupOut:
+    """Collect: bind the waybill to the pickup, with what the courier found at the door."""
+    courier_id = _courier_id(principal)
+    waybill, problem = check_waybill(body.waybill_no, waybill_patterns)
     if problem:
         raise field_errors([{"field": "waybill_no", "message": problem}])
+    if body.photo_id is not None and not await photo_of_collect(courier_id, pickup_id, body.photo_id):
+        raise field_errors(
+            [{"field": "photo_id", "message": "no photo of this pickup uploaded by you has this id"}]
+        )
+    pieces = body.pieces
+    if pieces is None:  # as many as the partner declared (parcel_count never changes after creation)
+        row = await Pickup.select(Pickup.parcel_count).where(Pickup.id == pickup_id).first()
+        pieces = row["parcel_count"] if row else None
+    details = {
+        "pieces": pieces,
+        "weight_kg": body.weight_kg,
+        "repacked": body.repacked,
+        "photo_id": body.photo_id,
+    }
     return await _advance(
         principal,
         pickup_id,
         body,
         Action.COLLECT,
         "pickup.collected",
-        {Pickup.waybill_no: waybill},
-        {"waybill_no": waybill},
+        {
+            Pickup.waybill_no: waybill,
+            Pickup.collected_pieces: pieces,
+            Pickup.collected_weight_kg: body.weight_kg,
+            Pickup.repacked: body.repacked,
+            Pickup.collected_photo: body.photo_id,
+        },
+        {"waybill_no": waybill, **details},
     )
 
 

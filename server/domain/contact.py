@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
+from functools import lru_cache
 
 # [0-9], not \d: \d also matches full-width and other Unicode digits, which are no phone number.
 _MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
@@ -39,20 +41,54 @@ def s10_check_digit(serial: str) -> int:
     return {10: 0, 11: 5}.get(check, check)
 
 
-def check_waybill(raw: str) -> tuple[str | None, str | None]:
+# Other carriers' numbers have no check digit the waybill carries; their shape is what can be checked.
+# (name, regular expression matched against the whole normalised number); LANSHOU_WAYBILL_PATTERNS
+# replaces the list. These are the common shapes of the big mainland carriers' numbers.
+DEFAULT_WAYBILL_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("SF", r"SF[0-9]{12,13}"),  # 顺丰 SF Express
+    ("YTO", r"YT[0-9]{12,13}"),  # 圆通
+    ("ZTO", r"7[0-9]{13}|[0-9]{12}"),  # 中通: 14 digits from 7, older 12 digits
+    ("STO", r"77[0-9]{13}"),  # 申通
+    ("YUNDA", r"[0-9]{13}|[0-9]{15}"),  # 韵达 (13 digits are also China Post's domestic numbers)
+    ("JT", r"JT[0-9]{13}"),  # 极兔 J&T
+    ("JD", r"JD[A-Z0-9]{11,13}"),  # 京东
+)
+
+
+@lru_cache(maxsize=8)
+def compile_waybill_patterns(
+    patterns: tuple[tuple[str, str], ...],
+) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The configured patterns compiled once (settings hand the same tuple to every request)."""
+    return tuple((name, re.compile(regex)) for name, regex in patterns)
+
+
+def check_waybill(
+    raw: str, patterns: Sequence[tuple[str, str]] = DEFAULT_WAYBILL_PATTERNS
+) -> tuple[str | None, str | None]:
     """(normalised waybill number, None) or (None, why it is refused).
 
-    Carriers' numbering differs; every number is 8-32 letters or digits. One in the UPU S10 form
-    (two letters, 8 digits, a check digit, two letters) must carry the right check digit, which catches
-    most mis-scans and typos on EMS waybills.
+    Every number is 8-32 letters or digits. One in the UPU S10 form (two letters, 8 digits, a check
+    digit, two letters: EMS and international post) must carry the right check digit, which catches
+    most mis-scans and typos; any other must match one carrier's pattern (`patterns`), so that a
+    scanned order number or a phone number is not taken for a waybill.
     """
     value = raw.strip().upper().replace(" ", "")
     if not _WAYBILL.match(value):
         return None, "a waybill number is 8 to 32 letters or digits"
     s10 = _S10.match(value)
-    if s10 and s10_check_digit(s10.group(1)) != int(s10.group(2)):
-        return None, "the S10 check digit does not match: re-scan the waybill"
-    return value, None
+    if s10:
+        if s10_check_digit(s10.group(1)) != int(s10.group(2)):
+            return None, "the S10 check digit does not match: re-scan the waybill"
+        return value, None
+    compiled = compile_waybill_patterns(tuple(patterns))
+    if any(regex.fullmatch(value) for _, regex in compiled):
+        return value, None
+    names = ", ".join(name for name, _ in compiled)
+    return None, (
+        "not a waybill number: neither a UPU S10 number (e.g. EA123456785CN) nor one of the carriers' "
+        f"formats ({names or 'none configured'})"
+    )
 
 
 def new_tracking_code() -> str:

@@ -21,6 +21,7 @@ from server.openapi.schemas import (
     SCHEMAS,
     SECURITY_SCHEMES,
     describe_login,
+    describe_photo_bodies,
     describe_unstructured_body,
     error_responses,
     response_ref,
@@ -43,6 +44,7 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/v1/courier/pickups/{pickup_id}/contacted"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/collect"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/fail"): {409},
+    ("POST", "/api/v1/courier/pickups/{pickup_id}/photos"): {409},  # the pickup is no longer held
     ("POST", "/api/v1/dispatch/assign"): {404, 409},  # unknown pickups or courier; a pickup's state
     ("POST", "/api/v1/dispatch/unassign"): {404, 409},
     ("POST", "/auth/login"): {429},  # the sign-in throttle
@@ -216,6 +218,7 @@ def truthful_document(app: Any, generated: dict[str, Any], public_paths: Sequenc
         if path == "/auth/login" and method == "POST":
             describe_login(operation)
         describe_unstructured_body(method, path, operation)
+        describe_photo_bodies(method, path, operation)
         if _returns_event_stream(handler) and "200" in responses:
             responses["200"]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
         data = handler.parsed_data_field

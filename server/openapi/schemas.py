@@ -282,3 +282,22 @@ def describe_unstructured_body(method: str, path: str, operation: dict[str, Any]
         operation["requestBody"]["content"]["application/json"]["schema"] = request
     if response is not None:
         operation["responses"]["200"]["content"]["application/json"]["schema"] = response
+
+
+# Photos travel as images, not JSON: the upload's raw body and the read's answer.
+_IMAGE = {"schema": {"type": "string", "format": "binary", "maxLength": 1_048_576}}
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+def describe_photo_bodies(method: str, path: str, operation: dict[str, Any]) -> None:
+    if (method, path) == ("POST", "/api/v1/courier/pickups/{pickup_id}/photos"):
+        operation["requestBody"] = {
+            "required": True,
+            "description": "One image, at most 1 MiB; its type is read from its bytes.",
+            "content": {media: _IMAGE for media in _IMAGE_TYPES},
+        }
+    elif (method, path) == ("GET", "/api/v1/pickups/{pickup_id}/photos/{photo_id}"):
+        operation["responses"]["200"] = {
+            "description": "The image, as stored",
+            "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in _IMAGE_TYPES},
+        }

@@ -79,6 +79,17 @@ class EventOut(msgspec.Struct):
     data: dict[str, object] = {}
 
 
+class CollectionOut(msgspec.Struct):
+    """What the courier recorded at the door when collecting."""
+
+    pieces: int | None
+    weight_kg: float | None
+    repacked: bool
+    photo_id: int | None
+    # GET it with the partner's API key (only the pickup's partner and staff may).
+    photo_url: str | None
+
+
 class PickupOut(msgspec.Struct):
     id: int
     tracking_code: str
@@ -93,6 +104,7 @@ class PickupOut(msgspec.Struct):
     window: TimeWindow | None
     note: str
     waybill_no: str | None
+    collection: CollectionOut | None  # set once collected
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime

@@ -17,6 +17,7 @@ from server.domain.pickup_states import Status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import (
     AddressOut,
+    CollectionOut,
     CourierRef,
     EventOut,
     PickupCreate,
@@ -227,11 +228,25 @@ def pickup_out(
         window=window,
         note=row["note"],
         waybill_no=row["waybill_no"],
+        collection=_collection(row),
         failure_reason=row["failure_reason"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         due_at=row["due_at"],
         events=events,
+    )
+
+
+def _collection(row: dict[str, Any]) -> CollectionOut | None:
+    if row["status"] != "collected":
+        return None
+    photo = row["collected_photo"]
+    return CollectionOut(
+        pieces=row["collected_pieces"],
+        weight_kg=row["collected_weight_kg"],
+        repacked=bool(row["repacked"]),
+        photo_id=photo,
+        photo_url=f"/api/v1/pickups/{row['id']}/photos/{photo}" if photo else None,
     )
 
 

@@ -189,9 +189,37 @@ def test_a_waybill_is_normalised_to_upper_case_without_spaces() -> None:
     assert check_waybill(" ee 1234 5678 5cn ") == ("EE123456785CN", None)
 
 
-@pytest.mark.parametrize("waybill", ["SF1234567890123", "75312345678901", "YT12345678", "JD0001234567"])
-def test_other_carriers_numbers_need_only_the_general_shape(waybill: str) -> None:
+@pytest.mark.parametrize(
+    "waybill",
+    [
+        "SF1234567890123",
+        "75312345678901",
+        "YT7512345678901",
+        "JDVA12345678901",
+        "JT0001234567890",
+        "773012345678901",
+    ],
+)
+def test_other_carriers_numbers_pass_by_the_default_patterns(waybill: str) -> None:
     assert check_waybill(waybill) == (waybill, None)
+
+
+@pytest.mark.parametrize("waybill", ["YT12345678", "ORDER20261125", "13912345678", "AB12345678"])
+def test_a_number_no_carrier_uses_is_refused(waybill: str) -> None:
+    value, problem = check_waybill(waybill)
+    assert value is None and problem is not None
+    assert "S10" in problem and "SF" in problem  # says what would have been accepted
+
+
+def test_configured_patterns_replace_the_defaults() -> None:
+    patterns = (("ACME", r"ACME[0-9]{6}"),)
+    assert check_waybill("acme123456", patterns) == ("ACME123456", None)
+    assert check_waybill("SF1234567890123", patterns)[0] is None
+    # S10 numbers are checked by their check digit whatever the patterns say.
+    assert check_waybill("EA123456785CN", patterns) == ("EA123456785CN", None)
+    assert check_waybill("EA123456784CN", (("ANY", r".*"),))[0] is None
+    # A pattern matches the whole number, not a part of it.
+    assert check_waybill("XACME123456", patterns)[0] is None
 
 
 @pytest.mark.parametrize(

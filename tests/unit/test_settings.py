@@ -232,3 +232,26 @@ def test_an_empty_or_truncated_stored_key_is_refused_rather_than_used(tmp_path: 
         load_settings(env_in(tmp_path))
     assert "LANSHOU_SECRET_KEY" in str(caught.value)
     assert "secret_key" in str(caught.value)
+
+
+# -- waybill patterns and the photo directory -----------------------------------------------------------
+
+
+def test_waybill_patterns_are_read_as_named_regexes(tmp_path: Path) -> None:
+    from server.domain.contact import DEFAULT_WAYBILL_PATTERNS
+
+    assert load_settings(env_in(tmp_path)).waybill_patterns == DEFAULT_WAYBILL_PATTERNS
+    settings = load_settings(env_in(tmp_path, LANSHOU_WAYBILL_PATTERNS=r" SF=^SF\d{12}$ ; YTO=^YT\d{13}$;"))
+    assert settings.waybill_patterns == (("SF", r"^SF\d{12}$"), ("YTO", r"^YT\d{13}$"))
+
+
+@pytest.mark.parametrize("raw", ["SF", "=^SF$", "S F=^SF$", "SF=", "SF=^SF[0-9$"])
+def test_a_bad_waybill_pattern_stops_the_server_naming_the_variable(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(SettingsError, match="LANSHOU_WAYBILL_PATTERNS"):
+        load_settings(env_in(tmp_path, LANSHOU_WAYBILL_PATTERNS=raw))
+
+
+def test_photos_are_stored_beside_the_data_unless_told_otherwise(tmp_path: Path) -> None:
+    assert load_settings(env_in(tmp_path)).photo_dir == str(tmp_path / "photos")
+    elsewhere = str(tmp_path / "elsewhere")
+    assert load_settings(env_in(tmp_path, LANSHOU_PHOTO_DIR=elsewhere)).photo_dir == elsewhere
