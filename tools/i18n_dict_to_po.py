@@ -66,7 +66,9 @@ def entries_from_python(source: str) -> list[tuple[str, str, str]]:
         if not isinstance(node, ast.Dict):
             continue
         for key, value in zip(node.keys, node.values, strict=True):
-            if not (isinstance(key, ast.Constant) and isinstance(key.value, str) and isinstance(value, ast.Dict)):
+            if not (
+                isinstance(key, ast.Constant) and isinstance(key.value, str) and isinstance(value, ast.Dict)
+            ):
                 continue
             texts = {
                 k.value: v.value
@@ -160,15 +162,21 @@ def merge(
                 if overwrite:
                     current.string = texts[lang]
                 else:
-                    problems.append(f"differs {key!r} [{lang}]: catalogue {current.string!r}, input {texts[lang]!r}")
+                    problems.append(
+                        f"differs {key!r} [{lang}]: catalogue {current.string!r}, input {texts[lang]!r}"
+                    )
     files = {TEMPLATE: dump(template)}
     files.update({po_path(LOCALES[lang]): dump(catalog) for lang, catalog in catalogs.items()})
     return files, added, problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="a Python file with the old dict, a key<TAB>zh<TAB>en file, or - for stdin")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "source", help="a Python file with the old dict, a key<TAB>zh<TAB>en file, or - for stdin"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace texts that differ")
     parser.add_argument("--dry-run", action="store_true", help="say what would change, write nothing")
     args = parser.parse_args(argv)
