@@ -31,7 +31,7 @@ from server.dispatch import service as dispatch
 from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
 from server.errors import ApiError
-from server.i18n import CATALOGUE, translate
+from server.i18n import known, translate
 from server.pages import forbidden_page, request_language
 from server.push.log import Actor, PushMessage, all_events_since, latest_event_id, utcnow
 from server.push.sse import event_stream, parse_last_event_id, to_console_sse
@@ -267,7 +267,7 @@ def _zone_errors(raw: list[tuple[int | None, str, str]], lang: str) -> list[dict
 def localise_api_error(exc: ApiError, lang: str) -> str:
     """The service's message in the page language: by its code when the catalogue knows it."""
     key = f"console.error.{exc.code}"
-    if lang != "en" and key in CATALOGUE:
+    if lang != "en" and known(key):
         return translate(key, lang)
     return exc.message
 

@@ -22,6 +22,8 @@ from server.zones.service import directory
 CLOSING_EVENTS = {"pickup.collected": "collected", "pickup.failed": "failed"}
 # Where navigation_links' keys appear on the card, in order: the apps couriers in China use most first.
 NAV_APPS = ("amap", "baidu", "apple", "geo")
+# My day's counts, in the order the page shows them.
+DAY_COUNTS = ("offered", "held", "collected", "failed")
 
 
 def start_of_today(now: datetime, timezone: str = DEFAULT_TIMEZONE) -> datetime:
@@ -99,12 +101,13 @@ async def my_day(courier_id: int, held: list[dict[str, Any]], now: datetime) -> 
         )
     outcomes = [e["type"] for e in closing]
     return {
-        "counts": {
-            "offered": offered,
-            "held": len(held),
-            "collected": outcomes.count("pickup.collected"),
-            "failed": outcomes.count("pickup.failed"),
-        },
+        "counts": dict(
+            zip(
+                DAY_COUNTS,
+                (offered, len(held), outcomes.count("pickup.collected"), outcomes.count("pickup.failed")),
+                strict=True,
+            )
+        ),
         "open": sorted(held, key=lambda p: (p["due_at"] is None, p["due_at"] or "")),
         "closed": closed,
     }
