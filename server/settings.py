@@ -10,11 +10,12 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
-from server.webhooks.destinations import normalise_allowed_host
+from server.webhooks.destinations import RefusedDestination, normalise_allowed_host, parse_webhook_url
 from server.webpush.keys import vapid_private_key, write_once
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -62,6 +63,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     push_allowed_hosts: tuple[str, ...] = ()
     # Seconds between pushes of an offer that is still open (0: push once).
     push_renotify_s: int = 30
+    # SMS / voice-call gateway for offers a courier has not seen or answered (see server/alerts/):
+    # the provider's endpoint (empty: off), the HMAC-SHA256 signing secret, and when each stage goes
+    # out, in seconds after the offer (voice 0: no voice stage).
+    alert_gateway_url: str = ""
+    alert_gateway_secret: str = ""
+    alert_gateway_after_s: int = 20
+    alert_gateway_voice_after_s: int = 0
+    # Internal gateways allowed besides the public internet (as webhook_allowed_hosts).
+    alert_gateway_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def is_sqlite(self) -> bool:
@@ -193,7 +203,37 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vapid_subject=_vapid_subject(env),
         push_allowed_hosts=_allowed_hosts(env, "LANSHOU_PUSH_ALLOWED_HOSTS"),
         push_renotify_s=_int(env, "LANSHOU_PUSH_RENOTIFY_S", 30, 0, 3600),
+        **_alert_gateway(env),
     )
+
+
+def _alert_gateway(env: Mapping[str, str]) -> dict[str, Any]:
+    url = env.get("LANSHOU_ALERT_GATEWAY_URL", "").strip()
+    secret = env.get("LANSHOU_ALERT_GATEWAY_SECRET", "").strip()
+    after_s = _int(env, "LANSHOU_ALERT_GATEWAY_AFTER_S", 20, 1, 3600)
+    voice_after_s = _int(env, "LANSHOU_ALERT_GATEWAY_VOICE_AFTER_S", 0, 0, 3600)
+    if url:
+        try:
+            parse_webhook_url(url)
+        except RefusedDestination as exc:
+            raise SettingsError(f"LANSHOU_ALERT_GATEWAY_URL: {exc.message}") from None
+        if len(secret) < 16:
+            raise SettingsError(
+                "LANSHOU_ALERT_GATEWAY_SECRET must be at least 16 characters when LANSHOU_ALERT_GATEWAY_URL "
+                "is set (the gateway checks each request's signature with it)"
+            )
+    if voice_after_s and voice_after_s <= after_s:
+        raise SettingsError(
+            "LANSHOU_ALERT_GATEWAY_VOICE_AFTER_S must be later than LANSHOU_ALERT_GATEWAY_AFTER_S "
+            f"(the call follows the SMS), got {voice_after_s} <= {after_s}"
+        )
+    return {
+        "alert_gateway_url": url,
+        "alert_gateway_secret": secret,
+        "alert_gateway_after_s": after_s,
+        "alert_gateway_voice_after_s": voice_after_s,
+        "alert_gateway_allowed_hosts": _allowed_hosts(env, "LANSHOU_ALERT_GATEWAY_ALLOWED_HOSTS"),
+    }
 
 
 def _vapid(env: Mapping[str, str], data_dir: Path) -> str:

@@ -10,7 +10,7 @@ from litestar.response import ServerSentEvent
 
 from server.auth.principal import Principal, courier_only
 from server.courier import service
-from server.courier.schemas import ActionIn, CollectIn, DutyIn, DutyOut, FailIn, HeartbeatIn
+from server.courier.schemas import ActionIn, CollectIn, DeclineIn, DutyIn, DutyOut, FailIn, HeartbeatIn
 from server.pickups.schemas import PickupOut
 from server.push.log import courier_events_since, latest_event_id
 from server.push.sse import event_stream, parse_last_event_id
@@ -81,6 +81,32 @@ class CourierController(Controller):
         self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
     ) -> PickupOut:
         return await service.accept(request.user, pickup_id, data or ActionIn())
+
+    @post(
+        "/pickups/{pickup_id:int}/decline",
+        status_code=200,
+        summary="Let an offered pickup pass, with a reason",
+    )
+    async def decline(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: DeclineIn
+    ) -> PickupOut:
+        return await service.decline(request.user, pickup_id, data)
+
+    @post(
+        "/pickups/{pickup_id:int}/seen",
+        status_code=200,
+        summary="Record that the offer is on your screen (no SMS or call follows)",
+    )
+    async def seen(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
+    ) -> PickupOut:
+        return await service.seen(request.user, pickup_id, data or ActionIn())
+
+    @post("/pickups/{pickup_id:int}/arrived", status_code=200, summary="Record that you are at the door")
+    async def arrived(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
+    ) -> PickupOut:
+        return await service.arrived(request.user, pickup_id, data or ActionIn())
 
     @post(
         "/pickups/{pickup_id:int}/contacted", status_code=200, summary="Record that you reached the customer"

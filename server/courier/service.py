@@ -1,4 +1,5 @@
-"""What a courier does: go on or off duty, accept, record the call, collect, fail.
+"""What a courier does: go on or off duty, see, accept or decline an offer, record the call and the
+arrival, collect, fail.
 
 Each state change is a conditional UPDATE (`… WHERE status IN (allowed)`) inside the transaction that
 also writes the event, so the state machine holds under concurrency: when twenty couriers accept the
@@ -12,15 +13,16 @@ from typing import Any
 
 import msgspec
 
+from server.alerts.gateway import drop_alerts
 from server.auth.principal import Principal
-from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn, HeartbeatIn
-from server.db.engine import UNIQUE_VIOLATION
+from server.courier.schemas import ActionIn, CollectIn, DeclineIn, DutyOut, FailIn, HeartbeatIn
+from server.db.engine import UNIQUE_VIOLATION, is_postgres
 from server.dispatch.offers import close_offers, join_offer, lock_courier, offer_snapshot, open_load
 from server.dispatch.rules import BACKUP, STATION, ZONE, Candidate
-from server.dispatch.service import dispatch_pickup, drop_timers
+from server.dispatch.service import after_decline, dispatch_pickup, drop_timers, hold_offer_timers
 from server.domain.contact import check_waybill
 from server.domain.geo import point_in_wgs84
-from server.domain.pickup_states import Action, IllegalTransition, allowed_from, next_status
+from server.domain.pickup_states import HELD_STATES, Action, IllegalTransition, allowed_from, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
@@ -273,6 +275,8 @@ async def _advance(
             if not changed:
                 raise await _conflict(pickup_id, action, courier_id)
             uow.note_zone(pickup_id, changed[0]["zone"])
+            if action is Action.CONTACT:
+                await _first_contact(pickup_id, courier_id, now)
             await uow.record(
                 event_type,
                 actor=Actor("courier", courier_id),
@@ -292,6 +296,25 @@ async def _advance(
             raise _waybill_taken() from None
         raise
     return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+
+
+async def _first_contact(pickup_id: int, courier_id: int, now: datetime) -> None:
+    """The alert timeline's last step: when the courier who accepted the offer first reached the
+    customer (a pickup handed over by a dispatcher has no accepted offer, and no such step)."""
+    offer = (
+        await PickupOffer.select(PickupOffer.id)
+        .where(
+            (PickupOffer.pickup == pickup_id)
+            & (PickupOffer.courier == courier_id)
+            & (PickupOffer.outcome == "accepted")
+        )
+        .order_by(PickupOffer.id, ascending=False)
+        .first()
+    )
+    if offer is not None:
+        await PickupOffer.update({PickupOffer.contacted_at: now}).where(
+            (PickupOffer.id == offer["id"]) & PickupOffer.contacted_at.is_null()
+        )
 
 
 def _waybill_taken() -> ApiError:
@@ -336,6 +359,133 @@ async def fail(principal: Principal, pickup_id: int, body: FailIn) -> PickupOut:
         "pickup.failed",
         {Pickup.failure_reason: body.reason},
         {"reason": body.reason, "note": body.note},
+    )
+
+
+async def _offer_view(pickup_id: int) -> PickupOut:
+    """What a courier who has (or had) only an offer of the pickup is answered: its phone masked."""
+    return await pickup_view(pickup_id, with_events=False, full_phone=False, for_partner=False)
+
+
+async def decline(principal: Principal, pickup_id: int, body: DeclineIn) -> PickupOut:
+    """The courier lets the offer pass, with a reason. Their offer ends (declined) and dispatch goes
+    on as when it expires: the next courier in assign mode, the next stage (or the dispatcher) when
+    nobody's offer is left open."""
+    courier_id = _courier_id(principal)
+    client_at = _client_at(body)
+    if await _replayed(courier_id, body, pickup_id):
+        return await _offer_view(pickup_id)
+    async with unit_of_work() as uow:
+        # Timers first, as every change to an offered pickup (see drop_timers).
+        await hold_offer_timers(pickup_id)
+        now = utcnow()
+        declined = (
+            await PickupOffer.update({PickupOffer.outcome: "declined", PickupOffer.answered_at: now})
+            .where(
+                (PickupOffer.pickup == pickup_id)
+                & (PickupOffer.courier == courier_id)
+                & PickupOffer.outcome.is_null()
+            )
+            .returning(PickupOffer.id)
+        )
+        if not declined:
+            raise await _not_offered(pickup_id, courier_id)
+        await drop_alerts(pickup_id, [courier_id])
+        await uow.record(
+            "pickup.declined",
+            actor=Actor("courier", courier_id),
+            pickup_id=pickup_id,
+            to=[courier_id],  # the app's other tabs stop ringing for it
+            at=now,
+            data={"courier": courier_id, "reason": body.reason, "note": body.note},
+            client_action_id=body.client_action_id,
+            client_at=client_at,
+        )
+        await after_decline(uow, pickup_id)
+    return await _offer_view(pickup_id)
+
+
+async def seen(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
+    """The offer's card was on the courier's screen: the first time is kept (and no SMS or call
+    follows); later calls change nothing."""
+    courier_id = _courier_id(principal)
+    client_at = _client_at(body)
+    if await _replayed(courier_id, body, pickup_id):
+        return await _offer_view(pickup_id)
+    async with unit_of_work() as uow:
+        await drop_alerts(pickup_id, [courier_id])  # timers before offers, as drop_timers says
+        now = utcnow()
+        first = (
+            await PickupOffer.update({PickupOffer.seen_at: now})
+            .where(
+                (PickupOffer.pickup == pickup_id)
+                & (PickupOffer.courier == courier_id)
+                & PickupOffer.outcome.is_null()
+                & PickupOffer.seen_at.is_null()
+            )
+            .returning(PickupOffer.id)
+        )
+        if first:
+            await uow.record(
+                "pickup.offer_seen",
+                actor=Actor("courier", courier_id),
+                pickup_id=pickup_id,
+                at=now,
+                data={"courier": courier_id},
+                client_action_id=body.client_action_id,
+                client_at=client_at,
+            )
+        elif not await PickupOffer.exists().where(
+            (PickupOffer.pickup == pickup_id)
+            & (PickupOffer.courier == courier_id)
+            & PickupOffer.outcome.is_null()
+        ):
+            raise await _not_offered(pickup_id, courier_id)
+    return await _offer_view(pickup_id)
+
+
+async def arrived(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
+    """The courier is at the customer's door: an event (the state machine has no status for it) for
+    a pickup they hold, accepted or contacted."""
+    courier_id = _courier_id(principal)
+    client_at = _client_at(body)
+    if await _replayed(courier_id, body, pickup_id):
+        return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+    async with unit_of_work() as uow:
+        query = Pickup.select(Pickup.id, Pickup.zone).where(
+            (Pickup.id == pickup_id)
+            & (Pickup.courier == courier_id)
+            & Pickup.status.is_in([s.value for s in HELD_STATES])
+        )
+        if is_postgres(Pickup._meta.db):
+            query = query.lock_rows("SHARE")  # no collect or reassignment slips in before the event
+        held = await query.first()
+        if held is None:
+            raise await _not_holding(pickup_id, courier_id)
+        uow.note_zone(pickup_id, held["zone"])
+        await uow.record(
+            "pickup.arrived",
+            actor=Actor("courier", courier_id),
+            pickup_id=pickup_id,
+            to=[courier_id],
+            data={"courier": courier_id},
+            client_action_id=body.client_action_id,
+            client_at=client_at,
+        )
+    return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+
+
+async def _not_holding(pickup_id: int, courier_id: int) -> ApiError:
+    row = await Pickup.select(Pickup.status, Pickup.courier).where(Pickup.id == pickup_id).first()
+    if row is None or not await _known_to(courier_id, pickup_id, row["courier"]):
+        return not_found("pickup")
+    if row["courier"] != courier_id:
+        return ApiError(409, "not_yours", "this pickup is not assigned to you", current_status=row["status"])
+    return ApiError(
+        409,
+        "illegal_transition",
+        f"cannot arrive at a pickup that is {row['status']}",
+        current_status=row["status"],
     )
 
 
