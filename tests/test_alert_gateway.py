@@ -229,28 +229,37 @@ async def test_a_failing_gateway_is_recorded_and_nothing_else_changes(
     assert "Traceback" not in server.log()
 
 
-async def test_a_gateway_on_an_address_not_allowed_is_refused_not_called(gateway: Gateway) -> None:
-    # The webhooks' SSRF check applies: loopback only when LANSHOU_ALERT_GATEWAY_ALLOWED_HOSTS allows it.
-    # A server of its own (a second one on the same database would fire the same timers).
+@pytest.fixture
+def refusing(gateway: Gateway) -> Iterator[tuple[Database, ServerProcess, str]]:
+    """A server of its own whose gateway is on loopback, which it is NOT allowed to reach (a second
+    server on the module's database would fire the same timers)."""
     with demo_server(
         "lanshou-alerts-refused-",
         LANSHOU_SCHEDULER_INTERVAL_MS="50",
         LANSHOU_ALERT_GATEWAY_URL=gateway.url,
         LANSHOU_ALERT_GATEWAY_SECRET=SECRET,
         LANSHOU_ALERT_GATEWAY_AFTER_S="1",
-    ) as (db, server, api_key):
-        others = Personas(server, api_key)
-        try:
-            zone = await make_zone(others, offer_ttl_s=600)
-            await courier_with_phone(others, zone.code, "13800138003")
-            pickup = (await others.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    ) as world:
+        yield world
 
-            async def recorded() -> bool:
-                return len(await alert_events(db, pickup["id"])) == 1
 
-            await wait_for(recorded)
-            (event,) = await alert_events(db, pickup["id"])
-            assert event["ok"] is False and event["error"].startswith("refused"), event
-            assert not [body for _, _, body in gateway.calls if b"13800138003" in body]
-        finally:
-            await others.close()
+async def test_a_gateway_on_an_address_not_allowed_is_refused_not_called(
+    gateway: Gateway, refusing: tuple[Database, ServerProcess, str]
+) -> None:
+    # The webhooks' SSRF check applies: loopback only when LANSHOU_ALERT_GATEWAY_ALLOWED_HOSTS allows it.
+    db, server, api_key = refusing
+    others = Personas(server, api_key)
+    try:
+        zone = await make_zone(others, offer_ttl_s=600)
+        await courier_with_phone(others, zone.code, "13800138003")
+        pickup = (await others.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+
+        async def recorded() -> bool:
+            return len(await alert_events(db, pickup["id"])) == 1
+
+        await wait_for(recorded)
+        (event,) = await alert_events(db, pickup["id"])
+        assert event["ok"] is False and event["error"].startswith("refused"), event
+        assert not [body for _, _, body in gateway.calls if b"13800138003" in body]
+    finally:
+        await others.close()
