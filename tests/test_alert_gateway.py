@@ -25,6 +25,7 @@ from tests.conftest import (
     Database,
     Personas,
     ServerProcess,
+    demo_database,
     demo_server,
     free_port,
     make_zone,
@@ -263,3 +264,49 @@ async def test_a_gateway_on_an_address_not_allowed_is_refused_not_called(
         assert not [body for _, _, body in gateway.calls if b"13800138003" in body]
     finally:
         await others.close()
+
+
+@pytest.fixture
+def two_processes(gateway: Gateway) -> Iterator[tuple[Database, list[ServerProcess], str]]:
+    """Two server processes on one database of their own, both with the gateway on."""
+    env = {
+        "LANSHOU_SCHEDULER_INTERVAL_MS": "20",
+        "LANSHOU_ALERT_GATEWAY_URL": gateway.url,
+        "LANSHOU_ALERT_GATEWAY_SECRET": SECRET,
+        "LANSHOU_ALERT_GATEWAY_AFTER_S": "1",
+        "LANSHOU_ALERT_GATEWAY_VOICE_AFTER_S": "2",
+        "LANSHOU_ALERT_GATEWAY_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    with demo_database("lanshou-alerts-two-") as (db, api_key):
+        servers = [ServerProcess(db, **env).start() for _ in range(2)]
+        try:
+            yield db, servers, api_key
+        finally:
+            for server in servers:
+                server.stop()
+
+
+async def test_two_processes_send_each_alert_once(
+    gateway: Gateway, two_processes: tuple[Database, list[ServerProcess], str]
+) -> None:
+    db, (first, _second), api_key = two_processes
+    people = Personas(first, api_key)
+    try:
+        zone = await make_zone(people, offer_ttl_s=600)
+        phones = [f"1370013{n:04d}" for n in range(4)]
+        for phone in phones:
+            await courier_with_phone(people, zone.code, phone)
+        pickup = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+
+        async def all_recorded() -> bool:
+            return len(await alert_events(db, pickup["id"])) == 2 * len(phones)
+
+        await wait_for(all_recorded)
+        await asyncio.sleep(0.5)
+        sent = [msgspec.json.decode(body) for _, _, body in gateway.calls if b"1370013" in body]
+        assert sorted((c["phone"], c["channel"]) for c in sent) == sorted(
+            (phone, channel) for phone in phones for channel in ("sms", "voice")
+        )
+        assert len(await alert_events(db, pickup["id"])) == 2 * len(phones)
+    finally:
+        await people.close()
