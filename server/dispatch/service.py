@@ -140,7 +140,7 @@ async def dispatch_pickup(
     `candidates_seen` lets a caller dispatching many pickups in one transaction read each (zone, stage)'s
     couriers once: offering changes neither duty nor load (load counts held pickups only)."""
     offers = await _OfferHistory.of(pickup)
-    # Grab: nobody twice at once, and nobody who said no this time round the stages.
+    # Grab: nobody twice at once, and nobody who declined it (as assign mode never offers anyone twice).
     passed_over = offers.open | offers.declined
     while stage < DISPATCHER:
         if candidates_seen is None:
@@ -227,7 +227,8 @@ async def after_decline(uow: UnitOfWork, pickup_id: int) -> None:
     pickup = await Pickup.select().where(Pickup.id == pickup_id).first()
     if pickup is None or pickup["status"] != "offered":
         return
-    await Timer.delete().where((Timer.pickup == pickup_id) & (Timer.kind == "offer_expiry"))
+    # Every offer is closed: the round's expiry and any courier's gateway alert are moot.
+    await Timer.delete().where((Timer.pickup == pickup_id) & Timer.kind.is_in(OFFER_TIMER_KINDS))
     await _round_ended(uow, pickup)
 
 
