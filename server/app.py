@@ -23,6 +23,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from server.admin.controller import AdminController
+from server.alerts import gateway as alert_gateway
 from server.auth.controller import AuthController, home_for_session, me
 from server.auth.principal import AuthMiddleware
 from server.auth.session_store import DatabaseSessionStore, SessionConfig
@@ -126,6 +127,7 @@ class Runtime(InitPluginProtocol):
         self.hub.route_hook = self.on_message
         hub_task = asyncio.create_task(self.hub.run(self.channels), name="lanshou-push-hub")
         push_log.set_publisher(PublishWithPush(self.hub, self.webpush))
+        alert_gateway.configure(self.settings)
         webpush_task = asyncio.create_task(self.webpush.run(), name="lanshou-webpush")
         scheduler = Scheduler(self.settings.scheduler_interval_ms / 1000)
         app.state["scheduler"] = scheduler
@@ -140,6 +142,7 @@ class Runtime(InitPluginProtocol):
             yield
         finally:
             await stop_task(scheduler_task)
+            alert_gateway.configure(None)
             await stop_task(webhook_task)
             await stop_task(watchdog_task)
             push_log.set_publisher(None)

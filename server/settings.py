@@ -11,12 +11,13 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
 from server.domain.contact import DEFAULT_WAYBILL_PATTERNS
-from server.webhooks.destinations import normalise_allowed_host
+from server.webhooks.destinations import RefusedDestination, normalise_allowed_host, parse_webhook_url
 from server.webpush.keys import vapid_private_key, write_once
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -68,6 +69,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     waybill_patterns: tuple[tuple[str, str], ...] = DEFAULT_WAYBILL_PATTERNS
     # Where the couriers' photos of parcels are stored (default: photos/ in the data directory).
     photo_dir: str = "var/photos"
+    # SMS / voice-call gateway for offers a courier has not seen or answered (see server/alerts/):
+    # the provider's endpoint (empty: off), the HMAC-SHA256 signing secret, and when each stage goes
+    # out, in seconds after the offer (voice 0: no voice stage).
+    alert_gateway_url: str = ""
+    alert_gateway_secret: str = ""
+    alert_gateway_after_s: int = 20
+    alert_gateway_voice_after_s: int = 0
+    # Internal gateways allowed besides the public internet (as webhook_allowed_hosts).
+    alert_gateway_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def is_sqlite(self) -> bool:
@@ -230,7 +240,37 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_renotify_s=_int(env, "LANSHOU_PUSH_RENOTIFY_S", 30, 0, 3600),
         waybill_patterns=_waybill_patterns(env),
         photo_dir=env.get("LANSHOU_PHOTO_DIR", "").strip() or str(data_dir / "photos"),
+        **_alert_gateway(env),
     )
+
+
+def _alert_gateway(env: Mapping[str, str]) -> dict[str, Any]:
+    url = env.get("LANSHOU_ALERT_GATEWAY_URL", "").strip()
+    secret = env.get("LANSHOU_ALERT_GATEWAY_SECRET", "").strip()
+    after_s = _int(env, "LANSHOU_ALERT_GATEWAY_AFTER_S", 20, 1, 3600)
+    voice_after_s = _int(env, "LANSHOU_ALERT_GATEWAY_VOICE_AFTER_S", 0, 0, 3600)
+    if url:
+        try:
+            parse_webhook_url(url)
+        except RefusedDestination as exc:
+            raise SettingsError(f"LANSHOU_ALERT_GATEWAY_URL: {exc.message}") from None
+        if len(secret) < 16:
+            raise SettingsError(
+                "LANSHOU_ALERT_GATEWAY_SECRET must be at least 16 characters when LANSHOU_ALERT_GATEWAY_URL "
+                "is set (the gateway checks each request's signature with it)"
+            )
+    if voice_after_s and voice_after_s <= after_s:
+        raise SettingsError(
+            "LANSHOU_ALERT_GATEWAY_VOICE_AFTER_S must be later than LANSHOU_ALERT_GATEWAY_AFTER_S "
+            f"(the call follows the SMS), got {voice_after_s} <= {after_s}"
+        )
+    return {
+        "alert_gateway_url": url,
+        "alert_gateway_secret": secret,
+        "alert_gateway_after_s": after_s,
+        "alert_gateway_voice_after_s": voice_after_s,
+        "alert_gateway_allowed_hosts": _allowed_hosts(env, "LANSHOU_ALERT_GATEWAY_ALLOWED_HOSTS"),
+    }
 
 
 def _vapid(env: Mapping[str, str], data_dir: Path) -> str:

@@ -173,7 +173,12 @@ class PickupOffer(Table, tablename="pickup_offers"):
     round = Integer(default=1)
     offered_at = Timestamptz()
     expires_at = Timestamptz(null=True, default=None)
-    outcome = Varchar(length=16, null=True, default=None)  # accepted | withdrawn | expired
+    outcome = Varchar(length=16, null=True, default=None)  # accepted | declined | withdrawn | expired
+    # The alert timeline (server receipt times; the courier's own clock is on the action's event):
+    # on the courier's screen, answered (accepted or declined), first call to the customer.
+    seen_at = Timestamptz(null=True, default=None)
+    answered_at = Timestamptz(null=True, default=None)
+    contacted_at = Timestamptz(null=True, default=None)
 
 
 class Event(Table, tablename="events"):
@@ -211,8 +216,10 @@ class Timer(Table, tablename="timers"):
     """
 
     id = BigSerial(primary_key=True)
-    kind = Varchar(length=24)  # offer_expiry | sla_warning | sla_breach
+    kind = Varchar(length=24)  # offer_expiry | sla_warning | sla_breach | alert_sms | alert_voice
     pickup = ForeignKey(Pickup, on_delete=OnDelete.cascade, index=True)
+    # The courier a per-courier timer is for (the gateway alerts); None for the pickup's own timers.
+    courier = ForeignKey(Courier, null=True, default=None, on_delete=OnDelete.cascade)
     # Epoch milliseconds, not a timestamp column: SQLite compares timestamps as text, and Piccolo binds
     # parameters in a different text form than it stores, so "due <= now" must be an integer compare.
     due_ms = BigInt(index=True)

@@ -104,6 +104,9 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("DELETE", PUSH_SUBSCRIPTIONS):                                    expect(401, 204, 204, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/accept"):                              expect(401, 200, 404, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/contacted"):                           expect(401, 200, 404, 403, 403, 403, 403, 403),
+    Route("POST", COURIER_PICKUP + "/decline"):                             expect(401, 200, 404, 403, 403, 403, 403, 403),
+    Route("POST", COURIER_PICKUP + "/seen"):                                expect(401, 200, 404, 403, 403, 403, 403, 403),
+    Route("POST", COURIER_PICKUP + "/arrived"):                             expect(401, 200, 404, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/collect"):                             expect(401, 200, 404, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/fail"):                                expect(401, 200, 404, 403, 403, 403, 403, 403),
     Route("POST", COURIER_PICKUP + "/photos"):                              expect(401, 201, 404, 403, 403, 403, 403, 403),
@@ -691,6 +694,22 @@ async def courier_events_replayed(w: World, role: str, _: None) -> httpx.Respons
 @probe("POST", COURIER_PICKUP + "/accept", prepare=offered_pickup)
 async def accept(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
     return await w.api(role).post(f"/api/v1/courier/pickups/{pickup['id']}/accept")
+
+
+@probe("POST", COURIER_PICKUP + "/decline", prepare=offered_pickup)
+async def decline(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    url = f"/api/v1/courier/pickups/{pickup['id']}/decline"
+    return await w.api(role).post(url, json={"reason": "too_far"})
+
+
+@probe("POST", COURIER_PICKUP + "/seen", prepare=offered_pickup)
+async def seen(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    return await w.api(role).post(f"/api/v1/courier/pickups/{pickup['id']}/seen")
+
+
+@probe("POST", COURIER_PICKUP + "/arrived", prepare=held_pickup)
+async def arrived(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    return await w.api(role).post(f"/api/v1/courier/pickups/{pickup['id']}/arrived")
 
 
 @probe("POST", COURIER_PICKUP + "/contacted", prepare=held_pickup)

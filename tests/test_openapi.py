@@ -91,6 +91,9 @@ def test_errors_are_described_in_our_shape_and_not_litestars(document: dict[str,
         ("GET", "/api/v1/pickups", {400, 401, 403}),
         ("GET", "/api/v1/pickups/{pickup_id}", {401, 403, 404}),
         ("POST", "/api/v1/courier/pickups/{pickup_id}/accept", {401, 403, 404, 409, 415, 422}),
+        ("POST", "/api/v1/courier/pickups/{pickup_id}/decline", {401, 403, 404, 409, 415, 422}),
+        ("POST", "/api/v1/courier/pickups/{pickup_id}/seen", {401, 403, 404, 409, 415, 422}),
+        ("POST", "/api/v1/courier/pickups/{pickup_id}/arrived", {401, 403, 404, 409, 415, 422}),
         ("POST", "/api/v1/dispatch/assign", {401, 403, 404, 409, 415, 422}),
         ("POST", "/api/v1/users", {401, 403, 409, 415, 422}),
         ("GET", "/api/v1/me", {401}),
@@ -247,6 +250,26 @@ def test_optional_bodies_may_be_left_out_and_streams_are_event_streams(document:
     assert document["paths"]["/api/v1/pickups"]["post"]["requestBody"]["required"] is True
     events = document["paths"]["/api/v1/courier/events"]["get"]["responses"]["200"]
     assert list(events["content"]) == ["text/event-stream"]
+
+
+def test_a_decline_names_its_reasons_and_seen_and_arrived_take_an_optional_action_body(
+    document: dict[str, Any],
+) -> None:
+    decline = document["paths"]["/api/v1/courier/pickups/{pickup_id}/decline"]["post"]
+    assert decline["requestBody"]["required"] is True
+    schema = resolve(document, decline["requestBody"]["content"]["application/json"]["schema"])
+    assert "reason" in schema["required"]
+    assert sorted(resolve(document, schema["properties"]["reason"])["enum"]) == [
+        "busy",
+        "other",
+        "too_far",
+        "vehicle_full",
+        "wrong_zone",
+    ]
+    for action in ("seen", "arrived"):
+        operation = document["paths"][f"/api/v1/courier/pickups/{{pickup_id}}/{action}"]["post"]
+        assert operation["requestBody"]["required"] is False
+        assert operation["x-roles"] == ["courier"]
 
 
 def test_sign_in_describes_its_json_and_form_bodies(document: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ const EVENT_TYPES = [
   "pickup.reassigned",
   "pickup.assigned",
   "pickup.unassigned",
+  "pickup.declined",
   "pickup.accepted",
   "pickup.contacted",
   "pickup.collected",
@@ -33,7 +34,14 @@ const EVENT_TYPES = [
   "pickup.chased",
   "courier.duty",
 ];
-const STOPS_RINGING = new Set(["pickup.withdrawn", "pickup.cancelled", "pickup.reassigned", "pickup.unassigned"]);
+// pickup.declined reaches only the courier who declined (on another screen, or from the outbox).
+const STOPS_RINGING = new Set([
+  "pickup.withdrawn",
+  "pickup.cancelled",
+  "pickup.reassigned",
+  "pickup.unassigned",
+  "pickup.declined",
+]);
 
 let onDuty = app.dataset.onDuty === "true";
 let lastEventId = app.dataset.lastEventId || "";
@@ -118,29 +126,50 @@ let refreshing = null;
 let refreshAgain = false;
 let typedBeforeSwap = null;
 
-// What the courier has typed into the list, by input id.
+// What the courier typed into the list (by input id, recorded as it is typed) and the error messages
+// showing on each card (by card and position): a refresh brought by an event must wipe neither. Recording
+// input events, not reading the inputs at swap time, also keeps what was typed while the new list was
+// on its way.
+const typedByCourier = new Map();
+
+document.addEventListener("input", (event) => {
+  const input = event.target;
+  if (!input.id || !input.closest?.("#pickups") || input.type === "file") return;
+  typedByCourier.set(input.id, input.type === "checkbox" ? input.checked : input.value);
+});
+
 function typedValues() {
-  const typed = {};
-  for (const input of document.querySelectorAll("#pickups input[id], #pickups select[id]")) {
-    if (input.value) typed[input.id] = input.value;
+  const errors = [];
+  for (const card of document.querySelectorAll("#pickups .card[id]")) {
+    card.querySelectorAll("[data-error]").forEach((error, index) => {
+      if (!error.hidden && error.textContent) errors.push([card.id, index, error.textContent]);
+    });
   }
-  return typed;
+  return { errors };
 }
 
 function restoreTyped(typed) {
-  for (const [id, value] of Object.entries(typed || {})) {
+  for (const [id, value] of typedByCourier) {
     const input = document.getElementById(id);
-    if (input && !input.value) input.value = value;
+    if (!input) typedByCourier.delete(id); // its card is gone (collected, failed, withdrawn)
+    else if (input.type === "checkbox") input.checked = value;
+    else input.value = value;
+  }
+  for (const [cardId, index, text] of typed?.errors || []) {
+    const error = document.getElementById(cardId)?.querySelectorAll("[data-error]")[index];
+    if (error && error.hidden) {
+      error.textContent = text;
+      error.hidden = false;
+    }
   }
 }
 
-// What the courier is typing survives the swap: it is read at the moment the new list replaces the old one
-// (not when the request left), so a number typed while the request was out is kept too.
+// What the courier is typing survives the swap.
 document.addEventListener("htmx:beforeSwap", (event) => {
   if (event.detail.target && event.detail.target.id === "pickups") typedBeforeSwap = typedValues();
 });
 document.addEventListener("htmx:afterSwap", (event) => {
-  if (event.detail.target && event.detail.target.id === "pickups" && typedBeforeSwap) restoreTyped(typedBeforeSwap);
+  if (event.detail.target && event.detail.target.id === "pickups") restoreTyped(typedBeforeSwap);
 });
 
 async function refreshList() {
@@ -526,7 +555,7 @@ async function act(pickupId, action, fields, errorTarget, busy) {
     errorTarget.hidden = !failed;
   }
   if (result.queued) await readOutbox();
-  else if (result.ok || result.status === 409) await refreshList();
+  else if (action !== "seen" && (result.ok || result.status === 409)) await refreshList(); // seen changes nothing shown
   return result;
 }
 

@@ -105,17 +105,21 @@ function sayInForm(form, message) {
   error.hidden = !message;
 }
 
-export async function openScanner(form) {
-  const input = form.elements.waybill_no;
+export async function openScanner(startForm) {
+  // The list may be re-read while the camera starts or reads: the answer goes to the form on the page now.
+  const pickupId = startForm.dataset.pickupId;
+  const liveForm = () => document.querySelector(`form.collect[data-pickup-id="${pickupId}"]`) || startForm;
   const run = ++scanning;
+  let form = startForm;
   sayInForm(form, "");
   status.textContent = t("courier.scan.starting");
   overlay.hidden = false;
   document.getElementById("scanner-cancel").focus();
   const giveUp = (key) => {
     closeScanner();
+    form = liveForm();
     sayInForm(form, t(key));
-    input.focus(); // the courier types it
+    form.elements.waybill_no.focus(); // the courier types it
   };
   if (!navigator.mediaDevices?.getUserMedia) return giveUp("courier.scan.no_camera");
   try {
@@ -142,6 +146,8 @@ export async function openScanner(form) {
     const waybill = (text || "").replace(/\s+/g, "").toUpperCase();
     if (WAYBILL_SHAPE.test(waybill)) {
       closeScanner();
+      form = liveForm();
+      const input = form.elements.waybill_no;
       input.value = waybill;
       input.dispatchEvent(new Event("input", { bubbles: true }));
       form.querySelector("button[type=submit]")?.focus();
@@ -164,7 +170,6 @@ document.addEventListener("visibilitychange", () => {
 // -- the photo: shrunk on the phone, previewed, uploaded just before collect --------------------------------
 
 const photos = new Map(); // pickup id -> {blob, preview, photoId}
-const details = new Map(); // pickup id -> {pieces, weight_kg, repacked}: kept across list refreshes
 
 function readAsDataUrl(file) {
   return new Promise((resolve, reject) => {
@@ -234,24 +239,10 @@ function formPickupId(form) {
   return form.dataset.pickupId;
 }
 
-function rememberDetails(form) {
-  details.set(formPickupId(form), {
-    pieces: form.elements.pieces.value,
-    weight_kg: form.elements.weight_kg.value,
-    repacked: form.elements.repacked.checked,
-  });
-}
-
-document.addEventListener("input", (event) => {
-  const form = event.target.closest?.("form.collect");
-  if (form && event.target.name !== "waybill_no" && event.target.name !== "photo") rememberDetails(form);
-});
-
 document.addEventListener("change", async (event) => {
   const input = event.target;
   const form = input.closest?.("form.collect");
   if (!form) return;
-  if (input.name === "repacked") rememberDetails(form);
   if (input.name !== "photo") return;
   const id = formPickupId(form);
   const file = input.files && input.files[0];
@@ -272,18 +263,12 @@ document.addEventListener("change", async (event) => {
   }
 });
 
-// The list is re-rendered by the server after every event: put back what was entered here.
+// The list is re-rendered by the server after every event: put back the photo chosen here (what was typed
+// is put back by courier.js).
 document.addEventListener("htmx:afterSwap", (event) => {
   if (!event.detail.target || event.detail.target.id !== "pickups") return;
   for (const form of document.querySelectorAll("#pickups form.collect")) {
-    const id = formPickupId(form);
-    const kept = details.get(id);
-    if (kept) {
-      form.elements.pieces.value = kept.pieces;
-      form.elements.weight_kg.value = kept.weight_kg;
-      form.elements.repacked.checked = kept.repacked;
-    }
-    showPreview(form, photos.get(id) || null);
+    showPreview(form, photos.get(formPickupId(form)) || null);
   }
 });
 
@@ -317,7 +302,6 @@ export async function collectDetails(form) {
 // After a collect the server answered: the pickup leaves the list, and what was kept for it goes too.
 export function forgetDetails(pickupId) {
   photos.delete(String(pickupId));
-  details.delete(String(pickupId));
 }
 
 // For the browser test of the ZXing path on a still image (no camera needed).

@@ -9,8 +9,8 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
 from server.auth.principal import Principal, courier_only
-from server.courier import service
-from server.courier.schemas import ActionIn, CollectIn, DutyIn, DutyOut, FailIn, HeartbeatIn
+from server.courier import duty, service
+from server.courier.schemas import ActionIn, CollectIn, DeclineIn, DutyIn, DutyOut, FailIn, HeartbeatIn
 from server.pickups.schemas import PickupOut
 from server.push.log import courier_events_since, latest_event_id
 from server.push.sse import event_stream, parse_last_event_id
@@ -27,11 +27,11 @@ class CourierController(Controller):
 
     @post("/duty", status_code=200, summary="Go on or off duty")
     async def duty(self, request: Request[Principal, Any, Any], data: DutyIn) -> DutyOut:
-        return await service.set_duty(request.user, data.on_duty)
+        return await duty.set_duty(request.user, data.on_duty)
 
     @post("/heartbeat", status_code=200, summary="I am alive (and here): last seen and position")
     async def heartbeat(self, request: Request[Principal, Any, Any], data: HeartbeatIn) -> dict[str, Any]:
-        return await service.heartbeat(request.user, data)
+        return await duty.heartbeat(request.user, data)
 
     @get("/push-subscriptions/key", summary="The server's VAPID public key (applicationServerKey)")
     async def push_key(self, request: Request[Principal, Any, Any]) -> PushKeyOut:
@@ -81,6 +81,32 @@ class CourierController(Controller):
         self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
     ) -> PickupOut:
         return await service.accept(request.user, pickup_id, data or ActionIn())
+
+    @post(
+        "/pickups/{pickup_id:int}/decline",
+        status_code=200,
+        summary="Let an offered pickup pass, with a reason",
+    )
+    async def decline(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: DeclineIn
+    ) -> PickupOut:
+        return await service.decline(request.user, pickup_id, data)
+
+    @post(
+        "/pickups/{pickup_id:int}/seen",
+        status_code=200,
+        summary="Record that the offer is on your screen (no SMS or call follows)",
+    )
+    async def seen(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
+    ) -> PickupOut:
+        return await service.seen(request.user, pickup_id, data or ActionIn())
+
+    @post("/pickups/{pickup_id:int}/arrived", status_code=200, summary="Record that you are at the door")
+    async def arrived(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
+    ) -> PickupOut:
+        return await service.arrived(request.user, pickup_id, data or ActionIn())
 
     @post(
         "/pickups/{pickup_id:int}/contacted", status_code=200, summary="Record that you reached the customer"

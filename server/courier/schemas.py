@@ -57,6 +57,15 @@ class FailIn(ActionIn, forbid_unknown_fields=True):
     note: Text500 = ""
 
 
+# Why a courier lets an offer pass (reports group by it).
+DeclineReason = Literal["too_far", "busy", "vehicle_full", "wrong_zone", "other"]
+
+
+class DeclineIn(ActionIn, forbid_unknown_fields=True):
+    reason: DeclineReason
+    note: Text500 = ""
+
+
 class DutyOut(msgspec.Struct):
     on_duty: bool
     zones: list[str]

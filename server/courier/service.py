@@ -1,4 +1,5 @@
-"""What a courier does: go on or off duty, accept, record the call, collect, fail.
+"""What a courier does with an offer and a pickup they hold: see, accept or decline the offer, record
+the call and the arrival at the door, collect, fail. (Going on duty: duty.py.)
 
 Each state change is a conditional UPDATE (`… WHERE status IN (allowed)`) inside the transaction that
 also writes the event, so the state machine holds under concurrency: when twenty couriers accept the
@@ -13,118 +14,27 @@ from typing import Any
 
 import msgspec
 
+from server.alerts.gateway import drop_alerts
 from server.auth.principal import Principal
-from server.courier.schemas import ActionIn, CollectIn, DutyOut, FailIn, HeartbeatIn
-from server.db.engine import UNIQUE_VIOLATION
-from server.dispatch.offers import close_offers, join_offer, lock_courier, offer_snapshot, open_load
-from server.dispatch.rules import BACKUP, STATION, ZONE, Candidate
-from server.dispatch.service import dispatch_pickup, drop_timers
+from server.courier.schemas import ActionIn, CollectIn, DeclineIn, FailIn
+from server.db.engine import UNIQUE_VIOLATION, is_postgres
+from server.dispatch.offers import close_offers, lock_courier, offer_snapshot, open_load
+from server.dispatch.service import after_decline, drop_timers, hold_offer_timers
 from server.domain.contact import check_waybill
-from server.domain.geo import point_in_wgs84
-from server.domain.pickup_states import Action, IllegalTransition, allowed_from, next_status
+from server.domain.pickup_states import HELD_STATES, Action, IllegalTransition, allowed_from, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.photos.service import photo_of_collect
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
-from server.push.log import SYSTEM, Actor, UnitOfWork, unit_of_work, utcnow
-from server.tables import Courier, CourierZone, Event, EventRecipient, Pickup, PickupOffer
+from server.push.log import SYSTEM, Actor, unit_of_work, utcnow
+from server.tables import Event, EventRecipient, Pickup, PickupOffer
 from server.zones.service import directory
 
 
-def _courier_id(principal: Principal) -> int:
+def courier_id_of(principal: Principal) -> int:
     if principal.courier_id is None:
         raise ApiError(403, "forbidden", "this account is not a courier")
     return principal.courier_id
-
-
-async def set_duty(principal: Principal, on_duty: bool) -> DutyOut:
-    """Go on or off duty. Going on duty also puts the courier in front of what waits for them."""
-    courier_id = _courier_id(principal)
-    now = utcnow()
-    offers_sent = 0
-    async with unit_of_work() as uow:
-        updated = (
-            await Courier.update(
-                {Courier.on_duty: on_duty, Courier.duty_changed_at: now, Courier.last_seen_at: now}
-            )
-            .where(Courier.id == courier_id)
-            .returning(Courier.capacity)
-        )
-        memberships = await CourierZone.select(
-            CourierZone.zone, CourierZone.role, CourierZone.zone.station.as_alias("station")
-        ).where(CourierZone.courier == courier_id)
-        await uow.record(
-            "courier.duty", actor=Actor("courier", courier_id), to=[courier_id], data={"on_duty": on_duty}
-        )
-        if on_duty and updated:
-            offers_sent = await _offer_waiting_pickups(uow, courier_id, updated[0]["capacity"], memberships)
-    zone_codes = [directory.zones[m["zone"]].code for m in memberships if m["zone"] in directory.zones]
-    return DutyOut(on_duty=on_duty, zones=sorted(zone_codes), offers_sent=offers_sent)
-
-
-def _first_stages(memberships: list[dict[str, Any]]) -> dict[int, int]:
-    """For each active zone whose pickups can reach this courier, the escalation stage at which they
-    first do: its primary couriers from the start, its backup couriers from BACKUP, and every courier
-    of the zone's station from STATION (stage_candidates says the same for couriers already on duty)."""
-    stations = {m["station"] for m in memberships}
-    first = {z.id: STATION for z in directory.zones.values() if z.station_id in stations}
-    for m in memberships:
-        if m["zone"] in first:
-            first[m["zone"]] = min(first[m["zone"]], ZONE if m["role"] == "primary" else BACKUP)
-    return first
-
-
-async def _offer_waiting_pickups(
-    uow: UnitOfWork, courier_id: int, capacity: int, memberships: list[dict[str, Any]]
-) -> int:
-    """Put a courier starting a shift in front of what waits, as the escalation rules would have had
-    they been on duty: a grab pickup still on offer joins them to its round once it has escalated to a
-    stage they belong to, and a pending pickup that could reach them (nobody was on duty, or everyone
-    let it pass) is dispatched afresh from the start. Returns how many offers the courier got."""
-    first = _first_stages(memberships)
-    # The rules offer nothing to a courier with no room left, and what waits already went past everyone
-    # else: nothing would change.
-    if not first or (await open_load([courier_id])).get(courier_id, 0) >= capacity:
-        return 0
-    reachable_offers: Any = None
-    for stage in (ZONE, BACKUP, STATION):
-        zones = sorted(
-            z for z, s in first.items() if s == stage and directory.zones[z].dispatch_mode == "grab"
-        )
-        if zones:
-            clause = Pickup.zone.is_in(zones) & (Pickup.escalation_stage >= stage)
-            reachable_offers = clause if reachable_offers is None else reachable_offers | clause
-    where = (Pickup.status == "pending") & Pickup.zone.is_in(sorted(first))
-    if reachable_offers is not None:
-        where = where | ((Pickup.status == "offered") & reachable_offers)
-    # In id order: two couriers starting at once re-dispatch shared pickups in the same order (no deadlock).
-    rows = await Pickup.select().where(where).order_by(Pickup.id).limit(200)
-    offered = [p["id"] for p in rows if p["status"] == "offered"]
-    already: set[int] = set()
-    if offered:
-        already = {
-            o["pickup"]
-            for o in await PickupOffer.select(PickupOffer.pickup).where(
-                (PickupOffer.courier == courier_id)
-                & PickupOffer.outcome.is_null()
-                & PickupOffer.pickup.is_in(offered)
-            )
-        }
-    sent = 0
-    candidates_seen: dict[tuple[int, int], list[Candidate]] = {}  # one read per (zone, stage)
-    for pickup in rows:
-        zone = directory.zones.get(pickup["zone"])
-        if zone is None:  # deactivated meanwhile (the directory reloads between our awaits)
-            continue
-        if pickup["status"] == "pending":
-            targets = await dispatch_pickup(
-                uow, pickup, zone, stage=ZONE, reason="on_duty", candidates_seen=candidates_seen
-            )
-            sent += courier_id in targets
-        elif pickup["id"] not in already:
-            await join_offer(uow, pickup, zone, courier_id)
-            sent += 1
-    return sent
 
 
 async def _replayed(courier_id: int, body: ActionIn, pickup_id: int) -> bool:
@@ -169,7 +79,7 @@ def _client_at(body: ActionIn) -> datetime | None:
 
 
 async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
-    courier_id = _courier_id(principal)
+    courier_id = courier_id_of(principal)
     client_at = _client_at(body)
     if await _replayed(courier_id, body, pickup_id):
         return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
@@ -243,7 +153,7 @@ async def _advance(
     data: dict[str, Any],
 ) -> PickupOut:
     """Move a pickup the courier holds along the state machine, with its event, or 409."""
-    courier_id = _courier_id(principal)
+    courier_id = courier_id_of(principal)
     client_at = _client_at(body)
     if await _replayed(courier_id, body, pickup_id):
         return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
@@ -275,6 +185,8 @@ async def _advance(
             if not changed:
                 raise await _conflict(pickup_id, action, courier_id)
             uow.note_zone(pickup_id, changed[0]["zone"])
+            if action is Action.CONTACT:
+                await _first_contact(pickup_id, courier_id, now)
             await uow.record(
                 event_type,
                 actor=Actor("courier", courier_id),
@@ -294,6 +206,25 @@ async def _advance(
             raise _waybill_taken() from None
         raise
     return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+
+
+async def _first_contact(pickup_id: int, courier_id: int, now: datetime) -> None:
+    """The alert timeline's last step: when the courier who accepted the offer first reached the
+    customer (a pickup handed over by a dispatcher has no accepted offer, and no such step)."""
+    offer = (
+        await PickupOffer.select(PickupOffer.id)
+        .where(
+            (PickupOffer.pickup == pickup_id)
+            & (PickupOffer.courier == courier_id)
+            & (PickupOffer.outcome == "accepted")
+        )
+        .order_by(PickupOffer.id, ascending=False)
+        .first()
+    )
+    if offer is not None:
+        await PickupOffer.update({PickupOffer.contacted_at: now}).where(
+            (PickupOffer.id == offer["id"]) & PickupOffer.contacted_at.is_null()
+        )
 
 
 def _waybill_taken() -> ApiError:
@@ -318,7 +249,7 @@ async def collect(
     principal: Principal, pickup_id: int, body: CollectIn, waybill_patterns: Sequence[tuple[str, str]]
 ) -> PickupOut:
     """Collect: bind the waybill to the pickup, with what the courier found at the door."""
-    courier_id = _courier_id(principal)
+    courier_id = courier_id_of(principal)
     waybill, problem = check_waybill(body.waybill_no, waybill_patterns)
     if problem:
         raise field_errors([{"field": "waybill_no", "message": problem}])
@@ -365,9 +296,136 @@ async def fail(principal: Principal, pickup_id: int, body: FailIn) -> PickupOut:
     )
 
 
+async def _offer_view(pickup_id: int) -> PickupOut:
+    """What a courier who has (or had) only an offer of the pickup is answered: its phone masked."""
+    return await pickup_view(pickup_id, with_events=False, full_phone=False, for_partner=False)
+
+
+async def decline(principal: Principal, pickup_id: int, body: DeclineIn) -> PickupOut:
+    """The courier lets the offer pass, with a reason. Their offer ends (declined) and dispatch goes
+    on as when it expires: the next courier in assign mode, the next stage (or the dispatcher) when
+    nobody's offer is left open."""
+    courier_id = courier_id_of(principal)
+    client_at = _client_at(body)
+    if await _replayed(courier_id, body, pickup_id):
+        return await _offer_view(pickup_id)
+    async with unit_of_work() as uow:
+        # Timers first, as every change to an offered pickup (see drop_timers).
+        await hold_offer_timers(pickup_id)
+        now = utcnow()
+        declined = (
+            await PickupOffer.update({PickupOffer.outcome: "declined", PickupOffer.answered_at: now})
+            .where(
+                (PickupOffer.pickup == pickup_id)
+                & (PickupOffer.courier == courier_id)
+                & PickupOffer.outcome.is_null()
+            )
+            .returning(PickupOffer.id)
+        )
+        if not declined:
+            raise await _not_offered(pickup_id, courier_id)
+        await drop_alerts(pickup_id, [courier_id])
+        await uow.record(
+            "pickup.declined",
+            actor=Actor("courier", courier_id),
+            pickup_id=pickup_id,
+            to=[courier_id],  # the app's other tabs stop ringing for it
+            at=now,
+            data={"courier": courier_id, "reason": body.reason, "note": body.note},
+            client_action_id=body.client_action_id,
+            client_at=client_at,
+        )
+        await after_decline(uow, pickup_id)
+    return await _offer_view(pickup_id)
+
+
+async def seen(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
+    """The offer's card was on the courier's screen: the first time is kept (and no SMS or call
+    follows); later calls change nothing."""
+    courier_id = courier_id_of(principal)
+    client_at = _client_at(body)
+    if await _replayed(courier_id, body, pickup_id):
+        return await _offer_view(pickup_id)
+    async with unit_of_work() as uow:
+        await drop_alerts(pickup_id, [courier_id])  # timers before offers, as drop_timers says
+        now = utcnow()
+        first = (
+            await PickupOffer.update({PickupOffer.seen_at: now})
+            .where(
+                (PickupOffer.pickup == pickup_id)
+                & (PickupOffer.courier == courier_id)
+                & PickupOffer.outcome.is_null()
+                & PickupOffer.seen_at.is_null()
+            )
+            .returning(PickupOffer.id)
+        )
+        if first:
+            await uow.record(
+                "pickup.offer_seen",
+                actor=Actor("courier", courier_id),
+                pickup_id=pickup_id,
+                at=now,
+                data={"courier": courier_id},
+                client_action_id=body.client_action_id,
+                client_at=client_at,
+            )
+        elif not await PickupOffer.exists().where(
+            (PickupOffer.pickup == pickup_id)
+            & (PickupOffer.courier == courier_id)
+            & PickupOffer.outcome.is_null()
+        ):
+            raise await _not_offered(pickup_id, courier_id)
+    return await _offer_view(pickup_id)
+
+
+async def arrived(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
+    """The courier is at the customer's door: an event (the state machine has no status for it) for
+    a pickup they hold, accepted or contacted."""
+    courier_id = courier_id_of(principal)
+    client_at = _client_at(body)
+    if await _replayed(courier_id, body, pickup_id):
+        return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+    async with unit_of_work() as uow:
+        query = Pickup.select(Pickup.id, Pickup.zone).where(
+            (Pickup.id == pickup_id)
+            & (Pickup.courier == courier_id)
+            & Pickup.status.is_in([s.value for s in HELD_STATES])
+        )
+        if is_postgres(Pickup._meta.db):
+            query = query.lock_rows("SHARE")  # no collect or reassignment slips in before the event
+        held = await query.first()
+        if held is None:
+            raise await _not_holding(pickup_id, courier_id)
+        uow.note_zone(pickup_id, held["zone"])
+        await uow.record(
+            "pickup.arrived",
+            actor=Actor("courier", courier_id),
+            pickup_id=pickup_id,
+            to=[courier_id],
+            data={"courier": courier_id},
+            client_action_id=body.client_action_id,
+            client_at=client_at,
+        )
+    return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+
+
+async def _not_holding(pickup_id: int, courier_id: int) -> ApiError:
+    row = await Pickup.select(Pickup.status, Pickup.courier).where(Pickup.id == pickup_id).first()
+    if row is None or not await _known_to(courier_id, pickup_id, row["courier"]):
+        return not_found("pickup")
+    if row["courier"] != courier_id:
+        return ApiError(409, "not_yours", "this pickup is not assigned to you", current_status=row["status"])
+    return ApiError(
+        409,
+        "illegal_transition",
+        f"cannot arrive at a pickup that is {row['status']}",
+        current_status=row["status"],
+    )
+
+
 async def my_pickups(principal: Principal) -> dict[str, list[dict[str, Any]]]:
     """The courier's open offers and the pickups they hold (for the app's first screen)."""
-    courier_id = _courier_id(principal)
+    courier_id = courier_id_of(principal)
     offers = await PickupOffer.select(PickupOffer.pickup).where(
         (PickupOffer.courier == courier_id) & PickupOffer.outcome.is_null()
     )
@@ -389,17 +447,3 @@ async def my_pickups(principal: Principal) -> dict[str, list[dict[str, Any]]]:
             for h in held
         ],
     }
-
-
-async def heartbeat(principal: Principal, body: HeartbeatIn) -> dict[str, Any]:
-    """Last seen (and last position, for assigning the nearest courier). Not an event: it is not a
-    change of any pickup, and phones send it every minute."""
-    courier_id = _courier_id(principal)
-    values: dict[Any, Any] = {Courier.last_seen_at: utcnow()}
-    point, problems = point_in_wgs84(body.lng, body.lat, body.datum, "")
-    if problems:
-        raise field_errors(problems)
-    if point is not None:
-        values.update({Courier.last_lng: point[0], Courier.last_lat: point[1]})
-    await Courier.update(values).where(Courier.id == courier_id)
-    return {"ok": True}

@@ -23,7 +23,7 @@ from litestar.response import File, Redirect, Template
 from server.auth.principal import Principal, courier_only
 from server.console.queries import DEFAULT_TIMEZONE
 from server.courier import service
-from server.courier.schemas import FailureReason
+from server.courier.schemas import DeclineReason, FailureReason
 from server.courier_app import day
 from server.i18n import translate
 from server.pages import forbidden_page, request_language
@@ -33,9 +33,8 @@ from server.tables import Courier, PickupOffer
 TEMPLATE = "courier.html"
 SERVICE_WORKER = Path(__file__).resolve().parents[2] / "pwa" / "static" / "sw.js"
 FAILURE_REASONS = get_args(FailureReason)
-# The reasons a courier may give for declining an offer: the same list as the decline endpoint's
-# DeclineReason (server/courier/schemas.py, being added with that endpoint; read it from there once merged).
-DECLINE_REASONS = ("too_far", "busy", "vehicle_full", "wrong_zone", "other")
+# The reasons a courier may give for declining an offer, as the decline endpoint takes them.
+DECLINE_REASONS = get_args(DeclineReason)
 # Strings courier.js shows (errors, the live indicator, time left), sent once with the page.
 JS_STRINGS = (
     "courier.live",

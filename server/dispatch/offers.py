@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from server.alerts.gateway import schedule_alerts
 from server.db.engine import is_postgres
 from server.domain.contact import mask_phone
 from server.domain.pickup_states import HELD_STATES, Action, next_status
@@ -124,6 +125,7 @@ async def _offer_in_round(
                 for c in courier_ids
             )
         )
+        await schedule_alerts(pickup["id"], courier_ids, round_no, now)
     await uow.record(
         "pickup.offered",
         actor=SYSTEM,
@@ -157,7 +159,9 @@ async def close_offers(
             & (PickupOffer.courier != (winner or 0))
         )
         if winner is not None:
-            await PickupOffer.update({PickupOffer.outcome: "accepted"}).where(
+            await PickupOffer.update(
+                {PickupOffer.outcome: "accepted", PickupOffer.answered_at: utcnow()}
+            ).where(
                 (PickupOffer.pickup == pickup_id)
                 & PickupOffer.outcome.is_null()
                 & (PickupOffer.courier == winner)

@@ -4,11 +4,16 @@ A timer is claimed and deleted in the same transaction that acts on it. On Postg
 `SELECT … FOR UPDATE SKIP LOCKED`, so two processes never take the same row; on SQLite every write
 transaction is IMMEDIATE, so only one process at a time can be inside one, and the second finds the
 row gone. A crash before commit leaves the timer in place for the next process to pick up.
+
+A handler may return a follow-up (a coroutine function) for what must not happen inside the claim, such
+as a request to an SMS gateway: it runs in a task of its own once the claim has committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from server.db.engine import is_postgres
@@ -22,6 +27,9 @@ log = logging.getLogger("lanshou.scheduler")
 
 BATCH = 100
 MAX_ATTEMPTS = 5
+# Seconds a stopping process gives follow-ups still running before it cancels them.
+FOLLOW_UP_GRACE_S = 5.0
+_follow_ups: set[asyncio.Task[None]] = set()
 
 
 async def claim(timer_id: int, now_ms: int) -> dict | None:  # type: ignore[type-arg]
@@ -33,6 +41,7 @@ async def claim(timer_id: int, now_ms: int) -> dict | None:  # type: ignore[type
 
 async def fire(timer_id: int, now_ms: int) -> bool:
     """Act on one due timer; False if another process took it first."""
+    follow_up: Callable[[], Awaitable[None]] | None = None
     try:
         async with unit_of_work() as uow:
             timer = await claim(timer_id, now_ms)
@@ -41,12 +50,36 @@ async def fire(timer_id: int, now_ms: int) -> bool:
             await Timer.delete().where(Timer.id == timer_id)
             handler = TIMER_HANDLERS.get(timer["kind"])
             if handler is not None:
-                await handler(uow, timer)
-        return True
+                follow_up = await handler(uow, timer)
     except Exception:
         log.exception("timer %s failed; retrying later", timer_id)
         await _retry_later(timer_id, now_ms)
         return False
+    if follow_up is not None:
+        _start_follow_up(timer_id, follow_up)
+    return True
+
+
+def _start_follow_up(timer_id: int, follow_up: Callable[[], Awaitable[None]]) -> None:
+    async def run() -> None:
+        try:
+            await follow_up()
+        except Exception:
+            log.exception("the follow-up of timer %s failed", timer_id)
+
+    task = asyncio.create_task(run(), name=f"lanshou-timer-{timer_id}")
+    _follow_ups.add(task)
+    task.add_done_callback(_follow_ups.discard)
+
+
+async def stop_follow_ups() -> None:
+    """Let follow-ups still running finish (a few seconds at most), then cancel the rest."""
+    if not _follow_ups:
+        return
+    _done, pending = await asyncio.wait(list(_follow_ups), timeout=FOLLOW_UP_GRACE_S)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _retry_later(timer_id: int, now_ms: int) -> None:
@@ -78,4 +111,7 @@ class Scheduler:
         self.interval_s = interval_s
 
     async def run(self) -> None:
-        await repeat(run_due, interval_s=self.interval_s, batch=BATCH, log=log)
+        try:
+            await repeat(run_due, interval_s=self.interval_s, batch=BATCH, log=log)
+        finally:
+            await stop_follow_ups()

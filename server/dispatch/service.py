@@ -7,9 +7,11 @@ an event in that same transaction, and every due time it sets is a Timer row, no
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from server.alerts.gateway import ALERT_KINDS, drop_alerts, on_alert_due
 from server.db.engine import is_postgres
 from server.dispatch.offers import close_offers, lock_courier, offer_to, open_load
 from server.dispatch.rules import (
@@ -65,8 +67,31 @@ async def _offered_couriers(pickup_id: int, *, open_only: bool) -> set[int]:
     return {o["courier"] for o in await query}
 
 
+class _OfferHistory:
+    """Who the pickup was offered to: ever, still open, and who said no (one read)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.ever = {r["courier"] for r in rows}
+        self.open = {r["courier"] for r in rows if r["outcome"] is None}
+        self.declined = {r["courier"] for r in rows if r["outcome"] == "declined"}
+
+    @classmethod
+    async def of(cls, pickup: dict[str, Any]) -> _OfferHistory:
+        if pickup["offer_round"] == 0:  # never offered: nobody to leave out
+            return cls([])
+        return cls(
+            await PickupOffer.select(PickupOffer.courier, PickupOffer.outcome).where(
+                PickupOffer.pickup == pickup["id"]
+            )
+        )
+
+
 async def add_timer(pickup_id: int, kind: str, due: datetime, round_no: int = 0) -> None:
     await Timer.insert(Timer(kind=kind, pickup=pickup_id, due_ms=epoch_ms(due), round=round_no))
+
+
+# The timers of a pickup's offers (its expiry, the couriers' gateway alerts), as against its time limit.
+OFFER_TIMER_KINDS = ["offer_expiry", *ALERT_KINDS]
 
 
 async def drop_timers(pickup_ids: list[int], *, offer_expiry_only: bool = True) -> None:
@@ -76,11 +101,25 @@ async def drop_timers(pickup_ids: list[int], *, offer_expiry_only: bool = True) 
     that changed the pickup first and then deleted the timer would wait on the scheduler while the
     scheduler waits on it: PostgreSQL breaks that deadlock by failing one of them (an accept at the
     moment its offer expired answered 500). Timers first, pickup second, like the scheduler; it also
-    makes the two take turns, so an expiry never overwrites an accept it did not see."""
+    makes the two take turns, so an expiry never overwrites an accept it did not see.
+    `offer_expiry_only`: the offers' timers (their expiry and gateway alerts), not the time limit's."""
     query = Timer.delete().where(Timer.pickup.is_in(sorted(set(pickup_ids))))
     if offer_expiry_only:
-        query = query.where(Timer.kind == "offer_expiry")
+        query = query.where(Timer.kind.is_in(OFFER_TIMER_KINDS))
     await query
+
+
+async def hold_offer_timers(pickup_id: int) -> None:
+    """Lock the pickup's offer timers for the transaction (PostgreSQL; SQLite runs writers one at a
+    time anyway), as drop_timers would, for a change that may or may not end the round: a decline
+    leaves the others' offers and the round's expiry in place, or ends the round (see after_decline).
+    Two couriers declining at once take turns, so the second sees the first's decline."""
+    if is_postgres(Timer._meta.db):
+        await (
+            Timer.select(Timer.id)
+            .where((Timer.pickup == pickup_id) & Timer.kind.is_in(OFFER_TIMER_KINDS))
+            .lock_rows("UPDATE")
+        )
 
 
 # -- offering and escalating -------------------------------------------------------------------------
@@ -100,12 +139,9 @@ async def dispatch_pickup(
     a courier coming on duty, a dispatcher unassigning): its events are the system's.
     `candidates_seen` lets a caller dispatching many pickups in one transaction read each (zone, stage)'s
     couriers once: offering changes neither duty nor load (load counts held pickups only)."""
-    if pickup["offer_round"] == 0:  # never offered: nobody to leave out
-        offered_ever: set[int] = set()
-        offered_open: set[int] = set()
-    else:
-        offered_ever = await _offered_couriers(pickup["id"], open_only=False)
-        offered_open = await _offered_couriers(pickup["id"], open_only=True)
+    offers = await _OfferHistory.of(pickup)
+    # Grab: nobody twice at once, and nobody who declined it (as assign mode never offers anyone twice).
+    passed_over = offers.open | offers.declined
     while stage < DISPATCHER:
         if candidates_seen is None:
             candidates = await stage_candidates(zone, stage)
@@ -115,11 +151,11 @@ async def dispatch_pickup(
             candidates = candidates_seen[key] = await stage_candidates(zone, stage)
         if zone.dispatch_mode == "assign":
             ranked = rank_for_assign(candidates, pickup_lat=pickup["lat"], pickup_lng=pickup["lng"])
-            chosen = next_assignee(ranked, offered_ever)
+            chosen = next_assignee(ranked, offers.ever)
             targets = [chosen] if chosen is not None else []
         else:
             targets = sorted(
-                c.courier_id for c in candidates if c.load < c.capacity and c.courier_id not in offered_open
+                c.courier_id for c in candidates if c.load < c.capacity and c.courier_id not in passed_over
             )
         if targets:
             await _set_stage(uow, pickup, stage)
@@ -132,7 +168,7 @@ async def dispatch_pickup(
             )
             return targets
         stage += 1
-    await _escalate_to_dispatcher(uow, pickup, open_offers=bool(offered_open))
+    await _escalate_to_dispatcher(uow, pickup, open_offers=bool(offers.open))
     return []
 
 
@@ -179,16 +215,38 @@ async def on_offer_expiry(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     pickup = await Pickup.select().where(Pickup.id == timer["pickup"]).first()
     if pickup is None or pickup["status"] != "offered" or pickup["offer_round"] != timer["round"]:
         return  # accepted, cancelled or re-offered since: this timer is stale
+    await _round_ended(uow, pickup)
+
+
+async def after_decline(uow: UnitOfWork, pickup_id: int) -> None:
+    """A courier said no (their offer is closed, the offer timers held: hold_offer_timers). While
+    others' offers are open they may still take it, at the round's own expiry; when nobody's is, the
+    round has ended now, and dispatch goes on as when it expires."""
+    if await PickupOffer.exists().where((PickupOffer.pickup == pickup_id) & PickupOffer.outcome.is_null()):
+        return
+    pickup = await Pickup.select().where(Pickup.id == pickup_id).first()
+    if pickup is None or pickup["status"] != "offered":
+        return
+    # Every offer is closed: the round's expiry and any courier's gateway alert are moot.
+    await Timer.delete().where((Timer.pickup == pickup_id) & Timer.kind.is_in(OFFER_TIMER_KINDS))
+    await _round_ended(uow, pickup)
+
+
+async def _round_ended(uow: UnitOfWork, pickup: dict[str, Any]) -> None:
+    """Nobody took the round: assign mode passes the pickup on to the next courier, grab mode widens
+    to the next stage (the dispatcher when nobody is left)."""
     zone = await zone_of(pickup)
     if zone is None:
         # The zone was deactivated (or is gone) with this pickup in flight: a person decides.
-        await _escalate_to_dispatcher(uow, pickup, open_offers=True)
+        still_open = await _offered_couriers(pickup["id"], open_only=True)
+        await _escalate_to_dispatcher(uow, pickup, open_offers=bool(still_open))
         return
     if zone.dispatch_mode == "assign":
         expired = await _offered_couriers(pickup["id"], open_only=True)
         await PickupOffer.update({PickupOffer.outcome: "expired"}).where(
             (PickupOffer.pickup == pickup["id"]) & PickupOffer.outcome.is_null()
         )
+        await drop_alerts(pickup["id"], sorted(expired))
         if expired:
             await uow.record(
                 "pickup.withdrawn",
@@ -234,7 +292,14 @@ async def on_time_limit(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     )
 
 
-TIMER_HANDLERS = {"offer_expiry": on_offer_expiry, "sla_warning": on_time_limit, "sla_breach": on_time_limit}
+# A handler may return a follow-up to run after the claim commits (see scheduler.py).
+TimerHandler = Callable[[UnitOfWork, dict[str, Any]], Awaitable[Callable[[], Awaitable[None]] | None]]
+TIMER_HANDLERS: dict[str, TimerHandler] = {
+    "offer_expiry": on_offer_expiry,
+    "sla_warning": on_time_limit,
+    "sla_breach": on_time_limit,
+    **dict.fromkeys(ALERT_KINDS, on_alert_due),
+}
 
 
 # -- dispatcher actions --------------------------------------------------------------------------------

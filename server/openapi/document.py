@@ -41,6 +41,9 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/v1/pickups/{pickup_id}/chase"): {409},
     ("POST", "/api/v1/pickups/{pickup_id}/cancel"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/accept"): {409},
+    ("POST", "/api/v1/courier/pickups/{pickup_id}/decline"): {409},  # no open offer
+    ("POST", "/api/v1/courier/pickups/{pickup_id}/seen"): {409},
+    ("POST", "/api/v1/courier/pickups/{pickup_id}/arrived"): {409},  # not held
     ("POST", "/api/v1/courier/pickups/{pickup_id}/contacted"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/collect"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/fail"): {409},

@@ -27,7 +27,7 @@ from server.pickups.schemas import (
     TimeWindow,
     ZoneRef,
 )
-from server.push.log import Actor, unit_of_work, utcnow
+from server.push.log import COURIER_SIDE_TYPES, Actor, unit_of_work, utcnow
 from server.tables import Courier, Event, Pickup
 from server.validation import MAX_ID
 from server.zones.service import ZoneInfo, directory
@@ -165,7 +165,10 @@ async def pickup_view(
     courier = (await courier_refs([row["courier"]])).get(row["courier"])
     events = None
     if with_events:
-        rows = await Event.select().where(Event.pickup == pickup_id).order_by(Event.id)
+        query = Event.select().where(Event.pickup == pickup_id)
+        if for_partner:
+            query = query.where(Event.type.not_in(list(COURIER_SIDE_TYPES)))
+        rows = await query.order_by(Event.id)
         events = [
             EventOut(
                 id=e["id"],

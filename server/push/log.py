@@ -25,6 +25,12 @@ class Actor(msgspec.Struct, frozen=True):
 
 SYSTEM = Actor("system")
 
+# Between Lanshou and its couriers: never in a partner's history or webhooks (who declined and why,
+# when the offer was on a screen, the gateway alerts to the courier's phone, the arrival at the door).
+COURIER_SIDE_TYPES = frozenset(
+    {"pickup.declined", "pickup.offer_seen", "pickup.alert_sent", "pickup.arrived"}
+)
+
 
 class PushMessage(msgspec.Struct, frozen=True):
     """One event as it travels between processes and down SSE streams."""

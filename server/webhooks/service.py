@@ -34,6 +34,7 @@ import msgspec
 from server.db.engine import is_postgres
 from server.errors import ApiError
 from server.periodic import repeat
+from server.push.log import COURIER_SIDE_TYPES
 from server.tables import Event, Partner
 from server.webhooks.destinations import (
     AllowedHosts,
@@ -61,7 +62,7 @@ BATCHES_PER_TURN = 20
 # before reading past an event, so a slower transaction's smaller id is not jumped over.
 SETTLE = timedelta(seconds=1)
 # What partners are told about (withdrawals are between Lanshou and its couriers).
-INTERNAL_TYPES = {"pickup.withdrawn"}
+INTERNAL_TYPES = {"pickup.withdrawn", *COURIER_SIDE_TYPES}
 INTERNAL_KEYS = {"couriers", "pickup", "to"}
 _encoder = msgspec.json.Encoder()
 

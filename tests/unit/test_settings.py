@@ -184,6 +184,45 @@ def test_a_bad_value_stops_the_start_with_an_error_naming_the_variable(
     assert says in message
 
 
+def test_the_alert_gateway_is_off_by_default_and_needs_a_url_and_a_secret(tmp_path: Path) -> None:
+    settings = load_settings(env_in(tmp_path))
+    assert settings.alert_gateway_url == "" and settings.alert_gateway_after_s == 20
+    assert settings.alert_gateway_voice_after_s == 0
+    on = load_settings(
+        env_in(
+            tmp_path,
+            LANSHOU_ALERT_GATEWAY_URL="https://sms.example.com/lanshou",
+            LANSHOU_ALERT_GATEWAY_SECRET="s" * 16,
+            LANSHOU_ALERT_GATEWAY_AFTER_S="15",
+            LANSHOU_ALERT_GATEWAY_VOICE_AFTER_S="45",
+            LANSHOU_ALERT_GATEWAY_ALLOWED_HOSTS="10.1.0.0/16",
+        )
+    )
+    assert (on.alert_gateway_after_s, on.alert_gateway_voice_after_s) == (15, 45)
+    assert on.alert_gateway_allowed_hosts == ("10.1.0.0/16",)
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "says"),
+    [
+        ({"LANSHOU_ALERT_GATEWAY_URL": "ftp://sms.example.com"}, "LANSHOU_ALERT_GATEWAY_URL", "http"),
+        ({"LANSHOU_ALERT_GATEWAY_URL": "https://sms.example.com"}, "LANSHOU_ALERT_GATEWAY_SECRET", "16"),
+        ({"LANSHOU_ALERT_GATEWAY_AFTER_S": "0"}, "LANSHOU_ALERT_GATEWAY_AFTER_S", "between 1"),
+        (
+            {"LANSHOU_ALERT_GATEWAY_AFTER_S": "30", "LANSHOU_ALERT_GATEWAY_VOICE_AFTER_S": "30"},
+            "LANSHOU_ALERT_GATEWAY_VOICE_AFTER_S",
+            "later",
+        ),
+    ],
+)
+def test_a_bad_alert_gateway_setting_names_the_variable(
+    tmp_path: Path, env: dict[str, str], name: str, says: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_in(tmp_path, **env))
+    assert name in str(caught.value) and says in str(caught.value)
+
+
 def test_a_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
 
