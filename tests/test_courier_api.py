@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.conftest import Personas, SSEStream, login_couriers, make_zone, new_waybill, pickup_body
 
 
@@ -156,3 +158,33 @@ async def test_a_pickup_never_put_before_a_courier_does_not_exist_for_them(peopl
     assert r.status_code == 200, r.text
     r = await stranger.post(f"/api/v1/courier/pickups/{pickup['id']}/contacted", json={})
     assert r.status_code == 409 and r.json()["code"] == "not_yours"
+
+
+async def test_cannot_collect_keeps_the_new_time_the_customer_asked_for(people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    (courier,) = await login_couriers(people, zone)
+    pickup = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+    url = f"/api/v1/courier/pickups/{pickup['id']}"
+    assert (await courier.post(f"{url}/accept", json={})).status_code == 200
+    now = datetime.now(UTC)
+    # In the past, or further ahead than two weeks: refused, naming the field, and nothing changes.
+    for when in (now - timedelta(minutes=5), now + timedelta(days=15)):
+        r = await courier.post(
+            f"{url}/fail", json={"reason": "customer_absent", "new_time": when.isoformat()}
+        )
+        assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["new_time"], r.text
+    # Judged from when the courier noted it: sent late from the outbox, it still stands.
+    noted = now - timedelta(hours=3)
+    new_time = noted + timedelta(hours=2)  # already past when it reaches the server
+    body = {
+        "reason": "customer_absent",
+        "new_time": new_time.isoformat(),
+        "client_at": noted.isoformat(),
+        "client_action_id": "fail-with-new-time",
+    }
+    r = await courier.post(f"{url}/fail", json=body)
+    assert r.status_code == 200 and r.json()["status"] == "failed", r.text
+    seen = (await people.partner().get(f"/api/v1/pickups/{pickup['id']}")).json()
+    (failed,) = [e for e in seen["events"] if e["type"] == "pickup.failed"]
+    assert datetime.fromisoformat(failed["data"]["new_time"]) == new_time
+    assert failed["data"]["reason"] == "customer_absent"

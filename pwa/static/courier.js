@@ -395,6 +395,9 @@ function errorMessage(result, action) {
     const waybill = (answer.errors || []).find((e) => e.field.endsWith("waybill_no"));
     if (waybill) return t(/check digit/.test(waybill.message) ? "courier.waybill.invalid" : "courier.waybill.unknown");
   }
+  if (action === "fail" && (answer.errors || []).some((e) => e.field.endsWith("new_time"))) {
+    return t("courier.fail.new_time.invalid");
+  }
   if (status === 409 && answer.current_status === "cancelled") return t("courier.outbox.cancelled");
   if (status === 409) return t("courier.error.conflict");
   return t("courier.error.other", { message: answer.message || status });
@@ -696,7 +699,19 @@ app.addEventListener("submit", async (event) => {
     const result = await act(id, "collect", { waybill_no: waybill, ...details.fields }, error, busy);
     if (result.ok || result.queued) scanner.forgetDetails(id);
   } else if (form.dataset.action === "fail") {
-    act(id, "fail", { reason: form.elements.reason.value }, error, busy);
+    // The new time the customer asked for, typed in the phone's own time zone, sent with its offset.
+    const newTime = form.elements.new_time?.value;
+    const fields = { reason: form.elements.reason.value };
+    if (newTime) {
+      const at = new Date(newTime);
+      if (Number.isNaN(at.getTime()) || at <= new Date()) {
+        error.textContent = t("courier.fail.new_time.invalid");
+        error.hidden = false;
+        return;
+      }
+      fields.new_time = at.toISOString();
+    }
+    act(id, "fail", fields, error, busy);
   }
 });
 
@@ -747,9 +762,11 @@ document.getElementById("duty").addEventListener("click", async (event) => {
   if (onDuty) {
     // Web Push, for when the app is in the background or closed; silently nothing where there is none.
     permission.then((answer) => answer === "granted" && push.subscribe());
+    followPosition(); // the same tap asks for the position: offers say how far they are
     await keepScreenOn();
   } else {
     push.unsubscribe();
+    stopFollowingPosition();
     if (wakeLock) {
       wakeLock.release();
       wakeLock = null;
@@ -765,10 +782,46 @@ document.addEventListener("visibilitychange", () => {
   if (!source || source.readyState === EventSource.CLOSED) connect();
 });
 
-// A heartbeat while on duty: dispatch sees the courier as reachable.
-setInterval(() => {
-  if (onDuty && navigator.onLine) send("/api/v1/courier/heartbeat", {});
-}, 60_000);
+// -- where the courier is: sent with the heartbeat (GPS gives WGS-84), so dispatch can rank couriers by
+// distance and each offer card says how far the pickup is. Nothing is sent where the courier said no.
+
+let position = null;
+let positionWatch = null;
+
+function heartbeat() {
+  return onDuty && navigator.onLine ? send("/api/v1/courier/heartbeat", position || {}) : Promise.resolve();
+}
+
+function followPosition() {
+  if (!("geolocation" in navigator) || positionWatch !== null) return;
+  positionWatch = navigator.geolocation.watchPosition(
+    (fix) => {
+      const first = position === null;
+      position = { lat: fix.coords.latitude, lng: fix.coords.longitude, datum: "wgs84" };
+      if (first) heartbeat().then(() => refreshList()); // the first fix: the cards can say how far now
+    },
+    () => {}, // refused or unavailable: the app works without it
+    { enableHighAccuracy: false, maximumAge: 60_000, timeout: 30_000 },
+  );
+}
+
+function stopFollowingPosition() {
+  if (positionWatch !== null) navigator.geolocation.clearWatch(positionWatch);
+  positionWatch = null;
+  position = null;
+}
+
+// On a reload while on duty, follow the position again only where the courier already allowed it (no
+// question without a tap).
+if (onDuty && navigator.permissions?.query) {
+  navigator.permissions
+    .query({ name: "geolocation" })
+    .then((status) => status.state === "granted" && followPosition())
+    .catch(() => {});
+}
+
+// A heartbeat while on duty: dispatch sees the courier as reachable (and where).
+setInterval(heartbeat, 60_000);
 
 // -- time left on each offer -------------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ class PhotoOut(msgspec.Struct):
 class FailIn(ActionIn, forbid_unknown_fields=True):
     reason: FailureReason
     note: Text500 = ""
+    # The time the customer asked the courier to come back, when they agreed one (in the future).
+    new_time: Moment | None = None
 
 
 # Why a courier lets an offer pass (reports group by it).

@@ -9,7 +9,7 @@ same offer at once, the database lets exactly one UPDATE match and the others se
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -284,7 +284,23 @@ async def collect(
     )
 
 
+# How far ahead a courier may note the customer's new time (a return is rarely put off longer).
+NEW_TIME_WITHIN = timedelta(days=14)
+
+
 async def fail(principal: Principal, pickup_id: int, body: FailIn) -> PickupOut:
+    """Cannot collect: the reason from the fixed list, and the new time the customer asked for, if any
+    (in the event, where the partner, the console and re-dispatch read it)."""
+    data: dict[str, Any] = {"reason": body.reason, "note": body.note}
+    if body.new_time is not None:
+        new_time = body.new_time.astimezone(UTC)
+        # Judged from when the courier noted it: an action sent from the outbox hours later still stands.
+        noted = _client_at(body) or utcnow()
+        if not noted < new_time <= noted + NEW_TIME_WITHIN:
+            raise field_errors(
+                [{"field": "new_time", "message": "new_time must be after the failure, within 14 days"}]
+            )
+        data["new_time"] = new_time.isoformat()
     return await _advance(
         principal,
         pickup_id,
@@ -292,7 +308,7 @@ async def fail(principal: Principal, pickup_id: int, body: FailIn) -> PickupOut:
         Action.FAIL,
         "pickup.failed",
         {Pickup.failure_reason: body.reason},
-        {"reason": body.reason, "note": body.note},
+        data,
     )
 
 

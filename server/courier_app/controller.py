@@ -59,6 +59,7 @@ JS_STRINGS = (
     "courier.error.network",
     "courier.error.conflict",
     "courier.error.other",
+    "courier.fail.new_time.invalid",
     "courier.offers",  # the title of the background notification
     "courier.due.left",  # the time-limit countdowns (countdown.js)
     "courier.due.over",

@@ -247,3 +247,25 @@ async def test_a_waybill_typed_while_the_list_refreshes_is_kept(phone: Any, peop
     await expect(held).to_have_attribute("data-status", "contacted")  # the new list is in
     await expect(held.locator("input[name=waybill_no]")).to_have_value(waybill)
     await phone.unroute("**/app/pickups*")
+
+
+async def test_going_on_duty_shares_the_position_and_offers_say_how_far(phone: Any, people: Personas) -> None:
+    # The phone lets the app know where it is (granted at the on-duty tap); the courier is ~1.1 km south.
+    zone = await make_zone(people, couriers=1)
+    await phone.context.grant_permissions(["geolocation"])
+    await phone.context.set_geolocation({"latitude": zone.lat - 0.01, "longitude": zone.lng})
+    heartbeats: list[Any] = []
+    phone.on(
+        "request",
+        lambda r: (
+            heartbeats.append(r.post_data_json) if r.url.endswith("/api/v1/courier/heartbeat") else None
+        ),
+    )
+    await sign_in_and_go_on_duty(phone, zone)
+    await until(phone, "document.body.dataset.ringing === 'false'")
+    pickup_id, _ = await ring_time(phone, people, zone)
+    await expect(phone.locator(f"#offer-{pickup_id} .distance")).to_have_text(re.compile(r"距离 1\.1 公里"))
+    assert heartbeats and heartbeats[0]["datum"] == "wgs84"
+    assert (
+        abs(heartbeats[0]["lat"] - (zone.lat - 0.01)) < 1e-6 and abs(heartbeats[0]["lng"] - zone.lng) < 1e-6
+    )
