@@ -436,11 +436,14 @@ async function flushOnce() {
       break;
     }
     await outbox.remove(entry.seq);
-    changed = true;
     const answer = waiting.get(entry.seq);
     waiting.delete(entry.seq);
-    if (answer) answer(result); // the page shows it where the courier did it
-    else if (!result.ok) refused(entry, result);
+    if (answer) {
+      answer(result); // the page shows it where the courier did it, and re-reads the list if it changed
+    } else {
+      changed = true; // a replay: the list is re-read once the outbox is through
+      if (!result.ok) refused(entry, result);
+    }
   }
   await readOutbox();
   return { changed, stuck };
