@@ -78,6 +78,15 @@ def _client_at(body: ActionIn) -> datetime | None:
     return body.client_at.astimezone(UTC) if body.client_at else None
 
 
+def _open_offer(pickup_id: int, courier_id: int) -> Any:
+    """The where-clause of this courier's open offer of the pickup (at most one is open at a time)."""
+    return (
+        (PickupOffer.pickup == pickup_id)
+        & (PickupOffer.courier == courier_id)
+        & PickupOffer.outcome.is_null()
+    )
+
+
 async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOut:
     courier_id = courier_id_of(principal)
     client_at = _client_at(body)
@@ -90,11 +99,7 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
         # Before the pickup's row (see drop_timers), and before the offer is checked: an expiry firing
         # now finishes first, and the check sees what it did.
         await drop_timers([pickup_id])
-        offered = await PickupOffer.exists().where(
-            (PickupOffer.pickup == pickup_id)
-            & (PickupOffer.courier == courier_id)
-            & PickupOffer.outcome.is_null()
-        )
+        offered = await PickupOffer.exists().where(_open_offer(pickup_id, courier_id))
         if not offered:
             raise await _not_offered(pickup_id, courier_id)
         if courier is None or not courier["on_duty"]:
@@ -331,11 +336,7 @@ async def decline(principal: Principal, pickup_id: int, body: DeclineIn) -> Pick
         now = utcnow()
         declined = (
             await PickupOffer.update({PickupOffer.outcome: "declined", PickupOffer.answered_at: now})
-            .where(
-                (PickupOffer.pickup == pickup_id)
-                & (PickupOffer.courier == courier_id)
-                & PickupOffer.outcome.is_null()
-            )
+            .where(_open_offer(pickup_id, courier_id))
             .returning(PickupOffer.id)
         )
         if not declined:
@@ -367,12 +368,7 @@ async def seen(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOu
         now = utcnow()
         first = (
             await PickupOffer.update({PickupOffer.seen_at: now})
-            .where(
-                (PickupOffer.pickup == pickup_id)
-                & (PickupOffer.courier == courier_id)
-                & PickupOffer.outcome.is_null()
-                & PickupOffer.seen_at.is_null()
-            )
+            .where(_open_offer(pickup_id, courier_id) & PickupOffer.seen_at.is_null())
             .returning(PickupOffer.id)
         )
         if first:
@@ -385,11 +381,7 @@ async def seen(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOu
                 client_action_id=body.client_action_id,
                 client_at=client_at,
             )
-        elif not await PickupOffer.exists().where(
-            (PickupOffer.pickup == pickup_id)
-            & (PickupOffer.courier == courier_id)
-            & PickupOffer.outcome.is_null()
-        ):
+        elif not await PickupOffer.exists().where(_open_offer(pickup_id, courier_id)):
             raise await _not_offered(pickup_id, courier_id)
     return await _offer_view(pickup_id)
 

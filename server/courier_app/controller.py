@@ -70,7 +70,7 @@ JS_STRINGS = (
     *(f"courier.outbox.action.{a}" for a in ("accept", "decline", "contacted", "arrived", "collect", "fail")),
     *(f"courier.pending.{a}" for a in ("accept", "contacted", "arrived", "collect", "fail")),
     "courier.decline.ask",
-    *(f"courier.decline.{r}" for r in ("too_far", "busy", "vehicle_full", "wrong_zone", "other")),
+    *(f"courier.decline.{r}" for r in DECLINE_REASONS),
     "courier.decline.back",
 )
 

@@ -91,9 +91,10 @@ async def my_day(courier_id: int, held: list[dict[str, Any]], now: datetime) -> 
     by_id = {r["id"]: r for r in rows}
     closed: list[dict[str, Any]] = []
     for event in closing:
-        pickup = by_id.get(event["pickup"])
-        if pickup is None or any(c["id"] == pickup["id"] for c in closed):
-            continue  # the latest closing of each pickup (failed, then collected on a new round: collected)
+        # The latest closing of each pickup (failed, then collected on a new round: collected).
+        pickup = by_id.pop(event["pickup"], None)
+        if pickup is None:
+            continue
         zone = directory.zones.get(pickup["zone"])
         closed.append(
             pickup

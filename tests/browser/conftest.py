@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,21 @@ async def browser() -> AsyncIterator[Any]:
             await chromium.close()
 
 
-@pytest.fixture
-async def page(browser: Any, server: ServerProcess) -> AsyncIterator[Any]:
-    """A fresh browser profile (no cookies) in Chinese, on a desktop-sized window."""
-    context = await browser.new_context(
-        base_url=server.url, locale="zh-CN", viewport={"width": 1440, "height": 1000}
-    )
+# A phone for the courier app: 360 × 640, touch, in Chinese.
+PHONE_CONTEXT: dict[str, Any] = {
+    "locale": "zh-CN",
+    "viewport": {"width": 360, "height": 640},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
+@asynccontextmanager
+async def open_page(browser: Any, server: ServerProcess, **options: Any) -> AsyncIterator[Any]:
+    """A page in a fresh browser profile (no cookies) on `server`, with `options` for the context; fails
+    the test if the page raised a JavaScript error."""
+    context = await browser.new_context(base_url=server.url, **options)
     context.set_default_timeout(8000)
     page = await context.new_page()
     errors: list[str] = []
@@ -65,3 +75,17 @@ async def page(browser: Any, server: ServerProcess) -> AsyncIterator[Any]:
     finally:
         await context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+async def page(browser: Any, server: ServerProcess) -> AsyncIterator[Any]:
+    """A fresh browser profile in Chinese, on a desktop-sized window."""
+    async with open_page(browser, server, locale="zh-CN", viewport={"width": 1440, "height": 1000}) as page:
+        yield page
+
+
+@pytest.fixture
+async def phone(browser: Any, server: ServerProcess) -> AsyncIterator[Any]:
+    """A fresh phone-sized, touch-screen browser profile in Chinese."""
+    async with open_page(browser, server, **PHONE_CONTEXT) as page:
+        yield page

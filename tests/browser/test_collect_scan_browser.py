@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.test_courier_app_browser import SMALL_TARGETS, phone, sign_in_and_go_on_duty
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE_CONTEXT, open_page
+from tests.browser.test_courier_app_browser import SMALL_TARGETS, sign_in_and_go_on_duty
 from tests.conftest import Personas, ServerProcess, login_couriers, make_zone, new_waybill, pickup_body
 
 pytestmark = pytest.mark.browser
-__all__ = ["phone"]  # the fixture, imported to be used here
 
 SHOTS = "/tmp/shots"
 FRAME_W, FRAME_H, MODULE_PX = 1280, 720, 4
@@ -117,25 +116,11 @@ async def camera_phone(browser: Any, server: ServerProcess, tmp_path: Path) -> A
             f"--use-file-for-fake-video-capture={video}",
         ],
     )
-    context = await camera.new_context(
-        base_url=server.url,
-        locale="zh-CN",
-        viewport={"width": 360, "height": 640},
-        device_scale_factor=2,
-        is_mobile=True,
-        has_touch=True,
-        permissions=["camera"],
-    )
-    context.set_default_timeout(8000)
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        yield page, waybill
+        async with open_page(camera, server, **PHONE_CONTEXT, permissions=["camera"]) as page:
+            yield page, waybill
     finally:
-        await context.close()
         await camera.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 async def held_pickup(people: Personas, page: Any, parcel_count: int = 2) -> tuple[int, Any]:

@@ -11,7 +11,6 @@ list scrolls further).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from playwright.async_api import expect
 
 from tests import conftest
 from tests.browser.test_courier_app_browser import sign_in_and_go_on_duty
-from tests.conftest import Personas, ServerProcess, login_couriers, make_zone, new_waybill, pickup_body
+from tests.conftest import Personas, login_couriers, make_zone, new_waybill, pickup_body
 
 pytestmark = pytest.mark.browser
 
@@ -59,28 +58,6 @@ async def ring(page: Any, people: Personas, zone: conftest.TestZone) -> int:
         "() => document.body.dataset.ringing === 'true'", polling="raf", timeout=5000
     )
     return int(r.json()["id"])
-
-
-@pytest.fixture
-async def phone(browser: Any, server: ServerProcess) -> AsyncIterator[Any]:
-    """A fresh phone-sized touch-screen profile in Chinese (as test_courier_app_browser's)."""
-    context = await browser.new_context(
-        base_url=server.url,
-        locale="zh-CN",
-        viewport=PHONE,
-        device_scale_factor=2,
-        is_mobile=True,
-        has_touch=True,
-    )
-    context.set_default_timeout(8000)
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        await context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 async def serious_violations(page: Any) -> list[str]:

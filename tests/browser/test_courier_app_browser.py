@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -46,28 +45,6 @@ async def until(page: Any, expression: str, seconds: float = 5) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"still not true after {seconds} s: {expression}")
-
-
-@pytest.fixture
-async def phone(browser: Any, server: ServerProcess) -> AsyncIterator[Any]:
-    """A fresh phone-sized, touch-screen browser profile in Chinese."""
-    context = await browser.new_context(
-        base_url=server.url,
-        locale="zh-CN",
-        viewport={"width": 360, "height": 640},
-        device_scale_factor=2,
-        is_mobile=True,
-        has_touch=True,
-    )
-    context.set_default_timeout(8000)
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        await context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 SMALL_TARGETS = """[...document.querySelectorAll('button, a, input, select')]

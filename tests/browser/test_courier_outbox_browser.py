@@ -17,7 +17,6 @@ from playwright.async_api import expect
 from server.push.log import PushMessage
 from server.webpush.service import offer_payload
 from tests.browser.test_courier_app_browser import (
-    phone,
     ring_time,
     ringing_becomes,
     sign_in_and_go_on_duty,
@@ -26,7 +25,6 @@ from tests.browser.test_courier_app_browser import (
 from tests.conftest import Personas, ServerProcess, make_zone, new_waybill, pickup_body
 
 pytestmark = pytest.mark.browser
-__all__ = ["phone"]  # the fixture, shared with the app's other browser tests
 
 # How many actions wait in the app's IndexedDB outbox.
 OUTBOX_SIZE = """new Promise((resolve, reject) => {
