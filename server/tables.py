@@ -109,7 +109,7 @@ class Partner(Table, tablename="partners"):
 
 class Pickup(Table, tablename="pickups"):
     id = BigSerial(primary_key=True)
-    tracking_code = Varchar(length=20, unique=True)
+    tracking_code = Varchar(length=32, unique=True)  # LS + 20 (older: LS + 10)
     partner = ForeignKey(Partner, null=True, on_delete=OnDelete.restrict, index=True)
     partner_order_no = Varchar(length=64, null=True, default=None)
     status = Varchar(length=16, index=True)

@@ -91,6 +91,19 @@ def check_waybill(
     )
 
 
+# 20 characters of 31 are 20·log2(31) ≈ 99 bits: the tracking page at /t/<code> is public, so the code is
+# its only key and must not be guessable even by someone trying billions. Codes issued before (LS + 10
+# characters, ≈ 50 bits) stay valid: they are looked up as they are.
+TRACKING_CODE_CHARS = 20
+TRACKING_CODE_MAX = 32  # pickups.tracking_code is varchar(32) (migration 2026-11-26T01:40)
+_TRACKING_CODE = re.compile(rf"LS[{_TRACKING_ALPHABET}]{{10,{TRACKING_CODE_MAX - 2}}}")
+
+
 def new_tracking_code() -> str:
-    """LS + 10 characters from a 31-letter alphabet: 8e14 codes, unguessable for tracking links."""
-    return "LS" + "".join(secrets.choice(_TRACKING_ALPHABET) for _ in range(10))
+    """LS + 20 characters from a 31-letter alphabet: about 99 bits of entropy, unguessable."""
+    return "LS" + "".join(secrets.choice(_TRACKING_ALPHABET) for _ in range(TRACKING_CODE_CHARS))
+
+
+def looks_like_tracking_code(value: str) -> bool:
+    """Whether `value` has the shape of a tracking code Lanshou issued (old 12-character ones too)."""
+    return _TRACKING_CODE.fullmatch(value) is not None

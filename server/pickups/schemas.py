@@ -90,9 +90,23 @@ class CollectionOut(msgspec.Struct):
     photo_url: str | None
 
 
+TrackingCode = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=12,
+        max_length=32,
+        description=(
+            "The customer's key to the public tracking page /t/{tracking_code}: LS and 20 characters "
+            "(about 99 bits; codes issued before 2026-11-26 have 10 and stay valid)."
+        ),
+        examples=["LS7KQ2MZXH4P9RWT3NAB6C"],
+    ),
+]
+
+
 class PickupOut(msgspec.Struct):
     id: int
-    tracking_code: str
+    tracking_code: TrackingCode
     status: Status
     zone: ZoneRef | None
     courier: CourierRef | None

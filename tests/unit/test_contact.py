@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
 from server.domain.contact import (
     check_waybill,
+    looks_like_tracking_code,
     mask_phone,
     new_tracking_code,
     normalize_mobile,
     s10_check_digit,
 )
+from server.tables import Pickup
 
 # -- mobile numbers ----------------------------------------------------------------------------------
 
@@ -236,10 +239,10 @@ def test_a_waybill_that_is_not_8_to_32_letters_or_digits_is_refused(waybill: str
 _READ_ALOUD_SAFE = set("23456789ABCDEFGHJKMNPQRSTUVWXYZ")
 
 
-def test_tracking_codes_are_ls_and_ten_characters_that_cannot_be_misheard() -> None:
+def test_tracking_codes_are_ls_and_twenty_characters_that_cannot_be_misheard() -> None:
     codes = [new_tracking_code() for _ in range(10_000)]
     for code in codes:
-        assert len(code) == 12
+        assert len(code) == 22
         assert code.startswith("LS")
         assert set(code[2:]) <= _READ_ALOUD_SAFE
     assert len(set(codes)) == len(codes)
@@ -249,5 +252,18 @@ def test_tracking_codes_are_ls_and_ten_characters_that_cannot_be_misheard() -> N
     assert not used & set("01OIL")
 
 
+def test_tracking_codes_carry_at_least_96_bits() -> None:
+    # The code is the only key to the public tracking page (/t/<code>).
+    assert (len(new_tracking_code()) - 2) * math.log2(len(_READ_ALOUD_SAFE)) >= 96
+
+
 def test_tracking_codes_fit_the_column() -> None:
-    assert len(new_tracking_code()) <= 20  # pickups.tracking_code is varchar(20)
+    assert len(new_tracking_code()) <= Pickup.tracking_code.length
+
+
+def test_old_and_new_tracking_codes_are_recognised_and_nothing_else() -> None:
+    assert looks_like_tracking_code(new_tracking_code())
+    assert looks_like_tracking_code("LS23456789AB")  # issued before the codes grew: still valid
+    for bad in ("", "LS", "LS2345678", "ls23456789AB", "LS23456789A0", "LS" + "2" * 31, "XX23456789AB",
+                "LS23456789AB\n", "LS２3456789AB"):
+        assert not looks_like_tracking_code(bad), bad
