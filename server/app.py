@@ -44,6 +44,7 @@ from server.push.hub import PushHub, stop_task
 from server.push.log import PushMessage
 from server.security_headers import add_security_headers
 from server.settings import Settings, load_settings
+from server.tracking.controller import TrackingController
 from server.validation import check_request_line
 from server.webhooks.controller import WebhookController
 from server.webhooks.service import WebhookWorker
@@ -62,6 +63,9 @@ PUBLIC_PATHS = [
     "^/$",
     "^/favicon.ico",
     "^/sw.js$",
+    # The customer's tracking page and its stream and forms: the tracking code is the key. Exactly
+    # this prefix (with its slash): nothing else under /t… is public.
+    "^/t/",
 ]
 
 log = logging.getLogger("lanshou")
@@ -187,6 +191,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             WebhookController,
             ConsoleController,
             CourierAppController,
+            TrackingController,
             service_worker,
             create_static_files_router(path="/static", directories=[PWA / "static", PWA]),
         ],

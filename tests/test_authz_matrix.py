@@ -159,6 +159,19 @@ PUBLIC = {
     ("GET", "/auth/login"): 200,
     ("POST", "/auth/login"): 200,
     ("POST", "/auth/logout"): 200,
+    # The customer's tracking page: the code is the key (tests/test_tracking.py tries real ones). Tried
+    # here with the route's own pattern as the code, which no pickup has: the 404 page; a form post
+    # without the page's CSRF token is refused first.
+    ("GET", "/t/{code:str}"): 404,
+    ("GET", "/t/{code:str}/status"): 404,
+    ("GET", "/t/{code:str}/actions"): 404,
+    ("GET", "/t/{code:str}/events"): 404,
+    ("POST", "/t/{code:str}/chase"): 403,
+    ("POST", "/t/{code:str}/cancel"): 403,
+    ("POST", "/t/{code:str}/reschedule"): 403,
+    ("POST", "/t/{code:str}/address"): 403,
+    ("POST", "/t/{code:str}/rate"): 403,
+    ("POST", "/t/{code:str}/complain"): 403,
 }
 PUBLIC_PREFIXES = ("/static/", "/schema")  # the apps' files and the API's description
 PUBLIC_SAMPLES = {"/static/{file_path:path}": "/static/console.css", "/schema/{path:str}": "/schema/nothing"}

@@ -44,8 +44,10 @@ class _Envelope(msgspec.Struct, frozen=True):
 class Connection:
     """One SSE stream's mailbox. `None` in the queue means: close the stream."""
 
-    def __init__(self, courier_id: int | None) -> None:
+    def __init__(self, courier_id: int | None, pickup_id: int | None = None, client: str = "") -> None:
         self.courier_id = courier_id
+        self.pickup_id = pickup_id  # a customer's tracking page (public: see attach_pickup)
+        self.client = client
         self.queue: asyncio.Queue[PushMessage | None] = asyncio.Queue()
 
     def deliver(self, message: PushMessage | None) -> None:
@@ -63,6 +65,8 @@ class PushHub:
         self.stalled = False
         self._couriers: dict[int, set[Connection]] = {}
         self._consoles: set[Connection] = set()
+        self._pickups: dict[int, set[Connection]] = {}
+        self._public_clients: dict[str, int] = {}
         self._channels: ChannelsPlugin | None = None
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Envelope)
@@ -81,7 +85,35 @@ class PushHub:
         self._consoles.add(conn)
         return conn
 
+    def attach_pickup(
+        self, pickup_id: int, client: str, *, per_pickup: int, per_client: int
+    ) -> Connection | None:
+        """A tracking page's stream, or None when that pickup or that client has as many open as allowed.
+
+        Synchronous from check to attach: a burst of connections cannot all pass the check first.
+        """
+        conns = self._pickups.get(pickup_id, set())
+        if len(conns) >= per_pickup or self._public_clients.get(client, 0) >= per_client:
+            return None
+        conn = Connection(None, pickup_id, client)
+        self._pickups.setdefault(pickup_id, set()).add(conn)
+        self._public_clients[client] = self._public_clients.get(client, 0) + 1
+        return conn
+
     def detach(self, conn: Connection) -> None:
+        if conn.pickup_id is not None:
+            pickup_conns = self._pickups.get(conn.pickup_id)
+            if pickup_conns is None or conn not in pickup_conns:
+                return  # detached already (the stream's end and its background task both call this)
+            pickup_conns.discard(conn)
+            if not pickup_conns:
+                del self._pickups[conn.pickup_id]
+            left = self._public_clients.get(conn.client, 1) - 1
+            if left > 0:
+                self._public_clients[conn.client] = left
+            else:
+                self._public_clients.pop(conn.client, None)
+            return
         if conn.courier_id is None:
             self._consoles.discard(conn)
             return
@@ -95,7 +127,11 @@ class PushHub:
         return set(self._couriers)
 
     def connection_count(self) -> int:
-        return sum(len(c) for c in self._couriers.values()) + len(self._consoles)
+        return (
+            sum(len(c) for c in self._couriers.values())
+            + len(self._consoles)
+            + sum(len(c) for c in self._pickups.values())
+        )
 
     def close_all(self) -> None:
         for conns in list(self._couriers.values()):
@@ -103,6 +139,9 @@ class PushHub:
                 conn.deliver(None)
         for conn in self._consoles:
             conn.deliver(None)
+        for conns in list(self._pickups.values()):
+            for conn in conns:
+                conn.deliver(None)
 
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, messages: Sequence[PushMessage]) -> None:
@@ -179,6 +218,9 @@ class PushHub:
                 conn.deliver(message)
         for conn in self._consoles:
             conn.deliver(message)
+        if message.pickup_id is not None:
+            for conn in self._pickups.get(message.pickup_id, ()):
+                conn.deliver(message)
 
     @staticmethod
     async def _load(event_ids: list[int]) -> list[PushMessage]:

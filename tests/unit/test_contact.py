@@ -264,6 +264,15 @@ def test_tracking_codes_fit_the_column() -> None:
 def test_old_and_new_tracking_codes_are_recognised_and_nothing_else() -> None:
     assert looks_like_tracking_code(new_tracking_code())
     assert looks_like_tracking_code("LS23456789AB")  # issued before the codes grew: still valid
-    for bad in ("", "LS", "LS2345678", "ls23456789AB", "LS23456789A0", "LS" + "2" * 31, "XX23456789AB",
-                "LS23456789AB\n", "LS２3456789AB"):
+    for bad in (
+        "",
+        "LS",
+        "LS2345678",
+        "ls23456789AB",
+        "LS23456789A0",
+        "LS" + "2" * 31,
+        "XX23456789AB",
+        "LS23456789AB\n",
+        "LS２3456789AB",
+    ):
         assert not looks_like_tracking_code(bad), bad

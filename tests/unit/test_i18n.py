@@ -30,6 +30,8 @@ from server.courier.schemas import FailureReason
 from server.courier_app import controller as courier_app
 from server.courier_app import day
 from server.domain.pickup_states import HELD_STATES, Status
+from server.tracking import forms as tracking_forms
+from server.tracking import queries as tracking_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "server"
@@ -48,9 +50,15 @@ DYNAMIC_TEMPLATE_KEYS: dict[str, list[str]] = {
     "courier.decline.{}": list(courier_app.DECLINE_REASONS),
     "courier.nav.{}": list(day.NAV_APPS),
     "courier.day.{}": list(day.DAY_COUNTS),
+    "track.status.{}": [s.value for s in Status],
+    "track.step.{}": sorted(t.removeprefix("pickup.") for t in tracking_queries.CUSTOMER_TYPES),
+    "track.reason.{}": list(get_args(FailureReason)),
+    "track.address.{}": list(tracking_forms.ADDRESS_LIMITS),
 }
+# Keys the code builds from a prefix and a value (the tracking page's "done" line per action).
+DYNAMIC_CODE_KEYS: dict[str, list[str]] = {"track.done.{}": list(tracking_forms.ACTIONS)}
 # Keys the code only uses when the catalogue has them (f"console.error.{code}", else the API's message).
-OPTIONAL_PREFIXES = ("console.error.",)
+OPTIONAL_PREFIXES = ("console.error.", "track.error.")
 # How the pages' scripts ask for a string: t("key", ...) or T["key"].
 JS_KEY = re.compile(r"""\b(?:t\(|T\[)\s*["']([a-z_]+(?:\.[a-z_0-9]+)+)["']""")
 JS_PAGES = {
@@ -106,7 +114,8 @@ def template_keys() -> set[str]:
 def code_keys() -> set[str]:
     literal = extracted("python", "**.py", {"translate": None, "forbidden_page": (2,)})
     geo = {key for _, key in console._GEO_MESSAGES}
-    return literal | geo | set(console.JS_STRINGS) | set(courier_app.JS_STRINGS)
+    built = {pattern.format(value) for pattern, values in DYNAMIC_CODE_KEYS.items() for value in values}
+    return literal | geo | built | set(console.JS_STRINGS) | set(courier_app.JS_STRINGS)
 
 
 ZH = messages(i18n.po_path("zh-CN"), "zh_CN")

@@ -1,0 +1,180 @@
+"""The tracking page's forms: read and check what the customer typed, call the pickup's actions
+(server/pickups/actions.py, shared with the partner API, which writes each change and its event), and
+say what went wrong next to the field, in the page's language.
+
+Each returns (errors by field, HTTP status, what was done): errors keep the form as typed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from server.domain.text import has_control_characters
+from server.errors import ApiError
+from server.i18n import known, translate
+from server.push.log import Actor
+from server.tracking.queries import TrackingView
+
+CUSTOMER = Actor("customer")
+ADDRESS_LIMITS = {"province": 32, "city": 32, "district": 32, "street": 64, "detail": 200}
+Outcome = tuple[dict[str, str], int, str | None]
+
+
+def _actions() -> Any | None:
+    """server/pickups/actions.py (helper "actions" writes it); None until it is merged in."""
+    try:
+        return importlib.import_module("server.pickups.actions")
+    except ModuleNotFoundError:
+        return None
+
+
+def _text_error(value: str, max_length: int, lang: str, *, required: bool) -> str | None:
+    if has_control_characters(value.replace("\r", "").replace("\n", "").replace("\t", "")):
+        return translate("track.error.control", lang)
+    if required and not value.strip():
+        return translate("track.error.required", lang)
+    if len(value) > max_length:
+        return translate("track.error.too_long", lang, n=max_length)
+    return None
+
+
+def localise(exc: ApiError, lang: str) -> str:
+    """The action's refusal in the page's language: by its code when the catalogue has it."""
+    key = f"track.error.{exc.code}"
+    if known(key):
+        values = {k: v for k, v in exc.extra_fields.items() if isinstance(v, (int, str))}
+        if "retry_after" in values:
+            values["minutes"] = max(1, -(-int(values["retry_after"]) // 60))
+        return translate(key, lang, **values)
+    return exc.message
+
+
+def _field_errors(exc: ApiError, lang: str, default_field: str) -> dict[str, str]:
+    """An ApiError as errors by field: its field errors where it has them, else one under default_field."""
+    if exc.errors and exc.code not in ("stop_ship_area",):
+        return {
+            str(e.get("field") or default_field): (
+                e.get("message") or exc.message if lang == "en" else translate("track.error.invalid", lang)
+            )
+            for e in exc.errors
+        }
+    return {default_field: localise(exc, lang)}
+
+
+async def run(action: str, view: TrackingView, form: dict[str, str], slots: list[Any], lang: str) -> Outcome:
+    actions = _actions()
+    if actions is None:
+        return {"form": translate("track.error.unavailable", lang)}, 503, None
+    check = _CHECKS[action]
+    errors, call = check(form, slots, lang)
+    if errors:
+        return errors, 422, None
+    try:
+        await call(actions, view.id)
+    except ApiError as exc:
+        return _field_errors(exc, lang, _MAIN_FIELD[action]), exc.status_code, None
+    return {}, 200, translate(f"track.done.{action}", lang)
+
+
+# -- one check per form: (errors, the call to make) --------------------------------------------------------
+
+Call = Any
+Check = tuple[dict[str, str], Call]
+
+
+def _chase(form: dict[str, str], slots: list[Any], lang: str) -> Check:
+    return {}, lambda a, pid: a.chase(CUSTOMER, pid)
+
+
+def _cancel(form: dict[str, str], slots: list[Any], lang: str) -> Check:
+    reason = form.get("reason", "").strip()
+    error = _text_error(reason, 200, lang, required=False)
+    if error:
+        return {"reason": error}, None
+    return {}, lambda a, pid: a.cancel(CUSTOMER, pid, reason or "customer")
+
+
+def _reschedule(form: dict[str, str], slots: list[Any], lang: str) -> Check:
+    from server.pickups.schemas import TimeWindow
+
+    chosen = form.get("slot", "")
+    for slot in slots:
+        if chosen == f"{slot.start.isoformat()}/{slot.end.isoformat()}":
+            window = TimeWindow(start=slot.start, end=slot.end)
+            return {}, lambda a, pid, w=window: a.reschedule(CUSTOMER, pid, w)
+    key = "track.error.choose_slot" if not chosen else "track.error.slot_gone"
+    return {"slot": translate(key, lang)}, None
+
+
+def _address(form: dict[str, str], slots: list[Any], lang: str) -> Check:
+    from server.pickups.schemas import Address
+
+    values = {name: form.get(name, "").strip() for name in ADDRESS_LIMITS}
+    errors: dict[str, str] = {}
+    for name, limit in ADDRESS_LIMITS.items():
+        if error := _text_error(values[name], limit, lang, required=name != "street"):
+            errors[f"address.{name}"] = error
+    divisions = _optional_divisions()
+    if not errors and divisions is not None:
+        for e in divisions.check_division(
+            values["province"], values["city"], values["district"], values["street"]
+        ):
+            errors[e["field"]] = e["message"] if lang == "en" else translate("track.error.division", lang)
+    if errors:
+        return errors, None
+    address = Address(
+        province=values["province"],
+        city=values["city"],
+        district=values["district"],
+        street=values["street"],
+        detail=values["detail"],
+    )
+    return {}, lambda a, pid: a.change_address(CUSTOMER, pid, address)
+
+
+def _optional_divisions() -> Any | None:
+    try:
+        return importlib.import_module("server.domain.divisions")
+    except ModuleNotFoundError:
+        return None
+
+
+def _rate(form: dict[str, str], slots: list[Any], lang: str) -> Check:
+    errors: dict[str, str] = {}
+    raw = form.get("stars", "")
+    stars = int(raw) if raw in {"1", "2", "3", "4", "5"} else None
+    if stars is None:
+        errors["stars"] = translate("track.error.stars", lang)
+    comment = form.get("comment", "").strip()
+    if error := _text_error(comment, 500, lang, required=False):
+        errors["comment"] = error
+    if errors or stars is None:
+        return errors, None
+    return {}, lambda a, pid: a.rate(CUSTOMER, pid, stars, comment)
+
+
+def _complain(form: dict[str, str], slots: list[Any], lang: str) -> Check:
+    text = form.get("text", "").strip()
+    if error := _text_error(text, 500, lang, required=True):
+        return {"text": error}, None
+    return {}, lambda a, pid: a.complain(CUSTOMER, pid, text)
+
+
+_CHECKS = {
+    "chase": _chase,
+    "cancel": _cancel,
+    "reschedule": _reschedule,
+    "address": _address,
+    "rate": _rate,
+    "complain": _complain,
+}
+ACTIONS = tuple(_CHECKS)
+_MAIN_FIELD = {
+    "chase": "chase",
+    "cancel": "reason",
+    "reschedule": "slot",
+    "address": "address",
+    "rate": "stars",
+    "complain": "text",
+}
