@@ -150,6 +150,20 @@ class Pickup(Table, tablename="pickups"):
     due_at = Timestamptz(null=True, default=None)
 
 
+class PickupFeedback(Table, tablename="pickup_feedback"):
+    """What the customer (or the partner for them) said after the pickup: a rating (1-5 stars, once,
+    after collection) or a complaint (after collection or failure). Reports read them here; the event
+    log has the same as pickup.rated / pickup.complained."""
+
+    id = BigSerial(primary_key=True)
+    pickup = ForeignKey(Pickup, on_delete=OnDelete.restrict, index=True)
+    kind = Varchar(length=12)  # rating | complaint
+    stars = Integer(null=True, default=None)  # ratings only
+    text = Varchar(length=1000, default="")
+    actor_kind = Varchar(length=16)  # customer | partner
+    created_at = Timestamptz()
+
+
 class PickupPhoto(Table, tablename="pickup_photos"):
     """A photo the courier took of a pickup's parcel; the image is a file under LANSHOU_PHOTO_DIR."""
 
@@ -272,6 +286,7 @@ TABLES: list[type[Table]] = [
     Partner,
     Pickup,
     PickupPhoto,
+    PickupFeedback,
     PickupOffer,
     Event,
     EventRecipient,

@@ -22,6 +22,7 @@ from server.dispatch.offers import close_offers, lock_courier, offer_snapshot, o
 from server.dispatch.service import after_decline, drop_timers, hold_offer_timers
 from server.domain.contact import check_waybill
 from server.domain.pickup_states import HELD_STATES, Action, IllegalTransition, allowed_from, next_status
+from server.domain.visibility import OFFERED_COURIER
 from server.errors import ApiError, field_errors, not_found
 from server.photos.service import photo_of_collect
 from server.pickups.schemas import PickupOut
@@ -91,7 +92,9 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
     courier_id = courier_id_of(principal)
     client_at = _client_at(body)
     if await _replayed(courier_id, body, pickup_id):
-        return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+        return await pickup_view(
+            pickup_id, with_events=False, viewer=Actor("courier", courier_id), for_partner=False
+        )
     actor = Actor("courier", courier_id)
     async with unit_of_work() as uow:
         # First, so that counting the load below and taking the pickup is one step (see lock_courier).
@@ -134,7 +137,9 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
         )
         # The others lose their offer by the rules (first come, first served), not by this courier's say.
         await close_offers(uow, pickup_id, winner=courier_id, actor=SYSTEM, reason="taken")
-    return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+    return await pickup_view(
+        pickup_id, with_events=False, viewer=Actor("courier", courier_id), for_partner=False
+    )
 
 
 async def _not_offered(pickup_id: int, courier_id: int) -> ApiError:
@@ -161,7 +166,9 @@ async def _advance(
     courier_id = courier_id_of(principal)
     client_at = _client_at(body)
     if await _replayed(courier_id, body, pickup_id):
-        return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+        return await pickup_view(
+            pickup_id, with_events=False, viewer=Actor("courier", courier_id), for_partner=False
+        )
     target = {
         Action.CONTACT: "contacted",
         Action.COLLECT: "collected",
@@ -210,7 +217,9 @@ async def _advance(
         if waybill is not None and await _waybill_bound_elsewhere(waybill, pickup_id):
             raise _waybill_taken() from None
         raise
-    return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+    return await pickup_view(
+        pickup_id, with_events=False, viewer=Actor("courier", courier_id), for_partner=False
+    )
 
 
 async def _first_contact(pickup_id: int, courier_id: int, now: datetime) -> None:
@@ -319,7 +328,7 @@ async def fail(principal: Principal, pickup_id: int, body: FailIn) -> PickupOut:
 
 async def _offer_view(pickup_id: int) -> PickupOut:
     """What a courier who has (or had) only an offer of the pickup is answered: its phone masked."""
-    return await pickup_view(pickup_id, with_events=False, full_phone=False, for_partner=False)
+    return await pickup_view(pickup_id, with_events=False, viewer=OFFERED_COURIER, for_partner=False)
 
 
 async def decline(principal: Principal, pickup_id: int, body: DeclineIn) -> PickupOut:
@@ -392,7 +401,9 @@ async def arrived(principal: Principal, pickup_id: int, body: ActionIn) -> Picku
     courier_id = courier_id_of(principal)
     client_at = _client_at(body)
     if await _replayed(courier_id, body, pickup_id):
-        return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+        return await pickup_view(
+            pickup_id, with_events=False, viewer=Actor("courier", courier_id), for_partner=False
+        )
     async with unit_of_work() as uow:
         query = Pickup.select(Pickup.id, Pickup.zone).where(
             (Pickup.id == pickup_id)
@@ -414,7 +425,9 @@ async def arrived(principal: Principal, pickup_id: int, body: ActionIn) -> Picku
             client_action_id=body.client_action_id,
             client_at=client_at,
         )
-    return await pickup_view(pickup_id, with_events=False, full_phone=True, for_partner=False)
+    return await pickup_view(
+        pickup_id, with_events=False, viewer=Actor("courier", courier_id), for_partner=False
+    )
 
 
 async def _not_holding(pickup_id: int, courier_id: int) -> ApiError:
@@ -450,7 +463,9 @@ async def my_pickups(principal: Principal) -> dict[str, list[dict[str, Any]]]:
         "offers": [offer_snapshot(p, directory.zones.get(p["zone"])) for p in offered],
         "held": [
             msgspec.to_builtins(
-                await pickup_view(h["id"], with_events=False, full_phone=True, for_partner=False)
+                await pickup_view(
+                    h["id"], with_events=False, viewer=Actor("courier", courier_id), for_partner=False
+                )
             )
             for h in held
         ],

@@ -7,8 +7,8 @@ from typing import Any
 
 from server.alerts.gateway import schedule_alerts
 from server.db.engine import is_postgres
-from server.domain.contact import mask_phone
 from server.domain.pickup_states import HELD_STATES, Action, next_status
+from server.domain.visibility import OFFERED_COURIER, contact_for
 from server.push.log import SYSTEM, Actor, UnitOfWork, utcnow
 from server.tables import Courier, Pickup, PickupOffer
 from server.zones.service import ZoneInfo
@@ -54,7 +54,7 @@ def offer_snapshot(pickup: dict[str, Any], zone: ZoneInfo | None) -> dict[str, A
         "tracking_code": pickup["tracking_code"],
         "zone": zone.code if zone else None,
         "sender_name": pickup["sender_name"],
-        "sender_phone": mask_phone(pickup["sender_phone"]),
+        "sender_phone": contact_for(OFFERED_COURIER, pickup).phone,
         "district": pickup["district"],
         "street": pickup["street"],
         "address_detail": pickup["address_detail"],

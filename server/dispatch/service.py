@@ -1,5 +1,6 @@
-"""Dispatch: offering a pickup by its zone's rule, escalating it, and what dispatchers and partners do
-to a pickup in flight (assign, reassign, unassign, chase, cancel).
+"""Dispatch: offering a pickup by its zone's rule, escalating it, and what dispatchers do to a pickup in
+flight (assign, reassign, unassign). What partners and customers do (cancel, chase, reschedule, change
+the address) is in server/pickups/actions.py, which releases and re-offers through release/redispatch.
 
 Every function here runs inside the caller's unit of work or opens its own; every change it makes is
 an event in that same transaction, and every due time it sets is a Timer row, not an asyncio sleep.
@@ -26,7 +27,7 @@ from server.dispatch.rules import (
     sla_timers,
 )
 from server.dispatch.scope import EVERYTHING, Scope, courier_in_scope
-from server.domain.pickup_states import HELD_STATES, OPEN_STATES, Action, IllegalTransition, next_status
+from server.domain.pickup_states import HELD_STATES, Action, IllegalTransition, next_status
 from server.errors import ApiError, field_errors, not_found
 from server.push.log import SYSTEM, Actor, UnitOfWork, unit_of_work, utcnow
 from server.tables import CourierZone, Pickup, PickupOffer, Timer, Zone
@@ -60,7 +61,7 @@ async def stage_candidates(zone: ZoneInfo, stage: int) -> list[Candidate]:
     ]
 
 
-async def _offered_couriers(pickup_id: int, *, open_only: bool) -> set[int]:
+async def offered_couriers(pickup_id: int, *, open_only: bool) -> set[int]:
     query = PickupOffer.select(PickupOffer.courier).where(PickupOffer.pickup == pickup_id)
     if open_only:
         query = query.where(PickupOffer.outcome.is_null())
@@ -238,11 +239,11 @@ async def _round_ended(uow: UnitOfWork, pickup: dict[str, Any]) -> None:
     zone = await zone_of(pickup)
     if zone is None:
         # The zone was deactivated (or is gone) with this pickup in flight: a person decides.
-        still_open = await _offered_couriers(pickup["id"], open_only=True)
+        still_open = await offered_couriers(pickup["id"], open_only=True)
         await _escalate_to_dispatcher(uow, pickup, open_offers=bool(still_open))
         return
     if zone.dispatch_mode == "assign":
-        expired = await _offered_couriers(pickup["id"], open_only=True)
+        expired = await offered_couriers(pickup["id"], open_only=True)
         await PickupOffer.update({PickupOffer.outcome: "expired"}).where(
             (PickupOffer.pickup == pickup["id"]) & PickupOffer.outcome.is_null()
         )
@@ -447,96 +448,42 @@ async def unassign_pickups(
             raise ApiError(409, "illegal_transition", errors[0]["message"], errors=errors)
         for pid in dict.fromkeys(pickup_ids):
             p = pickups[pid]
-            previous = p["courier"] if p["status"] in HELD_STATES else None
-            await close_offers(uow, pid, winner=None, actor=actor, reason="unassigned")
-            if previous is not None:
-                await uow.record(
-                    "pickup.withdrawn",
-                    actor=actor,
-                    pickup_id=pid,
-                    to=[previous],
-                    data={"reason": "unassigned"},
-                )
+            previous = await release(uow, p, actor=actor, reason="unassigned")
             await uow.record(
                 "pickup.unassigned",
                 actor=actor,
                 pickup_id=pid,
                 data={"previous_courier": previous, "reason": reason},
             )
-            await _redispatch(uow, p)
+            await redispatch(uow, p, reason="unassigned")
     return list(dict.fromkeys(pickup_ids))
 
 
-async def _redispatch(uow: UnitOfWork, pickup: dict[str, Any]) -> None:
+async def release(uow: UnitOfWork, pickup: dict[str, Any], *, actor: Actor, reason: str) -> int | None:
+    """Withdraw the pickup's open offers and take it from the courier holding it (each told, with
+    `reason`); returns that courier. The offers' timers must be dropped first (drop_timers)."""
+    previous = pickup["courier"] if pickup["status"] in HELD_STATES else None
+    await close_offers(uow, pickup["id"], winner=None, actor=actor, reason=reason)
+    if previous is not None:
+        await uow.record(
+            "pickup.withdrawn", actor=actor, pickup_id=pickup["id"], to=[previous], data={"reason": reason}
+        )
+    return previous
+
+
+async def redispatch(uow: UnitOfWork, pickup: dict[str, Any], *, reason: str) -> None:
+    """Dispatch a released pickup afresh in its (current) zone, from the zone's own couriers."""
     zone = directory.zones.get(pickup["zone"]) if pickup["zone"] else None
-    # Back to the start: a new round from the zone's own couriers.
-    await Pickup.update({Pickup.courier: None, Pickup.escalation_stage: ZONE}).where(
-        Pickup.id == pickup["id"]
-    )
-    pickup.update(courier=None, escalation_stage=ZONE)
+    values: dict[Any, Any] = {Pickup.courier: None, Pickup.escalation_stage: ZONE}
+    if pickup["status"] in HELD_STATES:
+        # Nobody holds it any more: were nobody on duty to offer it to, it must not stay "accepted"
+        # with no courier (the dispatcher's queue shows it as pending).
+        values[Pickup.status] = next_status(pickup["status"], Action.QUEUE).value
+    await Pickup.update(values).where(Pickup.id == pickup["id"])
+    pickup.update(courier=None, escalation_stage=ZONE, status=values.get(Pickup.status, pickup["status"]))
     if zone is None:
         await Pickup.update({Pickup.status: "pending"}).where(Pickup.id == pickup["id"])
+        pickup["status"] = "pending"
         return
-    # offer_to moves it on to `offered`; the state machine allows OFFER from held states.
-    await dispatch_pickup(uow, pickup, zone, stage=ZONE, reason="unassigned")
-
-
-# -- partner actions -------------------------------------------------------------------------------------
-async def chase(partner_id: int, pickup_id: int) -> None:
-    """The customer chases (催件): re-alert whoever has the pickup in hand and flag the console."""
-    actor = Actor("partner", partner_id)
-    async with unit_of_work() as uow:
-        p = await Pickup.select().where(Pickup.id == pickup_id).first()
-        if p is None or p["partner"] != partner_id:
-            raise not_found("pickup")
-        if p["status"] not in OPEN_STATES:
-            raise ApiError(
-                409,
-                "illegal_transition",
-                f"cannot chase a pickup that is {p['status']}",
-                current_status=p["status"],
-            )
-        to = (
-            [p["courier"]]
-            if p["courier"] and p["status"] in HELD_STATES
-            else sorted(await _offered_couriers(pickup_id, open_only=True))
-        )
-        now = utcnow()
-        await Pickup.update({Pickup.chase_count: Pickup.chase_count + 1, Pickup.chased_at: now}).where(
-            Pickup.id == pickup_id
-        )
-        await uow.record(
-            "pickup.chased",
-            actor=actor,
-            pickup_id=pickup_id,
-            to=to,
-            at=now,
-            data={"count": p["chase_count"] + 1},
-        )
-
-
-async def cancel(partner_id: int, pickup_id: int, reason: str) -> None:
-    actor = Actor("partner", partner_id)
-    async with unit_of_work() as uow:
-        p = await Pickup.select().where(Pickup.id == pickup_id).first()
-        if p is None or p["partner"] != partner_id:
-            raise not_found("pickup")
-        try:
-            target = next_status(p["status"], Action.CANCEL)
-        except IllegalTransition as exc:
-            raise ApiError(409, "illegal_transition", str(exc), current_status=p["status"]) from None
-        await drop_timers([pickup_id], offer_expiry_only=False)
-        changed = (
-            await Pickup.update(
-                {Pickup.status: target.value, Pickup.version: Pickup.version + 1, Pickup.updated_at: utcnow()}
-            )
-            .where((Pickup.id == pickup_id) & (Pickup.status == p["status"]))
-            .returning(Pickup.id)
-        )
-        if not changed:
-            raise ApiError(409, "conflict", "the pickup changed meanwhile; try again")
-        await close_offers(uow, pickup_id, winner=None, actor=actor, reason="cancelled")
-        holder = [p["courier"]] if p["courier"] and p["status"] in HELD_STATES else []
-        await uow.record(
-            "pickup.cancelled", actor=actor, pickup_id=pickup_id, to=holder, data={"reason": reason}
-        )
+    # offer_to moves it on to `offered`; the state machine allows OFFER from pending and failed.
+    await dispatch_pickup(uow, pickup, zone, stage=ZONE, reason=reason)

@@ -40,6 +40,8 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/v1/pickups"): {409},  # partner_order_no used before
     ("POST", "/api/v1/pickups/{pickup_id}/chase"): {409},
     ("POST", "/api/v1/pickups/{pickup_id}/cancel"): {409},
+    ("POST", "/api/v1/pickups/{pickup_id}/reschedule"): {409},  # not open (current_status says why)
+    ("POST", "/api/v1/pickups/{pickup_id}/address"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/accept"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/decline"): {409},  # no open offer
     ("POST", "/api/v1/courier/pickups/{pickup_id}/seen"): {409},

@@ -1,4 +1,4 @@
-"""Partner API for pickups: create, read one, list own."""
+"""Partner API for pickups: create, read one, list own, and act on one (server/pickups/actions.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
 from server.auth.principal import Principal, partner_only
-from server.dispatch import service as dispatch
 from server.domain.pickup_states import Status
-from server.pickups import service
-from server.pickups.schemas import CancelIn, PickupCreate, PickupOut, PickupPage
+from server.pickups import actions, service
+from server.pickups.schemas import (
+    AddressChangeIn,
+    CancelIn,
+    PickupCreate,
+    PickupOut,
+    PickupPage,
+    RescheduleIn,
+)
+from server.push.log import Actor
 from server.validation import PathId, check_json_body
 
 
@@ -43,12 +50,34 @@ class PickupController(Controller):
         "/{pickup_id:int}/chase", status_code=200, summary="The customer chases (催件): re-alert the courier"
     )
     async def chase(self, request: Request[Principal, Any, Any], pickup_id: PathId) -> PickupOut:
-        await dispatch.chase(request.user.id, pickup_id)
+        await actions.chase(_partner(request), pickup_id)
         return await service.partner_pickup(request.user, pickup_id)
 
     @post("/{pickup_id:int}/cancel", status_code=200, summary="Cancel a pickup that is not collected yet")
     async def cancel(
         self, request: Request[Principal, Any, Any], pickup_id: PathId, data: CancelIn | None = None
     ) -> PickupOut:
-        await dispatch.cancel(request.user.id, pickup_id, (data or CancelIn()).reason)
+        await actions.cancel(_partner(request), pickup_id, (data or CancelIn()).reason)
         return await service.partner_pickup(request.user, pickup_id)
+
+    @post("/{pickup_id:int}/reschedule", status_code=200, summary="A new time window for an open pickup")
+    async def reschedule(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: RescheduleIn
+    ) -> PickupOut:
+        await actions.reschedule(_partner(request), pickup_id, data.window)
+        return await service.partner_pickup(request.user, pickup_id)
+
+    @post(
+        "/{pickup_id:int}/address",
+        status_code=200,
+        summary="A new address for an open pickup: matched again, offered afresh if its zone changes",
+    )
+    async def change_address(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: AddressChangeIn
+    ) -> PickupOut:
+        await actions.change_address(_partner(request), pickup_id, data.address)
+        return await service.partner_pickup(request.user, pickup_id)
+
+
+def _partner(request: Request[Principal, Any, Any]) -> Actor:
+    return Actor("partner", request.user.id)

@@ -133,3 +133,11 @@ class PickupPage(msgspec.Struct):
 
 class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: Text200 = ""
+
+
+class RescheduleIn(msgspec.Struct, forbid_unknown_fields=True):
+    window: TimeWindow
+
+
+class AddressChangeIn(msgspec.Struct, forbid_unknown_fields=True):
+    address: Address

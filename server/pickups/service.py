@@ -11,11 +11,13 @@ import msgspec
 from server.auth.principal import Principal
 from server.db.engine import UNIQUE_VIOLATION
 from server.dispatch.service import dispatch_pickup, start_time_limit
-from server.domain.contact import mask_phone, new_tracking_code, normalize_mobile
+from server.domain.contact import new_tracking_code, normalize_mobile
 from server.domain.geo import point_in_wgs84
 from server.domain.pickup_states import Status
+from server.domain.visibility import Viewer, contact_for
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import (
+    Address,
     AddressOut,
     CollectionOut,
     CourierRef,
@@ -36,6 +38,58 @@ from server.zones.service import ZoneInfo, directory
 _INTERNAL_KEYS = {"couriers", "pickup", "to"}
 
 
+# How far ahead a window may lie (create and reschedule): a slot, not a standing order.
+WINDOW_AHEAD = timedelta(days=30)
+
+
+def check_address(
+    address: Address, field: str = "address"
+) -> tuple[tuple[float, float] | None, list[dict[str, str]]]:
+    """The address checks of a create, for a change of address too: the point in WGS-84 (or None) and
+    what is wrong, as field errors under `field`."""
+    return point_in_wgs84(address.lng, address.lat, address.datum, field)
+
+
+def match_zone(address: Address, point: tuple[float, float] | None) -> ZoneInfo | None:
+    """The zone that serves the address: by its point, else by its street or district name."""
+    lng, lat = point if point else (None, None)
+    return directory.match(lng, lat, [address.street, address.district])
+
+
+def check_window(
+    window: TimeWindow | None, field: str = "window", now: datetime | None = None
+) -> tuple[datetime | None, datetime | None, list[dict[str, str]]]:
+    """A window in UTC that ends after it starts, is not over and lies at most WINDOW_AHEAD ahead;
+    (start, end, []) or (None, None, field errors)."""
+    if window is None:
+        return None, None, []
+    start, end = window.start, window.end
+    if start.tzinfo is None or end.tzinfo is None:
+        return (
+            None,
+            None,
+            [{"field": field, "message": "times need a UTC offset, e.g. 2026-11-25T14:00:00+08:00"}],
+        )
+    if end <= start:
+        return None, None, [{"field": f"{field}.end", "message": "the window must end after it starts"}]
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    now = now or utcnow()
+    if end < now:
+        return None, None, [{"field": f"{field}.end", "message": "the window is already over"}]
+    if start > now + WINDOW_AHEAD:
+        return (
+            None,
+            None,
+            [
+                {
+                    "field": f"{field}.start",
+                    "message": f"the window starts more than {WINDOW_AHEAD.days} days ahead",
+                }
+            ],
+        )
+    return start, end, []
+
+
 def check_create(
     data: PickupCreate,
 ) -> tuple[str, tuple[float, float] | None, datetime | None, datetime | None]:
@@ -47,21 +101,10 @@ def check_create(
         errors.append(
             {"field": "sender.phone", "message": "not a mainland-China mobile number (11 digits, 1[3-9]…)"}
         )
-    point, problems = point_in_wgs84(data.address.lng, data.address.lat, data.address.datum, "address")
+    point, problems = check_address(data.address)
     errors.extend(problems)
-    start = end = None
-    if data.window is not None:
-        start, end = data.window.start, data.window.end
-        if start.tzinfo is None or end.tzinfo is None:
-            errors.append(
-                {"field": "window", "message": "times need a UTC offset, e.g. 2026-11-25T14:00:00+08:00"}
-            )
-        elif end <= start:
-            errors.append({"field": "window.end", "message": "the window must end after it starts"})
-        else:
-            start, end = start.astimezone(UTC), end.astimezone(UTC)
-            if end < utcnow():
-                errors.append({"field": "window.end", "message": "the window is already over"})
+    start, end, problems = check_window(data.window)
+    errors.extend(problems)
     if errors:
         raise field_errors(errors)
     return phone or "", point, start, end
@@ -78,7 +121,7 @@ def due_time(created: datetime, zone: ZoneInfo | None, window_end: datetime | No
 async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
     phone, point, window_start, window_end = check_create(data)
     lng, lat = point if point else (None, None)
-    zone = directory.match(lng, lat, [data.address.street, data.address.district])
+    zone = match_zone(data.address, point)
     now = utcnow()
     actor = Actor("partner", partner.id)
 
@@ -149,7 +192,7 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
             raise duplicate from None
         raise
     # Everything the answer needs is in hand: no second read of what was just written.
-    return pickup_out(pickup)
+    return pickup_out(pickup, actor)
 
 
 def _iso(value: Any) -> str:
@@ -157,8 +200,10 @@ def _iso(value: Any) -> str:
 
 
 async def pickup_view(
-    pickup_id: int, *, with_events: bool, full_phone: bool = False, for_partner: bool = True
+    pickup_id: int, *, with_events: bool, viewer: Viewer, for_partner: bool = True
 ) -> PickupOut:
+    """One pickup as `viewer` may see it (server/domain/visibility.py); `for_partner` leaves out
+    what stays between Lanshou and its couriers."""
     row = await Pickup.select().where(Pickup.id == pickup_id).first()
     if row is None:
         raise not_found("pickup")
@@ -183,7 +228,7 @@ async def pickup_view(
             )
             for e in rows
         ]
-    return pickup_out(row, courier=courier, events=events, full_phone=full_phone)
+    return pickup_out(row, viewer, courier=courier, events=events)
 
 
 async def courier_refs(courier_ids: list[int | None]) -> dict[int, CourierRef]:
@@ -198,12 +243,13 @@ async def courier_refs(courier_ids: list[int | None]) -> dict[int, CourierRef]:
 
 def pickup_out(
     row: dict[str, Any],
+    viewer: Viewer,
     *,
     courier: CourierRef | None = None,
     events: list[EventOut] | None = None,
-    full_phone: bool = False,
 ) -> PickupOut:
-    """The API view of a pickup row (partners see the phone masked; the courier holding it does not)."""
+    """The API view of a pickup row, the customer's contact as `viewer` may see it."""
+    contact = contact_for(viewer, row)
     zone_info = directory.zones.get(row["zone"]) if row["zone"] else None
     window = TimeWindow(start=row["window_start"], end=row["window_end"]) if row["window_start"] else None
     return PickupOut(
@@ -215,14 +261,14 @@ def pickup_out(
         partner_order_no=row["partner_order_no"],
         sender=SenderOut(
             name=row["sender_name"],
-            phone=row["sender_phone"] if full_phone else mask_phone(row["sender_phone"]),
+            phone=contact.phone,
         ),
         address=AddressOut(
             province=row["province"],
             city=row["city"],
             district=row["district"],
             street=row["street"],
-            detail=row["address_detail"],
+            detail=contact.detail,
             lat=row["lat"],
             lng=row["lng"],
         ),
@@ -258,7 +304,7 @@ async def partner_pickup(partner: Principal, pickup_id: int) -> PickupOut:
     # Another partner's pickup is "not found", never "forbidden": ids must not leak what exists.
     if owner is None or owner["partner"] != partner.id:
         raise not_found("pickup")
-    return await pickup_view(pickup_id, with_events=True)
+    return await pickup_view(pickup_id, with_events=True, viewer=Actor("partner", partner.id))
 
 
 def encode_cursor(last_id: int) -> str:
@@ -288,6 +334,7 @@ async def list_partner_pickups(
     rows = await query.order_by(Pickup.id, ascending=False).limit(limit + 1)
     page = rows[:limit]
     couriers = await courier_refs([r["courier"] for r in page])  # one look-up for the page, not one each
-    items = [pickup_out(r, courier=couriers.get(r["courier"])) for r in page]
+    viewer = Actor("partner", partner.id)
+    items = [pickup_out(r, viewer, courier=couriers.get(r["courier"])) for r in page]
     next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
     return PickupPage(items=items, next_cursor=next_cursor)
