@@ -1,0 +1,72 @@
+"""The customer's tracking page in a real browser on a 360 × 640 touch screen: it goes live from offered
+to accepted, contacted and collected as the courier acts (through the courier API), the customer chases
+and changes the slot on the way, and rates the pickup once it is collected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from tests.conftest import Personas, login_couriers, make_zone, new_waybill, pickup_body
+
+pytestmark = pytest.mark.browser
+
+SHOTS = "/tmp/shots"
+
+
+async def test_the_page_goes_live_to_collected_and_takes_a_rating(phone: Any, people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    (courier,) = await login_couriers(people, zone)
+    r = await people.partner().post("/api/v1/pickups", json=pickup_body(zone))
+    assert r.status_code == 201, r.text
+    pickup = r.json()
+    await phone.goto(f"/t/{pickup['tracking_code']}")
+    status = phone.locator("#status")
+    await expect(status).to_have_attribute("data-status", "offered")
+    await expect(phone.locator("h1.now")).to_have_text("正在为您寻找揽收员")
+    r = await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
+    assert r.status_code == 200, r.text
+    await expect(status).to_have_attribute("data-status", "accepted")
+    await expect(status.locator(".courier")).to_contain_text("师傅")
+
+    # 催件: done once, then the button waits out the ten minutes.
+    await phone.locator("form.chase button").tap()
+    await expect(phone.locator("#actions .msg.ok")).to_have_text("已催件，揽收员会尽快处理")
+    await expect(phone.locator("form.chase button")).to_be_disabled()
+    await expect(status.locator('[data-step="chased"]')).to_have_count(1)
+
+    # Another slot of the zone's.
+    await phone.locator("details.reschedule summary").tap()
+    slot = phone.locator("details.reschedule input[name=slot]").nth(1)
+    await slot.check()
+    await phone.locator("details.reschedule button[type=submit]").tap()
+    await expect(phone.locator("#actions .msg.ok")).to_have_text("预约时间已修改")
+    await expect(status.locator('[data-step="rescheduled"]')).to_have_count(1)
+    await phone.screenshot(path=f"{SHOTS}/tracking-accepted-360.png", full_page=True)
+
+    await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/contacted", json={})
+    await expect(status).to_have_attribute("data-status", "contacted")
+    waybill = new_waybill()
+    r = await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": waybill})
+    assert r.status_code == 200, r.text
+    await expect(status).to_have_attribute("data-status", "collected")
+    await expect(status.locator(".waybill")).to_contain_text(waybill)
+    await expect(phone.locator("form.chase")).to_have_count(0)
+    await expect(phone.locator("details.cancel")).to_have_count(0)
+
+    # Rate: no stars is refused next to the stars, the comment typed is kept.
+    rate = phone.locator("form.rate")
+    await rate.locator("textarea[name=comment]").fill("师傅很准时")
+    await rate.locator("button[type=submit]").tap()
+    await expect(rate.locator('[data-error="stars"]')).to_have_text("请选择 1 到 5 星")
+    await expect(phone.locator("form.rate textarea[name=comment]")).to_have_value("师傅很准时")
+    await phone.locator("form.rate .stars label").nth(4).tap()
+    await phone.locator("form.rate button[type=submit]").tap()
+    await expect(phone.locator("#actions .msg.ok")).to_have_text("感谢您的评价")
+    await expect(phone.locator("form.rate")).to_have_count(0)
+    await expect(status.locator('[data-step="rated"]')).to_contain_text("★★★★★")
+    await phone.screenshot(path=f"{SHOTS}/tracking-collected-360.png", full_page=True)
+    await phone.set_viewport_size({"width": 1024, "height": 768})
+    await phone.screenshot(path=f"{SHOTS}/tracking-collected-1024.png", full_page=True)
