@@ -165,3 +165,96 @@ async def test_a_form_post_without_the_pages_token_is_refused(people: Personas) 
     # Not collected yet: the form still answers with the field's error in the page's language.
     assert r.status_code in (422, 503), r.text
     assert re.search(r'data-error="(stars|form)"', r.text)
+
+
+# -- the page's forms ----------------------------------------------------------------------------------
+
+
+async def page_client(people: Personas, code: str) -> tuple[object, dict[str, str]]:
+    """An anonymous browser that has loaded the page (and so holds its CSRF cookie)."""
+    anon = people.anonymous()
+    r = await anon.get(f"/t/{code}")
+    assert r.status_code == 200, r.text
+    return anon, {"x-csrftoken": anon.client.cookies["lanshou_csrf"], **HX}
+
+
+async def history(people: Personas, pickup_id: int) -> list[str]:
+    r = await people.partner().get(f"/api/v1/pickups/{pickup_id}")
+    return [e["type"] for e in r.json()["events"]]
+
+
+async def test_the_customer_cancels_from_the_page_until_collected(people: Personas) -> None:
+    pickup, _ = await new_pickup(people)
+    anon, headers = await page_client(people, pickup["tracking_code"])
+    base = f"/t/{pickup['tracking_code']}"
+    r = await anon.post(base + "/cancel", data={"reason": "x" * 201}, headers=headers)
+    assert r.status_code == 422 and 'data-error="reason"' in r.text and "最多 200 个字" in r.text
+    assert "x" * 201 in r.text  # what was typed is kept
+    r = await anon.post(base + "/cancel", data={"reason": "不寄了"}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert "已取消取件" in r.text and 'details class="cancel"' not in r.text
+    assert "pickup.cancelled" in await history(people, pickup["id"])
+    r = await anon.get(base + "/status")
+    assert 'data-status="cancelled"' in r.text
+    # Once cancelled the form is gone, and a post anyway is refused in the page's language.
+    r = await anon.post(base + "/cancel?lang=en", data={"reason": ""}, headers=headers)
+    assert r.status_code == 409 and "current state" in r.text
+
+
+async def test_a_collected_pickup_cannot_be_cancelled(people: Personas) -> None:
+    pickup, (courier,) = await new_pickup(people)
+    await courier.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})
+    r = await courier.post(
+        f"/api/v1/courier/pickups/{pickup['id']}/collect", json={"waybill_no": new_waybill()}
+    )
+    assert r.status_code == 200, r.text
+    anon, headers = await page_client(people, pickup["tracking_code"])
+    r = await anon.post(f"/t/{pickup['tracking_code']}/cancel", data={"reason": ""}, headers=headers)
+    assert r.status_code == 409 and "当前状态下不能这样操作" in r.text
+    assert "pickup.cancelled" not in await history(people, pickup["id"])
+
+
+async def test_a_second_chase_within_ten_minutes_says_when(people: Personas) -> None:
+    pickup, _ = await new_pickup(people)
+    anon, headers = await page_client(people, pickup["tracking_code"])
+    base = f"/t/{pickup['tracking_code']}"
+    r = await anon.post(base + "/chase", headers=headers)
+    assert r.status_code == 200 and "已催件" in r.text
+    assert "后可再次催件" in r.text and "disabled" in r.text
+    r = await anon.post(base + "/chase", headers=headers)
+    assert r.status_code == 429 and 'data-error="chase"' in r.text and "分钟后再试" in r.text
+    assert (await history(people, pickup["id"])).count("pickup.chased") == 1
+
+
+async def test_the_slot_must_be_one_the_zone_offers(people: Personas) -> None:
+    pickup, _ = await new_pickup(people)
+    anon, headers = await page_client(people, pickup["tracking_code"])
+    base = f"/t/{pickup['tracking_code']}"
+    r = await anon.post(base + "/reschedule", data={}, headers=headers)
+    assert r.status_code == 422 and "请选择一个时段" in r.text
+    bogus = "2030-01-01T00:00:00+00:00/2030-01-01T01:00:00+00:00"
+    r = await anon.post(base + "/reschedule?lang=en", data={"slot": bogus}, headers=headers)
+    assert r.status_code == 422 and "no longer offered" in r.text
+    page = (await anon.get(base + "/actions")).text
+    slot = re.search(r'name="slot" value="([^"]+)"', page)
+    assert slot, page
+    r = await anon.post(base + "/reschedule", data={"slot": slot.group(1)}, headers=headers)
+    assert r.status_code == 200 and "预约时间已修改" in r.text, r.text
+    assert "pickup.rescheduled" in await history(people, pickup["id"])
+
+
+async def test_the_address_is_changed_with_errors_next_to_each_field(people: Personas) -> None:
+    pickup, _ = await new_pickup(people)
+    anon, headers = await page_client(people, pickup["tracking_code"])
+    base = f"/t/{pickup['tracking_code']}"
+    form = {"province": "湖南省", "city": "", "district": "岳麓区", "street": "", "detail": "新地址 8 栋"}
+    r = await anon.post(base + "/address", data=form, headers=headers)
+    assert r.status_code == 422 and 'data-error="address.city"' in r.text and "请填写此项" in r.text
+    assert 'value="新地址 8 栋"' in r.text  # kept as typed
+    form["city"] = "长沙市"
+    r = await anon.post(base + "/address", data=form, headers=headers)
+    assert r.status_code == 200, r.text
+    assert "取件地址已修改" in r.text
+    assert "pickup.address_changed" in await history(people, pickup["id"])
+    status = (await anon.get(base + "/status")).text
+    assert "岳麓区" in status and "新地址 * 栋" in status and "8 栋" not in status

@@ -220,6 +220,9 @@ class TrackingController(Controller):
         slots = await zone_slots(view.id)
         errors, status, done = await forms.run(action, view, form, slots, lang)
         view = await queries.tracking_view(view.id) or view
+        if errors and not forms.offered(action, view):
+            # Its form is gone from the page (cancelled meanwhile, say): say why below the actions.
+            errors = {"form": " ".join(errors.values())}
         kept = {} if not errors else form
         context = _context(lang, view, errors=errors, form=kept, done=done, slots=slots)
         if not _is_htmx(request):

@@ -62,6 +62,18 @@ def _field_errors(exc: ApiError, lang: str, default_field: str) -> dict[str, str
     return {default_field: localise(exc, lang)}
 
 
+def offered(action: str, view: TrackingView) -> bool:
+    """Whether the page shows this action's form for the pickup as it is now."""
+    return {
+        "chase": view.can_chase,
+        "cancel": view.can_cancel,
+        "reschedule": view.can_change,
+        "address": view.can_change,
+        "rate": view.can_rate,
+        "complain": view.can_complain,
+    }[action]
+
+
 async def run(action: str, view: TrackingView, form: dict[str, str], slots: list[Any], lang: str) -> Outcome:
     actions = _actions()
     if actions is None:
