@@ -237,6 +237,12 @@ class TrackingController(Controller):
 
 def to_public_sse(message: PushMessage) -> ServerSentEventMessage:
     """Only that something changed and what: the page re-reads its partials (queries.py decides what
-    they show), so no event data, actor or id of anything else ever travels this public stream."""
+    they show), so no event data, actor or id of anything else ever travels this public stream.
+
+    A change of status is a `state` event (the status and the action forms re-read); the customer's
+    own actions (chased, rated, ...) are `changed` (only the status re-reads: the form that sent it
+    has its answer already, and re-reading the forms under it would race that answer away).
+    """
     kind = message.type.removeprefix("pickup.")
-    return ServerSentEventMessage(data=f'{{"type":"{kind}"}}', event="changed", id=str(message.id))
+    event = "state" if message.type in queries.STATE_TYPES else "changed"
+    return ServerSentEventMessage(data=f'{{"type":"{kind}"}}', event=event, id=str(message.id))

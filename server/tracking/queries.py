@@ -45,6 +45,13 @@ CUSTOMER_TYPES = frozenset(
     }
 )
 assert not CUSTOMER_TYPES & COURIER_SIDE_TYPES
+# Those that change what the customer may do (the status, or who holds it).
+STATE_TYPES = CUSTOMER_TYPES - {
+    "pickup.chased",
+    "pickup.rescheduled",
+    "pickup.rated",
+    "pickup.complained",
+}
 
 # Consecutive offers (re-offers, new rounds) read as one "looking for a courier" step.
 _ONCE_IN_A_ROW = frozenset({"pickup.offered"})
