@@ -377,8 +377,9 @@ def pickup_body(zone: TestZone | None = None, **over: Any) -> dict[str, Any]:
         "address": {
             "province": "湖南省",
             "city": "长沙市",
-            "district": "测试区",
-            "street": "测试街道",
+            # Real names (GB/T 2260) that no demo zone lists, so only coordinates match a zone.
+            "district": "望城区",
+            "street": "白箬铺镇",
             "detail": "1号楼2单元",
             "datum": "wgs84",
         },

@@ -12,6 +12,7 @@ from server.auth.principal import Principal
 from server.db.engine import UNIQUE_VIOLATION
 from server.dispatch.service import dispatch_pickup, start_time_limit
 from server.domain.contact import mask_phone, new_tracking_code, normalize_mobile
+from server.domain.divisions import check_division
 from server.domain.geo import point_in_wgs84
 from server.domain.pickup_states import Status
 from server.errors import ApiError, field_errors, not_found
@@ -47,6 +48,8 @@ def check_create(
         errors.append(
             {"field": "sender.phone", "message": "not a mainland-China mobile number (11 digits, 1[3-9]…)"}
         )
+    address = data.address
+    errors.extend(check_division(address.province, address.city, address.district, address.street))
     point, problems = point_in_wgs84(data.address.lng, data.address.lat, data.address.datum, "address")
     errors.extend(problems)
     start = end = None
@@ -75,16 +78,18 @@ def due_time(created: datetime, zone: ZoneInfo | None, window_end: datetime | No
     return max(due, window_end) if window_end else due
 
 
-async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
+async def create_pickup(partner: Principal | None, data: PickupCreate, source: str = "api") -> PickupOut:
+    """Create a pickup, match its zone and offer it; for a partner (API) or, with no partner, for a
+    customer who booked it themselves (`source` "booking": the booking page), in one unit of work."""
     phone, point, window_start, window_end = check_create(data)
     lng, lat = point if point else (None, None)
     zone = directory.match(lng, lat, [data.address.street, data.address.district])
     now = utcnow()
-    actor = Actor("partner", partner.id)
+    actor = Actor("partner", partner.id) if partner else Actor("customer")
 
     async def duplicate_of_order() -> ApiError | None:
         """The 409 naming the pickup that already has this partner_order_no, if one has."""
-        if not data.partner_order_no:
+        if not data.partner_order_no or partner is None:
             return None
         existing = (
             await Pickup.select(Pickup.id)
@@ -105,7 +110,7 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
         async with unit_of_work() as uow:
             row = Pickup(
                 tracking_code=new_tracking_code(),
-                partner=partner.id,
+                partner=partner.id if partner else None,
                 partner_order_no=data.partner_order_no,
                 status=Status.PENDING.value,
                 zone=zone.id if zone else None,
@@ -137,7 +142,11 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
                 actor=actor,
                 pickup_id=pickup_id,
                 at=now,
-                data={"zone": zone.code if zone else None, "partner_order_no": data.partner_order_no},
+                data={
+                    "zone": zone.code if zone else None,
+                    "partner_order_no": data.partner_order_no,
+                    "source": source,
+                },
             )
             await start_time_limit(pickup)
             if zone is not None:
