@@ -35,6 +35,7 @@ from server.dispatch.controller import DispatchController
 from server.dispatch.scheduler import Scheduler
 from server.dispatch.scope import forget_scopes
 from server.errors import EXCEPTION_HANDLERS
+from server.intake import stop_ship
 from server.openapi import openapi_config
 from server.photos.controller import CourierPhotoController, PickupPhotoController
 from server.pickups.controller import PickupController
@@ -124,6 +125,7 @@ class Runtime(InitPluginProtocol):
         engine = get_engine(self.settings.database_url)
         await open_engine(engine)
         await directory.reload()
+        await stop_ship.directory.reload()
         self.hub.route_hook = self.on_message
         hub_task = asyncio.create_task(self.hub.run(self.channels), name="lanshou-push-hub")
         push_log.set_publisher(PublishWithPush(self.hub, self.webpush))
@@ -155,6 +157,8 @@ class Runtime(InitPluginProtocol):
         if message.type in ("zones.changed", "station.created"):
             await directory.reload()
             forget_scopes()
+        elif message.type == "stop_ship.changed":
+            await stop_ship.directory.reload()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -48,6 +48,32 @@ class Zone(Table, tablename="zones"):
     offer_ttl_s = Integer(default=60)
     sla_minutes = Real(default=120.0)  # fractions allowed: tests and express zones use short limits
     active = Boolean(default=True)
+    # Opening hours, local wall-clock "HH:MM" in the station's timezone, cut into pickup slots of
+    # slot_minutes (server/domain/slots.py).
+    opens = Varchar(length=5, default="08:00")
+    closes = Varchar(length=5, default="20:00")
+    slot_minutes = Integer(default=120)
+
+
+class StopShipArea(Table, tablename="stop_ship_areas"):
+    """A stop-ship area (停发区域): no pickups are taken inside it while it is in force.
+
+    An area is a WGS-84 polygon and/or admin-area names (province, city, district or street names); it
+    belongs to a station (whose dispatchers manage it) or, with none, to the admins (nationwide). It is
+    in force from starts_at until ends_at (open-ended when None); ending it sets ends_at.
+    """
+
+    if TYPE_CHECKING:  # Piccolo adds this primary key itself; declaring it would alter migrations
+        id: Serial
+    station = ForeignKey(Station, null=True, default=None, on_delete=OnDelete.restrict, index=True)
+    name = Varchar(length=128)
+    reason = Varchar(length=200)
+    geojson = Text(null=True, default=None)  # geometry only, WGS-84
+    admin_areas = Text(default="[]")  # JSON list of names
+    starts_at = Timestamptz()
+    ends_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
 
 
 class User(Table, tablename="users"):
@@ -266,6 +292,7 @@ class PushSubscription(Table, tablename="push_subscriptions"):
 TABLES: list[type[Table]] = [
     Station,
     Zone,
+    StopShipArea,
     User,
     Courier,
     CourierZone,

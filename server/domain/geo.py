@@ -57,6 +57,7 @@ __all__ = [
     "from_wgs84",
     "navigation_links",
     "out_of_china",
+    "parse_area_geometry",
     "parse_zone_collection",
     "to_feature_collection",
     "to_wgs84",
@@ -609,6 +610,19 @@ def _parse_properties(
 
     extra = {k: v for k, v in props.items() if k not in _CORE_PROPERTIES}
     return code, name, priority, tuple(admin_areas), station, extra
+
+
+def parse_area_geometry(
+    geometry: object, datum: Datum, path: str
+) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+    """One Polygon or MultiPolygon checked as a zone's is (stop-ship areas use it): its GeoJSON in
+    WGS-84, normalised like a zone's, or None and every problem as {"field", "message"}."""
+    _check_datum(datum)
+    errors: list[GeoError] = []
+    geom = _parse_geometry(geometry, path, datum, _Collector(None, errors))
+    if errors or geom is None:
+        return None, [{"field": e.field, "message": e.message} for e in errors]
+    return _geojson_dict(_normalise(geom)), []
 
 
 def parse_zone_collection(obj: object, datum: Datum = "wgs84") -> list[ZoneFeature]:

@@ -16,6 +16,7 @@ from server.domain.divisions import check_division
 from server.domain.geo import point_in_wgs84
 from server.domain.pickup_states import Status
 from server.errors import ApiError, field_errors, not_found
+from server.intake.serviceability import active_stop_ship, stop_ship_error
 from server.pickups.schemas import (
     AddressOut,
     CollectionOut,
@@ -86,6 +87,11 @@ async def create_pickup(partner: Principal | None, data: PickupCreate, source: s
     zone = directory.match(lng, lat, [data.address.street, data.address.district])
     now = utcnow()
     actor = Actor("partner", partner.id) if partner else Actor("customer")
+    a = data.address  # a stop-ship area in force refuses the pickup before anything is written
+    if area := await active_stop_ship(
+        province=a.province, city=a.city, district=a.district, street=a.street, lng=lng, lat=lat, now=now
+    ):
+        raise stop_ship_error(area)
 
     async def duplicate_of_order() -> ApiError | None:
         """The 409 naming the pickup that already has this partner_order_no, if one has."""

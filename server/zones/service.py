@@ -23,6 +23,7 @@ from server.domain.geo import (
     parse_zone_collection,
     to_feature_collection,
 )
+from server.domain.slots import hours_problems
 from server.errors import ApiError, field_errors
 from server.push.log import Actor, unit_of_work
 from server.tables import Station, Zone
@@ -36,6 +37,13 @@ class ZoneInfo(msgspec.Struct, frozen=True):
     dispatch_mode: str
     offer_ttl_s: int
     sla_minutes: float
+    # Opening hours and slots (server/domain/slots.py), and where the zone's station is.
+    opens: str = "08:00"
+    closes: str = "20:00"
+    slot_minutes: int = 120
+    timezone: str = "Asia/Shanghai"
+    station_code: str = ""
+    station_name: str = ""
 
 
 class ZoneDirectory:
@@ -44,7 +52,9 @@ class ZoneDirectory:
         self.zones: dict[int, ZoneInfo] = {}
 
     async def reload(self) -> None:
-        rows = await Zone.select().where(Zone.active == True)  # noqa: E712
+        rows = await Zone.select(
+            *Zone.all_columns(), Zone.station.code, Zone.station.name, Zone.station.timezone
+        ).where(Zone.active == True)  # noqa: E712
         indexed = []
         zones = {}
         for row in rows:
@@ -59,6 +69,12 @@ class ZoneDirectory:
                 dispatch_mode=row["dispatch_mode"],
                 offer_ttl_s=row["offer_ttl_s"],
                 sla_minutes=row["sla_minutes"],
+                opens=row["opens"],
+                closes=row["closes"],
+                slot_minutes=row["slot_minutes"],
+                timezone=row["station.timezone"],
+                station_code=row["station.code"],
+                station_name=row["station.name"],
             )
         # Swap both at once: a request in flight sees the old or the new directory, never a mix.
         self._index, self.zones = ZoneIndex(indexed), zones
@@ -108,6 +124,9 @@ async def export_zones(scope: Scope = EVERYTHING) -> dict[str, Any]:
                     "dispatch_mode": r["dispatch_mode"],
                     "offer_ttl_s": r["offer_ttl_s"],
                     "sla_minutes": r["sla_minutes"],
+                    "opens": r["opens"],
+                    "closes": r["closes"],
+                    "slot_minutes": r["slot_minutes"],
                 },
             )
             for r in rows
@@ -170,6 +189,9 @@ async def import_zones(
                 ("dispatch_mode", Zone.dispatch_mode),
                 ("offer_ttl_s", Zone.offer_ttl_s),
                 ("sla_minutes", Zone.sla_minutes),
+                ("opens", Zone.opens),
+                ("closes", Zone.closes),
+                ("slot_minutes", Zone.slot_minutes),
             ):
                 if key in feature.extra:
                     values[column] = feature.extra[key]
@@ -260,6 +282,16 @@ def check_zone_extras(features: list[ZoneFeature]) -> None:
                     "field": f"{path}.sla_minutes",
                     "message": f"a number of minutes above 0 and at most {SLA_MINUTES[1]:.0f}",
                 }
+            )
+        if any(k in f.extra for k in ("opens", "closes", "slot_minutes")):
+            # Checked together (closing after opening), each defaulting to the column's default.
+            errors.extend(
+                hours_problems(
+                    f.extra.get("opens", "08:00"),
+                    f.extra.get("closes", "20:00"),
+                    f.extra.get("slot_minutes", 120),
+                    path,
+                )
             )
     if errors:
         raise ApiError(422, "validation_error", "invalid zone settings", errors=errors)
