@@ -227,6 +227,7 @@ def server(db: Database, demo: dict[str, str]) -> Iterator[ServerProcess]:
         LANSHOU_SCHEDULER_INTERVAL_MS="50",
         LANSHOU_WEBHOOK_INTERVAL_MS="100",
         LANSHOU_WEBHOOK_ALLOWED_HOSTS="127.0.0.1,localhost",  # test receivers listen on loopback
+        LANSHOU_BOOKING_PER_ADDRESS="100000",  # every test books from 127.0.0.1; one test checks the limit
     ).start()
     yield proc
     proc.stop()

@@ -18,7 +18,7 @@ import msgspec
 from server.domain.contact import normalize_mobile
 from server.domain.divisions import Division, check_division, children, provinces
 from server.errors import ApiError
-from server.intake.serviceability import ServiceabilityOut, serviceability
+from server.intake.serviceability import ServiceabilityOut, serviceability, slot_is_offered
 from server.pickups.schemas import Address, PickupCreate, Sender, TimeWindow
 from server.pickups.service import create_pickup
 from server.validation import Line64, Line200, OptionalLine64, Text500
@@ -118,9 +118,10 @@ def slot_value(start: datetime, end: datetime) -> str:
 def _slot(value: str) -> tuple[datetime, datetime] | None:
     start, _, end = value.partition("/")
     try:
-        return datetime.fromisoformat(start), datetime.fromisoformat(end)
+        pair = datetime.fromisoformat(start), datetime.fromisoformat(end)
     except ValueError:
         return None
+    return pair if all(t.tzinfo is not None for t in pair) else None
 
 
 def _convert(value: str, kind: Any) -> tuple[Any, bool]:
@@ -165,10 +166,9 @@ def check_form(values: dict[str, str], where: Place) -> tuple[PickupCreate | Non
             errors["district"] = "book.not_served"
     elif served is not None:
         slot = _slot(values["slot"]) if values["slot"] else None
-        offered = {(s.start, s.end) for s in served.slots}
         if slot is None:
             errors["slot"] = "book.error.slot"
-        elif slot not in offered:
+        elif served.zone is None or not slot_is_offered(served.zone.id, *slot):
             errors["slot"] = "book.error.slot_gone"
         else:
             window = TimeWindow(start=slot[0], end=slot[1])
