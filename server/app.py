@@ -37,6 +37,7 @@ from server.dispatch.scheduler import Scheduler
 from server.dispatch.scope import forget_scopes
 from server.errors import EXCEPTION_HANDLERS
 from server.intake import stop_ship
+from server.intake.controller import ServiceabilityController, StopShipController
 from server.openapi import openapi_config
 from server.photos.controller import CourierPhotoController, PickupPhotoController
 from server.pickups.controller import PickupController
@@ -186,6 +187,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             me,
             AuthController,
             PickupController,
+            ServiceabilityController,
+            StopShipController,
             PickupPhotoController,
             CourierPhotoController,
             CourierController,

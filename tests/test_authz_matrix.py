@@ -67,6 +67,8 @@ COURIER_PICKUP = "/api/v1/courier/pickups/{pickup_id:int}"
 COURIER_ZONES = "/api/v1/couriers/{courier_id:int}/zones"
 PUSH_SUBSCRIPTIONS = "/api/v1/courier/push-subscriptions"
 ROW = "/console/pickups/{pickup_id:int}/row"
+STOP_SHIP = "/api/v1/stop-ship-areas"
+STOP_SHIP_AREA = STOP_SHIP + "/{area_id:int}"
 
 
 class Route(NamedTuple):
@@ -93,6 +95,8 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", WEBHOOK):                                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("PUT", WEBHOOK):                                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("DELETE", WEBHOOK):                                               expect(401, 403, 403, 403, 403, 403, 204, 204),
+    Route("GET", "/api/v1/serviceability"):                                 expect(401, 403, 403, 403, 403, 403, 200, 200),
+    Route("GET", STOP_SHIP + "/active"):                                    expect(401, 403, 403, 403, 403, 403, 200, 200),
     # Couriers, on what was offered to them or what they hold; anything else is not found.
     Route("POST", "/api/v1/courier/duty"):                                  expect(401, 200, 200, 403, 403, 403, 403, 403),
     Route("POST", "/api/v1/courier/heartbeat"):                             expect(401, 200, 200, 403, 403, 403, 403, 403),
@@ -127,6 +131,11 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("PUT", "/api/v1/zones", "move a zone of station 2 into station 1"):
                                                                             expect(401, 403, 403, 403, 403, 200, 403, 403),
     Route("PUT", "/api/v1/zones", "?replace=true with one's own zones"):    expect(401, 403, 403, 200, 200, 200, 403, 403),
+    # Stop-ship areas: a dispatcher's own subtree's; another station's area is not found.
+    Route("GET", STOP_SHIP):                                                expect(401, 403, 403, 200, 200, 200, 403, 403),
+    Route("POST", STOP_SHIP, "an area of station 1"):                       expect(401, 403, 403, 201, 403, 201, 403, 403),
+    Route("PUT", STOP_SHIP_AREA, "an area of station 1"):                   expect(401, 403, 403, 200, 404, 200, 403, 403),
+    Route("POST", STOP_SHIP_AREA + "/end", "an area of station 1"):         expect(401, 403, 403, 200, 404, 200, 403, 403),
     Route("PUT", COURIER_ZONES, "a courier of station 1"):                  expect(401, 403, 403, 200, 404, 200, 403, 403),
     Route("PUT", COURIER_ZONES, "station 2's courier onto station 1's zone"):
                                                                             expect(401, 403, 403, 404, 403, 200, 403, 403),
@@ -940,6 +949,81 @@ async def console_assign(w: World, role: str, pickup: dict[str, Any]) -> httpx.R
 async def console_unassign(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
     form = {"pickup_ids": [str(pickup["id"])], "reason": "matrix"}
     return await w.api(role).post("/console/pickups/unassign", data=form, headers=w.csrf(role))
+
+
+# serviceability and stop-ship areas
+
+
+@probe("GET", "/api/v1/serviceability")
+async def serviceability(w: World, role: str, _: None) -> httpx.Response:
+    lng, lat = w.pickup_body(1)["address"]["lng"], w.pickup_body(1)["address"]["lat"]
+    r = await w.api(role).get("/api/v1/serviceability", params={"lng": lng, "lat": lat, "datum": "wgs84"})
+    if r.status_code == 200:
+        assert r.json()["zone"]["code"] == w.zones[1]["properties"]["code"], r.text
+    return r
+
+
+def stop_ship_body(w: World, station: int) -> dict[str, Any]:
+    # Named after a street no pickup gives: an area over the stations' zones would refuse the matrix's
+    # own pickups.
+    return {
+        "name": "矩阵停发",
+        "reason": "matrix",
+        "admin_areas": [f"mx-{uuid.uuid4().hex[:8]}"],
+        "station": w.stations[station],
+    }
+
+
+async def stop_ship_area_1(w: World, role: str) -> dict[str, Any]:
+    r = await w.admin.post(STOP_SHIP, json=stop_ship_body(w, 1))
+    assert r.status_code == 201, r.text
+    area: dict[str, Any] = r.json()
+    return area
+
+
+async def area_unchanged(w: World, area: dict[str, Any]) -> None:
+    r = await w.admin.get(STOP_SHIP)
+    now = {a["id"]: a for a in r.json()}
+    assert now[area["id"]]["reason"] == area["reason"] and now[area["id"]]["active"], now.get(area["id"])
+
+
+@probe("GET", STOP_SHIP + "/active", prepare=stop_ship_area_1)
+async def active_stop_ship(w: World, role: str, area: dict[str, Any]) -> httpx.Response:
+    r = await w.api(role).get(STOP_SHIP + "/active")
+    if r.status_code == 200:
+        assert area["id"] in {a["id"] for a in r.json()}, r.text
+    return r
+
+
+@probe("GET", STOP_SHIP, prepare=stop_ship_area_1)
+async def list_stop_ship(w: World, role: str, area: dict[str, Any]) -> httpx.Response:
+    r = await w.api(role).get(STOP_SHIP)
+    if r.status_code == 200:
+        listed = area["id"] in {a["id"] for a in r.json()}
+        assert listed == (1 in SEES[role]), f"{role} and station 1's area: {listed}"
+    return r
+
+
+@probe("POST", STOP_SHIP, "an area of station 1")
+async def create_stop_ship(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).post(STOP_SHIP, json=stop_ship_body(w, 1))
+
+
+@probe("PUT", STOP_SHIP_AREA, "an area of station 1", prepare=stop_ship_area_1, after_refusal=area_unchanged)
+async def update_stop_ship(w: World, role: str, area: dict[str, Any]) -> httpx.Response:
+    body = {**stop_ship_body(w, 1), "reason": f"changed by {role}"}
+    return await w.api(role).put(f"{STOP_SHIP}/{area['id']}", json=body)
+
+
+@probe(
+    "POST",
+    STOP_SHIP_AREA + "/end",
+    "an area of station 1",
+    prepare=stop_ship_area_1,
+    after_refusal=area_unchanged,
+)
+async def end_stop_ship(w: World, role: str, area: dict[str, Any]) -> httpx.Response:
+    return await w.api(role).post(f"{STOP_SHIP}/{area['id']}/end")
 
 
 # admins

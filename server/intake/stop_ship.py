@@ -245,10 +245,11 @@ async def create_area(principal: Principal, scope: Scope, data: StopShipIn) -> S
 async def update_area(principal: Principal, scope: Scope, area_id: int, data: StopShipIn) -> StopShipAreaOut:
     """Replace an area's definition (it must stay within the caller's scope)."""
     now = utcnow()
+    row = await _owned(area_id, scope)  # not found before anything is said about the body
     values, _, station_code = await _checked(data, principal, scope, now)
     async with unit_of_work() as uow:
-        row = await _owned(area_id, scope)
-        changes: dict[Column | str, Any] = {**values, "updated_at": now}
+        changes: dict[Column | str, Any] = {k: v for k, v in values.items()}
+        changes["updated_at"] = now
         await StopShipArea.update(changes).where(StopShipArea.id == area_id)
         await uow.record(
             "stop_ship.changed", actor=_actor(principal), data={"area": area_id, "change": "updated"}
