@@ -150,7 +150,7 @@ async def test_the_pickers_offer_the_divisions_under_each_choice(people: Persona
     # A city picked before the province changed is dropped, with everything under it.
     r = await anon.get("/book/areas", params={**KAIFU, "province": "11"}, headers=HX)
     assert ("1101", "市辖区") in options(r.text, "city") and options(r.text, "district") == []
-    assert 'selected' not in r.text.split('<select id="city"')[1].split("</select>")[0]
+    assert "selected" not in r.text.split('<select id="city"')[1].split("</select>")[0]
 
 
 async def test_without_javascript_the_pickers_work_by_round_trips(people: Personas) -> None:
@@ -283,3 +283,30 @@ async def test_a_post_the_browser_says_is_cross_site_is_refused(people: Personas
     assert r.status_code == 403
     r = await post(customer, form, headers={"origin": customer.base_url.__str__().rstrip("/")})
     assert r.status_code == 303, r.text
+
+
+async def test_a_stop_ship_area_is_refused_on_the_form_with_its_reason(people: Personas) -> None:
+    admin = await people.user("admin")
+    # Named by one street of 开福区 (捞刀河街道), so that no other test's address falls inside it.
+    r = await admin.post(
+        "/api/v1/stop-ship-areas",
+        json={
+            "name": "捞刀河封路",
+            "reason": "道路施工，暂停揽收",
+            "admin_areas": ["捞刀河街道"],
+            "station": "ST-KF",
+        },
+    )
+    assert r.status_code == 201, r.text
+    area = r.json()
+    try:
+        customer = people.anonymous()
+        r = await customer.get("/book/areas", params={**KAIFU, "street": "430105020"}, headers=HX)
+        assert "这个地区暂停收寄：道路施工，暂停揽收" in r.text and options(r.text, "slot") == []
+        page = await refused(people, street="430105020")
+        assert field_error(page, "district") == "这个地区暂停收寄：道路施工，暂停揽收"
+        page = await refused(people, lang="en", street="430105020")
+        assert field_error(page, "district") == "Pickups are suspended in this area: 道路施工，暂停揽收"
+    finally:
+        r = await admin.post(f"/api/v1/stop-ship-areas/{area['id']}/end")
+        assert r.status_code == 200, r.text

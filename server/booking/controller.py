@@ -141,10 +141,12 @@ class BookingController(Controller):
             wait = max(await retry_after((limit, address)), 1)
             notice = translate("book.throttled", lang, minutes=math.ceil(wait / 60))
             return _page(
-                request, _context(request, values, where, notice=notice), 429, headers={"Retry-After": str(wait)}
+                request,
+                _context(request, values, where, notice=notice),
+                429,
+                headers={"Retry-After": str(wait)},
             )
         code, errors = await service.book(values, where)
         if code is None:
             return _page(request, _context(request, values, where, errors), 422)
         return Redirect(path=_url(lang, f"/t/{code}"), status_code=303)
-

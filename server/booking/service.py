@@ -105,7 +105,10 @@ async def place(values: dict[str, str]) -> Place:
     served = None
     if province and city and district:
         served = await serviceability(
-            province=province.name, city=city.name, district=district.name, street=street.name if street else ""
+            province=province.name,
+            city=city.name,
+            district=district.name,
+            street=street.name if street else "",
         )
     chosen = {"province": province, "city": city, "district": district, "street": street}
     return Place(all_provinces, cities, districts, streets, chosen, served)
@@ -222,4 +225,3 @@ async def book(values: dict[str, str], where: Place) -> tuple[str | None, dict[s
             raise
         return None, api_errors(exc)
     return created.tracking_code, {}
-
