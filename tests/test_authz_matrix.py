@@ -168,6 +168,10 @@ PUBLIC = {
     ("GET", "/auth/login"): 200,
     ("POST", "/auth/login"): 200,
     ("POST", "/auth/logout"): 200,
+    # The customer's booking page and its address block; a post without the form's CSRF token is refused.
+    ("GET", "/book"): 200,
+    ("GET", "/book/areas"): 200,
+    ("POST", "/book"): 403,
 }
 PUBLIC_PREFIXES = ("/static/", "/schema")  # the apps' files and the API's description
 PUBLIC_SAMPLES = {"/static/{file_path:path}": "/static/console.css", "/schema/{path:str}": "/schema/nothing"}

@@ -47,6 +47,25 @@ _TYPES: dict[str, Any] = {
 }
 ParcelCount = Annotated[int, msgspec.Meta(ge=1, le=50)]
 Weight = Annotated[float, msgspec.Meta(gt=0, le=1000)]
+# The form's errors, by field (translation keys). A stop-ship area's reason is shown in its own words.
+ERRORS = {
+    "name": "book.error.name",
+    "phone": "book.error.phone",
+    "province": "book.error.province",
+    "city": "book.error.city",
+    "district": "book.error.district",
+    "street": "book.error.street",
+    "detail": "book.error.detail",
+    "slot": "book.error.slot",
+    "slot_gone": "book.error.slot_gone",
+    "parcel_count": "book.error.parcel_count",
+    "weight_kg": "book.error.weight_kg",
+    "note": "book.error.note",
+    "order_no": "book.error.order_no",
+    "form": "book.error.form",
+    "stop_ship": "book.stop_ship",
+    "not_served": "book.not_served",
+}
 # Where an API field error belongs on the form.
 _API_FIELDS = {
     "sender.name": "name",
@@ -142,43 +161,43 @@ def check_form(values: dict[str, str], where: Place) -> tuple[PickupCreate | Non
     for name, kind in _TYPES.items():
         checked[name], ok = _convert(values[name], kind)
         if not ok:
-            errors[name] = f"book.error.{name}"
+            errors[name] = ERRORS[name]
     if normalize_mobile(values["phone"]) is None:
-        errors["phone"] = "book.error.phone"
+        errors["phone"] = ERRORS["phone"]
     checked["parcel_count"], ok = _convert(values["parcel_count"] or "1", ParcelCount)
     if not ok:
-        errors["parcel_count"] = "book.error.parcel_count"
+        errors["parcel_count"] = ERRORS["parcel_count"]
     checked["weight_kg"] = None
     if values["weight_kg"]:
         checked["weight_kg"], ok = _convert(values["weight_kg"], Weight)
         if not ok:
-            errors["weight_kg"] = "book.error.weight_kg"
+            errors["weight_kg"] = ERRORS["weight_kg"]
     chosen = where.chosen
     for level in ("province", "city", "district"):
         if chosen[level] is None:
-            errors[level] = f"book.error.{level}"
+            errors[level] = ERRORS[level]
             break
     if values["street"] and chosen["street"] is None and "district" not in errors and where.streets:
-        errors["street"] = "book.error.street"
+        errors["street"] = ERRORS["street"]
     window = None
     served = where.served
     if served is not None and not served.serviceable:
         if served.stop_ship is not None:
-            errors["district"] = served.stop_ship.reason or "book.stop_ship"
+            errors["district"] = served.stop_ship.reason or ERRORS["stop_ship"]
         else:
-            errors["district"] = "book.not_served"
+            errors["district"] = ERRORS["not_served"]
     elif served is not None:
         slot = _slot(values["slot"]) if values["slot"] else None
         if slot is None:
-            errors["slot"] = "book.error.slot"
+            errors["slot"] = ERRORS["slot"]
         elif served.zone is None or not slot_is_offered(served.zone.id, *slot):
-            errors["slot"] = "book.error.slot_gone"
+            errors["slot"] = ERRORS["slot_gone"]
         else:
             window = TimeWindow(start=slot[0], end=slot[1])
     names = {k: d.name if d else "" for k, d in chosen.items()}
     if not errors:
         for error in check_division(names["province"], names["city"], names["district"], names["street"], ""):
-            errors[error["field"].lstrip(".")] = f"book.error.{error['field'].lstrip('.')}"
+            errors[error["field"].lstrip(".")] = ERRORS[error["field"].lstrip(".")]
     if errors:
         return None, errors
     data = PickupCreate(
@@ -208,7 +227,7 @@ def api_errors(exc: ApiError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for error in exc.errors or [{"field": "", "message": exc.message}]:
         field = _API_FIELDS.get(str(error.get("field") or ""), "form")
-        errors.setdefault(field, f"book.error.{field}")
+        errors.setdefault(field, ERRORS.get(field, ERRORS["form"]))
     return errors
 
 

@@ -24,6 +24,7 @@ from babel.messages.pofile import read_po, write_po
 from jinja2 import nodes
 
 from server import i18n
+from server.booking import service as booking
 from server.console import controller as console
 from server.console.queries import SECTIONS
 from server.courier.schemas import FailureReason
@@ -48,6 +49,7 @@ DYNAMIC_TEMPLATE_KEYS: dict[str, list[str]] = {
     "courier.decline.{}": list(courier_app.DECLINE_REASONS),
     "courier.nav.{}": list(day.NAV_APPS),
     "courier.day.{}": list(day.DAY_COUNTS),
+    "book.{}": ["province", "city", "district", "street"],  # the booking page's pickers
 }
 # Keys the code only uses when the catalogue has them (f"console.error.{code}", else the API's message).
 OPTIONAL_PREFIXES = ("console.error.",)
@@ -106,7 +108,8 @@ def template_keys() -> set[str]:
 def code_keys() -> set[str]:
     literal = extracted("python", "**.py", {"translate": None, "forbidden_page": (2,)})
     geo = {key for _, key in console._GEO_MESSAGES}
-    return literal | geo | set(console.JS_STRINGS) | set(courier_app.JS_STRINGS)
+    booking_errors = set(booking.ERRORS.values())
+    return literal | geo | set(console.JS_STRINGS) | set(courier_app.JS_STRINGS) | booking_errors
 
 
 ZH = messages(i18n.po_path("zh-CN"), "zh_CN")
