@@ -81,6 +81,8 @@ def _context(
         "place": where,
         "slots": slots,
         "errors": shown,
+        # The first field in error takes the focus, so a phone scrolls to it after the round trip.
+        "focus": next((f for f in service.FIELDS if f in shown), None),
         "notice": notice,
     }
 
