@@ -92,13 +92,18 @@ def _page(request: Request[Any, Any, Any], context: dict[str, Any], status: int 
 
 
 def _cross_site(request: Request[Any, Any, Any]) -> bool:
-    """Whether the browser says this post comes from another site (modern browsers send one or both)."""
-    if request.headers.get("sec-fetch-site", "") == "cross-site":
-        return True
+    """Whether the browser says this post comes from another site. Sec-Fetch-Site (every current browser)
+    is the browser's own verdict and survives proxies that rewrite Host; without it, Origin is compared
+    with the host the request was sent to. Neither header: not a browser's cross-site post (the CSRF
+    token still has to match)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site:
+        return fetch_site == "cross-site"
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        return urlsplit(origin).netloc != request.headers.get("host", "")
-    return origin == "null"
+    if origin is None:
+        return False
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    return origin == "null" or urlsplit(origin).netloc not in hosts - {""}
 
 
 def booking_throttle(request: Request[Any, Any, Any]) -> Throttle:

@@ -10,7 +10,7 @@ dispatcher's own text), keyed by form field.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -21,7 +21,7 @@ from server.errors import ApiError
 from server.intake.serviceability import ServiceabilityOut, serviceability, slot_is_offered
 from server.pickups.schemas import Address, PickupCreate, Sender, TimeWindow
 from server.pickups.service import create_pickup
-from server.validation import Line64, Line200, OptionalLine64, Text500
+from server.validation import EARLIEST, LATEST, Line64, Line200, OptionalLine64, Text500
 
 FIELDS = (
     "name",
@@ -141,9 +141,13 @@ def _slot(value: str) -> tuple[datetime, datetime] | None:
     start, _, end = value.partition("/")
     try:
         pair = datetime.fromisoformat(start), datetime.fromisoformat(end)
-    except ValueError:
+        if any(t.tzinfo is None for t in pair):
+            return None
+        # In UTC, and within the API's range: 9999-12-31T23:59-23:59 would overflow further on.
+        utc = pair[0].astimezone(UTC), pair[1].astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return pair if all(t.tzinfo is not None for t in pair) else None
+    return utc if all(EARLIEST <= t <= LATEST for t in utc) else None
 
 
 def _convert(value: str, kind: Any) -> tuple[Any, bool]:
