@@ -27,6 +27,7 @@ from server.alerts import gateway as alert_gateway
 from server.auth.controller import AuthController, home_for_session, me
 from server.auth.principal import AuthMiddleware
 from server.auth.session_store import DatabaseSessionStore, SessionConfig
+from server.booking.controller import BookingController
 from server.console.controller import ConsoleController
 from server.courier.controller import CourierController
 from server.courier_app.controller import CourierAppController, service_worker
@@ -65,6 +66,8 @@ PUBLIC_PATHS = [
     "^/$",
     "^/favicon.ico",
     "^/sw.js$",
+    "^/book$",  # the customer's booking page and its address block: no account
+    "^/book/areas$",
     # The customer's tracking page and its stream and forms: the tracking code is the key. Exactly
     # this prefix (with its slash): nothing else under /t… is public.
     "^/t/",
@@ -197,6 +200,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DispatchController,
             WebhookController,
             ConsoleController,
+            BookingController,
             CourierAppController,
             TrackingController,
             service_worker,

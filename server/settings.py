@@ -56,6 +56,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_failures_per_user: int = 10
     login_failures_per_address: int = 100
     login_window_s: int = 900
+    # Bookings through the public form (/book) per client address and window (server/throttle.py).
+    booking_per_address: int = 20
+    booking_window_s: int = 3600
     # Seconds a connection may take to send a request's line and headers before it is closed.
     header_timeout_s: int = 10
     # Web Push: the VAPID private key (base64url; empty: push off) and the contact push services see.
@@ -233,6 +236,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_failures_per_user=_int(env, "LANSHOU_LOGIN_FAILURES_PER_USER", 10, 1, 1_000_000),
         login_failures_per_address=_int(env, "LANSHOU_LOGIN_FAILURES_PER_ADDRESS", 100, 1, 1_000_000),
         login_window_s=_int(env, "LANSHOU_LOGIN_WINDOW_S", 900, 1, 86_400),
+        booking_per_address=_int(env, "LANSHOU_BOOKING_PER_ADDRESS", 20, 1, 1_000_000),
+        booking_window_s=_int(env, "LANSHOU_BOOKING_WINDOW_S", 3600, 1, 86_400),
         header_timeout_s=_int(env, "LANSHOU_HEADER_TIMEOUT_S", 10, 1, 3600),
         vapid_private_key=_vapid(env, data_dir),
         vapid_subject=_vapid_subject(env),

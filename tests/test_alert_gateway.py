@@ -159,7 +159,7 @@ async def test_an_unanswered_offer_is_texted_then_called_once_each_and_signed(
     (sms_at, headers, sms), (voice_at, _, _voice) = calls
     assert sms_at - offered >= 0.9 and voice_at - offered >= 1.9
     assert sms["phone"] == "13800138000" and sms["courier_id"] == courier_id
-    assert sms["zone"] == zone.code and sms["district"] == "测试区" and sms["street"] == "测试街道"
+    assert sms["zone"] == zone.code and sms["district"] == "望城区" and sms["street"] == "白箬铺镇"
     assert "13912345678" not in msgspec.json.encode(sms).decode()  # never the customer's phone
     raw = next(b for t, h, b in gateway.calls if t == sms_at)
     assert verify(headers, raw)

@@ -181,6 +181,10 @@ PUBLIC = {
     ("POST", "/t/{code:str}/address"): 403,
     ("POST", "/t/{code:str}/rate"): 403,
     ("POST", "/t/{code:str}/complain"): 403,
+    # The customer's booking page and its address block; a post without the form's CSRF token is refused.
+    ("GET", "/book"): 200,
+    ("GET", "/book/areas"): 200,
+    ("POST", "/book"): 403,
 }
 PUBLIC_PREFIXES = ("/static/", "/schema")  # the apps' files and the API's description
 PUBLIC_SAMPLES = {"/static/{file_path:path}": "/static/console.css", "/schema/{path:str}": "/schema/nothing"}

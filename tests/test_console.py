@@ -122,13 +122,15 @@ async def test_a_new_pickup_reaches_the_console_stream_and_its_row(people: Perso
     assert created["tracking_code"] in html
     assert 'data-section="offered"' in html
     assert f'data-zone="{zone.code}"' in html
-    assert "待接单" in html and "测试区 · 测试街道" in html
+    assert "待接单" in html and "望城区 · 白箬铺镇" in html
     assert "Offered" in await row_html(api, created["id"], lang="en")
 
 
 async def test_a_pickup_no_zone_matches_waits_in_the_queue(people: Personas) -> None:
     body = pickup_body()
-    body["address"].update(lat=30.5, lng=114.3, district="江岸区", street="无此街道")
+    body["address"].update(
+        lat=30.5, lng=114.3, province="湖北省", city="武汉市", district="江岸区", street=""
+    )
     r = await people.partner().post("/api/v1/pickups", json=body)
     pickup_id = r.json()["id"]
     api = await dispatcher(people)

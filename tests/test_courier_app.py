@@ -93,7 +93,7 @@ async def test_an_offer_shows_street_slot_parcels_and_a_masked_phone(people: Per
     r = await courier.get("/app/pickups", headers=HX)
     assert r.status_code == 200, r.text
     assert f'id="offer-{pickup_id}"' in r.text
-    assert zone.code in r.text and "测试区 测试街道" in r.text
+    assert zone.code in r.text and "望城区 白箬铺镇" in r.text
     assert "3 件" in r.text and "尽快" in r.text
     assert "139****5678" in r.text and "13912345678" not in r.text
     assert "1号楼2单元" not in r.text  # the house number only once accepted

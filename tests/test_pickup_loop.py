@@ -112,7 +112,9 @@ async def test_a_courier_going_on_duty_is_offered_what_is_open_in_the_zone(peopl
 
 async def test_a_pickup_outside_every_zone_waits_pending(people: Personas) -> None:
     body = pickup_body()
-    body["address"].update(lat=30.5, lng=114.3, district="江岸区", street="无此街道")  # Wuhan
+    body["address"].update(
+        lat=30.5, lng=114.3, province="湖北省", city="武汉市", district="江岸区", street=""
+    )  # Wuhan
     r = await people.partner().post("/api/v1/pickups", json=body)
     assert r.status_code == 201
     assert r.json()["status"] == "pending"

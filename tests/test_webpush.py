@@ -199,7 +199,7 @@ async def test_an_offer_is_pushed_to_the_couriers_browser_encrypted_for_it_alone
             "type": "offer",
             "pickup_id": pickup["id"],
             "title": "新揽收任务",
-            "body": "测试区 测试街道 · 1 件",
+            "body": "望城区 白箬铺镇 · 1 件",
             "tag": f"pickup-{pickup['id']}",
             "url": f"/app/?offer={pickup['id']}",
         }

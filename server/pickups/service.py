@@ -12,6 +12,7 @@ from server.auth.principal import Principal
 from server.db.engine import UNIQUE_VIOLATION
 from server.dispatch.service import dispatch_pickup, start_time_limit
 from server.domain.contact import new_tracking_code, normalize_mobile
+from server.domain.divisions import check_division
 from server.domain.geo import point_in_wgs84
 from server.domain.pickup_states import Status
 from server.domain.visibility import Viewer, contact_for
@@ -47,8 +48,11 @@ def check_address(
     address: Address, field: str = "address"
 ) -> tuple[tuple[float, float] | None, list[dict[str, str]]]:
     """The address checks of a create, for a change of address too: the point in WGS-84 (or None) and
-    what is wrong, as field errors under `field`."""
-    return point_in_wgs84(address.lng, address.lat, address.datum, field)
+    what is wrong, as field errors under `field`: a province/city/district/street combination that
+    GB/T 2260 does not have (server/domain/divisions.py), coordinates outside China."""
+    problems = check_division(address.province, address.city, address.district, address.street, prefix=field)
+    point, point_problems = point_in_wgs84(address.lng, address.lat, address.datum, field)
+    return point, problems + point_problems
 
 
 def match_zone(address: Address, point: tuple[float, float] | None) -> ZoneInfo | None:
@@ -119,12 +123,14 @@ def due_time(created: datetime, zone: ZoneInfo | None, window_end: datetime | No
     return max(due, window_end) if window_end else due
 
 
-async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
+async def create_pickup(partner: Principal | None, data: PickupCreate, source: str = "api") -> PickupOut:
+    """Create a pickup, match its zone and offer it; for a partner (API) or, with no partner, for a
+    customer who booked it themselves (`source` "booking": the booking page), in one unit of work."""
     phone, point, window_start, window_end = check_create(data)
     lng, lat = point if point else (None, None)
     zone = match_zone(data.address, point)
     now = utcnow()
-    actor = Actor("partner", partner.id)
+    actor = Actor("partner", partner.id) if partner else Actor("customer")
     a = data.address  # a stop-ship area in force refuses the pickup before anything is written
     if area := await active_stop_ship(
         province=a.province, city=a.city, district=a.district, street=a.street, lng=lng, lat=lat, now=now
@@ -133,7 +139,7 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
 
     async def duplicate_of_order() -> ApiError | None:
         """The 409 naming the pickup that already has this partner_order_no, if one has."""
-        if not data.partner_order_no:
+        if not data.partner_order_no or partner is None:
             return None
         existing = (
             await Pickup.select(Pickup.id)
@@ -154,7 +160,7 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
         async with unit_of_work() as uow:
             row = Pickup(
                 tracking_code=new_tracking_code(),
-                partner=partner.id,
+                partner=partner.id if partner else None,
                 partner_order_no=data.partner_order_no,
                 status=Status.PENDING.value,
                 zone=zone.id if zone else None,
@@ -186,7 +192,11 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
                 actor=actor,
                 pickup_id=pickup_id,
                 at=now,
-                data={"zone": zone.code if zone else None, "partner_order_no": data.partner_order_no},
+                data={
+                    "zone": zone.code if zone else None,
+                    "partner_order_no": data.partner_order_no,
+                    "source": source,
+                },
             )
             await start_time_limit(pickup)
             if zone is not None:

@@ -90,7 +90,7 @@ async def test_an_offer_rings_until_accepted_then_is_contacted_and_collected(
     print(f"\ncreate → ring: {seconds * 1000:.0f} ms")
     assert seconds < 1.0
     offer = phone.locator(f"#offer-{pickup_id}")
-    await expect(offer).to_contain_text("测试区 测试街道")
+    await expect(offer).to_contain_text("望城区 白箬铺镇")
     await expect(offer).to_contain_text("2 件")
     await expect(offer).to_contain_text("139****5678")
     await expect(offer.locator("[data-left]")).to_contain_text(re.compile(r"剩 \d+ 秒"))

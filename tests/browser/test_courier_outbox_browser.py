@@ -133,7 +133,7 @@ async def test_a_replay_refused_because_the_customer_cancelled_says_so_and_leave
     await phone.context.set_offline(False)
     message = phone.locator("#outbox-refused li")
     await expect(message).to_have_count(1)
-    await expect(message).to_contain_text(f"#{pickup_id} 测试区 测试街道")
+    await expect(message).to_contain_text(f"#{pickup_id} 望城区 白箬铺镇")
     await expect(message).to_contain_text("确认揽收")
     await expect(message).to_contain_text("客户已取消该订单")
     await expect(phone.locator("#outbox-count")).to_be_hidden()

@@ -24,6 +24,7 @@ from babel.messages.pofile import read_po, write_po
 from jinja2 import nodes
 
 from server import i18n
+from server.booking import service as booking
 from server.console import controller as console
 from server.console.queries import SECTIONS
 from server.courier.schemas import FailureReason
@@ -54,6 +55,7 @@ DYNAMIC_TEMPLATE_KEYS: dict[str, list[str]] = {
     "track.step.{}": sorted(t.removeprefix("pickup.") for t in tracking_queries.CUSTOMER_TYPES),
     "track.reason.{}": list(get_args(FailureReason)),
     "track.address.{}": list(tracking_forms.ADDRESS_LIMITS),
+    "book.{}": ["province", "city", "district", "street"],  # the booking page's pickers
 }
 # Keys the code builds from a prefix and a value (the tracking page's "done" line per action).
 DYNAMIC_CODE_KEYS: dict[str, list[str]] = {"track.done.{}": list(tracking_forms.ACTIONS)}
@@ -115,7 +117,8 @@ def code_keys() -> set[str]:
     literal = extracted("python", "**.py", {"translate": None, "forbidden_page": (2,)})
     geo = {key for _, key in console._GEO_MESSAGES}
     built = {pattern.format(value) for pattern, values in DYNAMIC_CODE_KEYS.items() for value in values}
-    return literal | geo | built | set(console.JS_STRINGS) | set(courier_app.JS_STRINGS)
+    booking_errors = set(booking.ERRORS.values())
+    return literal | geo | built | set(console.JS_STRINGS) | set(courier_app.JS_STRINGS) | booking_errors
 
 
 ZH = messages(i18n.po_path("zh-CN"), "zh_CN")

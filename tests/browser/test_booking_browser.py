@@ -1,0 +1,33 @@
+"""A customer books a pickup on a phone (360 × 640, touch, Chinese) through the form's pickers and
+lands on the tracking page."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+pytestmark = pytest.mark.browser
+
+
+async def test_a_customer_books_on_a_phone_and_lands_on_the_tracking_page(phone: Any) -> None:
+    await phone.goto("/book")
+    await expect(phone.locator("h1")).to_have_text("预约上门取件")
+    # Each choice brings the next picker's options (htmx swaps the address block).
+    await phone.select_option("#province", label="湖南省")
+    await expect(phone.locator("#city option", has_text="长沙市")).to_have_count(1)
+    await phone.select_option("#city", label="长沙市")
+    await expect(phone.locator("#district option", has_text="开福区")).to_have_count(1)
+    await phone.select_option("#district", label="开福区")
+    await expect(phone.locator("#served")).to_contain_text("可以上门取件")
+    await expect(phone.locator("#slot")).to_be_enabled()
+    await phone.select_option("#slot", index=1)
+    await phone.fill("#name", "王小明")
+    await phone.fill("#phone", "13907312345")
+    await phone.fill("#detail", "湘江世纪城 3 栋 1201")
+    submit = phone.get_by_role("button", name="预约取件")
+    await expect(submit).to_be_in_viewport()  # within the thumb's reach without scrolling down
+    await submit.tap()
+    await phone.wait_for_url(re.compile(r"/t/[A-Za-z0-9_-]+$"))
