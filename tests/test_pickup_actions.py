@@ -23,6 +23,7 @@ from tests.conftest import (
     make_zone,
     new_waybill,
     pickup_body,
+    square,
 )
 
 PHONE = "13912345678"
@@ -359,3 +360,34 @@ async def test_the_partner_sees_its_customers_phone_others_see_it_masked(people:
     for page in (row, board):
         assert page.status_code == 200
         assert PHONE not in page.text and created["address"]["detail"] not in page.text
+
+
+async def test_a_new_address_inside_a_stop_ship_area_is_refused_as_a_create_would_be(
+    people: Personas,
+) -> None:
+    """Runs once the stop-ship areas (the `rules` work of issue #8) are merged; skipped before."""
+    old, new = await make_zone(people), await make_zone(people)
+    pickup = await create(people, old)
+    admin = await people.user("admin")
+    area = {
+        "name": "暴雪停发",
+        "reason": "暴雪封路，暂停揽收",
+        "datum": "wgs84",
+        "geometry": square(new.lng - 0.001, new.lat - 0.001, 0.002),
+        "station": new.station,
+    }
+    r = await admin.post("/api/v1/stop-ship-areas", json=area)
+    if r.status_code in (404, 405):
+        pytest.skip("no stop-ship areas on this branch")
+    assert r.status_code == 201, r.text
+    area_id = r.json()["id"]
+    try:
+        before = await history(people, pickup["id"])
+        r = await people.partner().post(
+            f"/api/v1/pickups/{pickup['id']}/address", json={"address": address_in(new)}
+        )
+        assert r.status_code == 422 and r.json()["code"] == "stop_ship_area", r.text
+        assert r.json()["reason"] == "暴雪封路，暂停揽收"
+        assert await history(people, pickup["id"]) == before
+    finally:
+        await admin.post(f"/api/v1/stop-ship-areas/{area_id}/end")
