@@ -20,7 +20,6 @@ from typing import Any, Literal
 import msgspec
 
 from server.errors import ApiError, not_found
-from server.pickups.service import decode_cursor, encode_cursor
 from server.tables import Partner, WebhookDelivery
 
 DeliveryStatus = Literal["pending", "failing", "delivered", "dead"]
@@ -180,7 +179,10 @@ async def abandon_open_batches(partner_id: int, reason: str) -> None:
 
 
 async def list_deliveries(partner_id: int, *, limit: int, cursor: str | None) -> DeliveryPage:
-    """The partner's deliveries, newest first, a page at a time."""
+    """The partner's deliveries, newest first, a page at a time (cursors as the pickup list's)."""
+    # Imported here: pickups → dispatch → alerts → webhooks.service → here would be a cycle at import.
+    from server.pickups.service import decode_cursor, encode_cursor
+
     query = WebhookDelivery.select().where(WebhookDelivery.partner == partner_id)
     if cursor:
         query = query.where(WebhookDelivery.id < decode_cursor(cursor))
