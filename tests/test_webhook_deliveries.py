@@ -14,11 +14,13 @@ import hashlib
 import hmac
 import re
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from tests.conftest import (
     ON_POSTGRES,
@@ -26,6 +28,7 @@ from tests.conftest import (
     Api,
     Database,
     Personas,
+    ServerProcess,
     demo_server,
     make_zone,
     pickup_body,
@@ -223,63 +226,71 @@ async def test_another_partner_can_neither_see_nor_replay_my_deliveries(
     assert len(await deliveries(mine)) == 1, "the refused replay was recorded"
 
 
-async def test_a_batch_failing_past_the_give_up_time_goes_dead_and_rearm_resumes_in_order() -> None:
-    receiver = Receiver(fail_first=10**6, fail_status=500)
+@pytest.fixture
+def give_up_server() -> Iterator[tuple[Database, ServerProcess, str]]:
+    """A server of its own that gives a failing batch up after 2 s (the session server's is 24 h)."""
     with demo_server(
         "lanshou-deadletter-",
         LANSHOU_WEBHOOK_GIVE_UP_S="2",
         LANSHOU_WEBHOOK_INTERVAL_MS="50",
         LANSHOU_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-    ) as (database, server, api_key):
-        people = Personas(server, api_key)
-        try:
-            partner = people.partner(new_partner(database))
-            await partner.put(HOOK, json={"url": receiver.url})
-            zone = await make_zone(people)
-            first = (await partner.post("/api/v1/pickups", json=pickup_body(zone))).json()
-            await wait_for(lambda: receiver.calls)
-            (given_up,) = await deliveries(partner)
-            # While it is being tried it cannot be replayed (a copy would overtake the stream).
-            r = await partner.post(f"{HOOK}/deliveries/{given_up['id']}/replay")
-            assert r.status_code == 409 and r.json()["code"] == "delivery_in_progress", r.text
+    ) as started:
+        yield started
 
-            status = (await partner.get(HOOK)).json()
-            assert status["state"] == "failing" and status["dead_since"] is None
-            dead = await delivery_once(partner, given_up["id"], lambda d: d["status"] == "dead", 10)
-            assert dead["attempts"] >= 2 and dead["last_status_code"] == 500 and dead["dead_at"]
-            status = (await partner.get(HOOK)).json()
-            assert status["state"] == "dead" and status["dead_since"], status
-            assert status["last_error"] == "HTTP 500"
 
-            # Dead: nothing more is sent, also for new events.
-            second = (await partner.post("/api/v1/pickups", json=pickup_body(zone))).json()
-            calls = len(receiver.calls)
-            await asyncio.sleep(0.5)
-            assert len(receiver.calls) == calls, "a dead webhook was sent to"
+async def test_a_batch_failing_past_the_give_up_time_goes_dead_and_rearm_resumes_in_order(
+    give_up_server: tuple[Database, ServerProcess, str],
+) -> None:
+    database, server, api_key = give_up_server
+    receiver = Receiver(fail_first=10**6, fail_status=500)
+    people = Personas(server, api_key)
+    try:
+        partner = people.partner(new_partner(database))
+        await partner.put(HOOK, json={"url": receiver.url})
+        zone = await make_zone(people)
+        first = (await partner.post("/api/v1/pickups", json=pickup_body(zone))).json()
+        await wait_for(lambda: receiver.calls)
+        (given_up,) = await deliveries(partner)
+        # While it is being tried it cannot be replayed (a copy would overtake the stream).
+        r = await partner.post(f"{HOOK}/deliveries/{given_up['id']}/replay")
+        assert r.status_code == 409 and r.json()["code"] == "delivery_in_progress", r.text
 
-            receiver.fail_first = 0  # the partner fixed its endpoint
-            r = await partner.post(f"{HOOK}/rearm")
-            assert r.status_code == 200 and r.json()["state"] in ("delivering", "failing"), r.text
-            await wait_for(
-                lambda: {e["pickup"]["id"] for e in receiver.delivered()} >= {first["id"], second["id"]}
-            )
-            ids = [e["id"] for e in receiver.delivered()]
-            assert ids == sorted(set(ids)), "out of order or twice after the re-arm"
-            assert receiver.delivered()[0]["pickup"]["id"] == first["id"], (
-                "it did not resume where it stopped"
-            )
-            assert [{"id": e["id"], "type": e["type"]} for e in receiver.delivered()][
-                : dead["event_count"]
-            ] == dead["events"]
-            rearmed = await delivery_once(partner, given_up["id"], lambda d: True)
-            assert rearmed["status"] == "dead" and rearmed["rearmed_at"]
-            status = (await partner.get(HOOK)).json()
-            assert status["state"] == "delivering" and status["dead_since"] is None
-            r = await partner.post(f"{HOOK}/rearm")
-            assert r.status_code == 409 and r.json()["code"] == "webhook_not_dead", r.text
-        finally:
-            await people.close()
-            receiver.close()
+        await delivery_once(partner, given_up["id"], lambda d: d["status"] == "failing")
+        status = (await partner.get(HOOK)).json()
+        assert status["state"] == "failing" and status["dead_since"] is None
+        dead = await delivery_once(partner, given_up["id"], lambda d: d["status"] == "dead", 10)
+        assert dead["attempts"] >= 2 and dead["last_status_code"] == 500 and dead["dead_at"]
+        status = (await partner.get(HOOK)).json()
+        assert status["state"] == "dead" and status["dead_since"], status
+        assert status["last_error"] == "HTTP 500"
+
+        # Dead: nothing more is sent, also for new events.
+        second = (await partner.post("/api/v1/pickups", json=pickup_body(zone))).json()
+        calls = len(receiver.calls)
+        await asyncio.sleep(0.5)
+        assert len(receiver.calls) == calls, "a dead webhook was sent to"
+
+        receiver.fail_first = 0  # the partner fixed its endpoint
+        r = await partner.post(f"{HOOK}/rearm")
+        assert r.status_code == 200 and r.json()["state"] in ("delivering", "failing"), r.text
+        await wait_for(
+            lambda: {e["pickup"]["id"] for e in receiver.delivered()} >= {first["id"], second["id"]}
+        )
+        ids = [e["id"] for e in receiver.delivered()]
+        assert ids == sorted(set(ids)), "out of order or twice after the re-arm"
+        assert receiver.delivered()[0]["pickup"]["id"] == first["id"], "it did not resume where it stopped"
+        assert [{"id": e["id"], "type": e["type"]} for e in receiver.delivered()][
+            : dead["event_count"]
+        ] == dead["events"]
+        rearmed = await delivery_once(partner, given_up["id"], lambda d: True)
+        assert rearmed["status"] == "dead" and rearmed["rearmed_at"]
+        status = (await partner.get(HOOK)).json()
+        assert status["state"] == "delivering" and status["dead_since"] is None
+        r = await partner.post(f"{HOOK}/rearm")
+        assert r.status_code == 409 and r.json()["code"] == "webhook_not_dead", r.text
+    finally:
+        await people.close()
+        receiver.close()
 
 
 def readme_block(language: str) -> str:
