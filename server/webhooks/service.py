@@ -266,7 +266,10 @@ async def send_next_batch(
                     Partner.webhook_next_ms: 0,
                     Partner.webhook_last_error: None,
                 }
-            ).where(Partner.id == partner_id)
+            ).where(
+                # Forward only: a new URL set while this batch was out has moved the stream to now.
+                (Partner.id == partner_id) & (Partner.webhook_cursor < through)
+            )
         return more
     now = now_ms()
     give_up_at = first_attempt_ms + give_up_s * 1000
