@@ -143,7 +143,9 @@ class Runtime(InitPluginProtocol):
         app.state["scheduler"] = scheduler
         scheduler_task = asyncio.create_task(scheduler.run(), name="lanshou-scheduler")
         webhooks = WebhookWorker(
-            self.settings.webhook_interval_ms / 1000, self.settings.webhook_allowed_hosts
+            self.settings.webhook_interval_ms / 1000,
+            self.settings.webhook_allowed_hosts,
+            give_up_s=self.settings.webhook_give_up_s,
         )
         webhook_task = asyncio.create_task(webhooks.run())
         watchdog_task = asyncio.create_task(self.hub.watch(), name="lanshou-push-watchdog")

@@ -45,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     scheduler_interval_ms: int = 500
     # How often each process looks for partner events to POST to their webhooks, in milliseconds.
     webhook_interval_ms: int = 1000
+    # A webhook batch failing for this long without a break is given up: the partner's webhook goes into
+    # the dead-letter state until the partner re-arms it (24 h; tests shorten it).
+    webhook_give_up_s: int = 86_400
     # Tile server for the dispatcher's map (any XYZ template; OpenStreetMap by default).
     map_tile_url: str = DEFAULT_TILE_URL
     # Largest request body accepted, in bytes (a batch of 500 pickups fits comfortably).
@@ -230,6 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secure_cookies=_bool(env, "LANSHOU_SECURE_COOKIES", False),
         scheduler_interval_ms=_int(env, "LANSHOU_SCHEDULER_INTERVAL_MS", 500, 10, 60_000),
         webhook_interval_ms=_int(env, "LANSHOU_WEBHOOK_INTERVAL_MS", 1000, 10, 60_000),
+        webhook_give_up_s=_int(env, "LANSHOU_WEBHOOK_GIVE_UP_S", 86_400, 1, 30 * 86_400),
         map_tile_url=env.get("LANSHOU_MAP_TILE_URL", "").strip() or DEFAULT_TILE_URL,
         max_body_bytes=_int(env, "LANSHOU_MAX_BODY_BYTES", 1_048_576, 1024, 100 * 1_048_576),
         webhook_allowed_hosts=_allowed_hosts(env, "LANSHOU_WEBHOOK_ALLOWED_HOSTS"),

@@ -131,6 +131,38 @@ class Partner(Table, tablename="partners"):
     webhook_next_ms = BigInt(default=0)  # no attempt before this (backoff after a failure)
     webhook_lease_ms = BigInt(default=0)  # a process delivering holds the partner until this
     webhook_last_error = Varchar(length=500, null=True, default=None)
+    # Set when a batch has failed for the whole give-up time: delivery stops until the partner re-arms.
+    webhook_dead_since = Timestamptz(null=True, default=None)
+
+
+class WebhookDelivery(Table, tablename="webhook_deliveries"):
+    """One batch POSTed to a partner's webhook and every attempt at it: the partner's audit trail.
+
+    A batch is fixed when it is first sent (the events after the cursor then), and each retry sends those
+    same events. A replay is a delivery of its own pointing at the one it repeats (`replay_of`). The
+    states: pending (not yet answered) → delivered, or failing (retried with backoff) → delivered or
+    dead (given up after the give-up time; a replay is tried once). `rearmed_at` marks the dead one the
+    partner re-armed delivery after.
+    """
+
+    id = BigSerial(primary_key=True)
+    partner = ForeignKey(Partner, on_delete=OnDelete.cascade, index=True)
+    status = Varchar(length=16, default="pending", index=True)
+    # The events it carried (JSON list of {"id", "type"}, in order) and the cursor it moves to when
+    # delivered (its last event read, which may be an internal one the partner is not sent).
+    events = Text(default="[]")
+    through_event_id = BigInt(default=0)
+    replay_of = BigInt(null=True, default=None)
+    attempts = Integer(default=0)
+    last_status_code = Integer(null=True, default=None)
+    last_error = Varchar(length=500, null=True, default=None)
+    # Epoch milliseconds of the first attempt: the give-up clock (an integer compare on both engines).
+    first_attempt_ms = BigInt(default=0)
+    created_at = Timestamptz()
+    last_attempt_at = Timestamptz(null=True, default=None)
+    delivered_at = Timestamptz(null=True, default=None)
+    dead_at = Timestamptz(null=True, default=None)
+    rearmed_at = Timestamptz(null=True, default=None)
 
 
 class Pickup(Table, tablename="pickups"):
@@ -321,4 +353,5 @@ TABLES: list[type[Table]] = [
     Session,
     ThrottleCount,
     PushSubscription,
+    WebhookDelivery,
 ]

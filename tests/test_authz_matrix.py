@@ -35,6 +35,7 @@ import msgspec
 import pytest
 
 from server.app import create_app
+from server.demo import PARTNER_CODE
 from server.settings import load_settings
 from tests.conftest import (
     Api,
@@ -46,6 +47,7 @@ from tests.conftest import (
     pickup_body,
     square,
 )
+from tests.test_webhook_deliveries import insert_delivery, run_sql
 
 # The personas: station 1's courier and dispatcher, station 2's, the admin, and two partners. The pickup
 # most routes are tried on is the first partner's, in station 1's zone, offered to station 1's courier.
@@ -64,6 +66,7 @@ SEES = {"courier": {1}, "courier2": {2}, "disp": {1}, "disp2": {2}, "admin": {1,
 
 PICKUP = "/api/v1/pickups/{pickup_id:int}"
 WEBHOOK = "/api/v1/partner/webhook"
+DELIVERY = WEBHOOK + "/deliveries/{delivery_id:int}"
 COURIER_PICKUP = "/api/v1/courier/pickups/{pickup_id:int}"
 COURIER_ZONES = "/api/v1/couriers/{courier_id:int}/zones"
 PUSH_SUBSCRIPTIONS = "/api/v1/courier/push-subscriptions"
@@ -102,6 +105,12 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("DELETE", WEBHOOK):                                               expect(401, 403, 403, 403, 403, 403, 204, 204),
     Route("GET", "/api/v1/serviceability"):                                 expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("GET", STOP_SHIP + "/active"):                                    expect(401, 403, 403, 403, 403, 403, 200, 200),
+    # A partner's webhook deliveries: its own; another partner's do not exist. Re-arm acts on one's own
+    # webhook: the first partner's is dead (200), the second's is not (409).
+    Route("GET", WEBHOOK + "/deliveries"):                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
+    Route("GET", DELIVERY):                                                 expect(401, 403, 403, 403, 403, 403, 200, 404),
+    Route("POST", DELIVERY + "/replay"):                                    expect(401, 403, 403, 403, 403, 403, 202, 404),
+    Route("POST", WEBHOOK + "/rearm"):                                      expect(401, 403, 403, 403, 403, 403, 200, 409),
     # Couriers, on what was offered to them or what they hold; anything else is not found.
     Route("POST", "/api/v1/courier/duty"):                                  expect(401, 200, 200, 403, 403, 403, 403, 403),
     Route("POST", "/api/v1/courier/heartbeat"):                             expect(401, 200, 200, 403, 403, 403, 403, 403),
@@ -283,8 +292,9 @@ class World:
     """Two stations under the demo city, each with a zone, a courier and a dispatcher; two partners;
     and the first partner's pickup in station 1's zone, offered to station 1's courier."""
 
-    def __init__(self, people: Personas) -> None:
+    def __init__(self, people: Personas, database: Database) -> None:
         self.people = people
+        self.database = database
         self.clients: dict[str, Api] = {}
         self.stations: dict[int, str] = {}
         self.zones: dict[int, dict[str, Any]] = {}  # the zone's feature
@@ -467,7 +477,7 @@ def matrix_server() -> Iterator[tuple[Database, ServerProcess, str]]:
 async def world(matrix_server: tuple[Database, ServerProcess, str]) -> AsyncIterator[World]:
     database, server, api_key = matrix_server
     people = Personas(server, api_key)
-    w = World(people)
+    w = World(people, database)
     w.clients["admin"] = await people.user("admin")
     for n in (1, 2):
         w.stations[n] = await w.add_station()
@@ -684,6 +694,56 @@ async def remove_webhook(w: World, role: str, _: None) -> httpx.Response:
     if role == "partner2":
         await partner_webhook_kept(w, None)
     return r
+
+
+async def partner_delivery(w: World, role: str) -> int:
+    """A delivery of the first partner's (written as the worker writes one: this server sends nowhere)."""
+    await insert_delivery(w.database, PARTNER_CODE)
+    r = await w.api("partner").get(WEBHOOK + "/deliveries", params={"limit": 1})
+    assert r.status_code == 200, r.text
+    return int(r.json()["items"][0]["id"])
+
+
+async def no_replay_left(w: World, role: str, _: Any) -> None:
+    # A replay queued here would be sent as soon as a later cell sets the partner's (public) URL.
+    await run_sql(w.database, "DELETE FROM webhook_deliveries WHERE replay_of IS NOT NULL")
+
+
+async def partner_dead(w: World, role: str) -> None:
+    await run_sql(
+        w.database,
+        "UPDATE partners SET webhook_dead_since = ? WHERE code = ?",
+        datetime.now(UTC),
+        PARTNER_CODE,
+    )
+
+
+async def partner_alive(w: World, role: str, _: Any) -> None:
+    await run_sql(w.database, "UPDATE partners SET webhook_dead_since = NULL WHERE code = ?", PARTNER_CODE)
+
+
+@probe("GET", WEBHOOK + "/deliveries", prepare=partner_delivery)
+async def list_deliveries(w: World, role: str, delivery_id: int) -> httpx.Response:
+    r = await w.api(role).get(WEBHOOK + "/deliveries", params={"limit": 200})
+    if r.status_code == 200:
+        ids = {d["id"] for d in r.json()["items"]}
+        assert (delivery_id in ids) == (role == "partner"), f"{role} lists {sorted(ids)}"
+    return r
+
+
+@probe("GET", DELIVERY, prepare=partner_delivery)
+async def read_delivery(w: World, role: str, delivery_id: int) -> httpx.Response:
+    return await w.api(role).get(f"{WEBHOOK}/deliveries/{delivery_id}")
+
+
+@probe("POST", DELIVERY + "/replay", prepare=partner_delivery, cleanup=no_replay_left)
+async def replay_delivery(w: World, role: str, delivery_id: int) -> httpx.Response:
+    return await w.api(role).post(f"{WEBHOOK}/deliveries/{delivery_id}/replay")
+
+
+@probe("POST", WEBHOOK + "/rearm", prepare=partner_dead, cleanup=partner_alive)
+async def rearm_webhook(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).post(WEBHOOK + "/rearm")
 
 
 # couriers

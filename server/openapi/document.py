@@ -56,6 +56,8 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/v1/dispatch/unassign"): {404, 409},
     ("POST", "/auth/login"): {429},  # the sign-in throttle
     ("DELETE", "/api/v1/courier/push-subscriptions"): {422},  # no endpoint named
+    ("POST", "/api/v1/partner/webhook/deliveries/{delivery_id}/replay"): {409},  # still being tried
+    ("POST", "/api/v1/partner/webhook/rearm"): {409},  # not in the dead-letter state
 }
 
 ALL_ROLES = ["partner", "courier", "dispatcher", "admin"]

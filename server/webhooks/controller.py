@@ -1,15 +1,18 @@
-"""A partner sets, inspects and removes its own webhook."""
+"""A partner sets, inspects and removes its own webhook, audits its deliveries, replays one, and re-arms
+a webhook given up (dead letter)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, put
+from litestar import Controller, Request, delete, get, post, put
+from litestar.params import Parameter
 
 from server.auth.principal import Principal, partner_only
-from server.validation import Url, check_json_body
-from server.webhooks import service
+from server.validation import PathId, Url, check_json_body
+from server.webhooks import deliveries, service
+from server.webhooks.deliveries import DeliveryOut, DeliveryPage
 from server.webhooks.destinations import allowed_hosts
 
 
@@ -35,3 +38,30 @@ class WebhookController(Controller):
     @delete("/", status_code=204, summary="Stop sending events")
     async def remove(self, request: Request[Principal, Any, Any]) -> None:
         await service.remove_webhook(request.user.id)
+
+    @get("/deliveries", summary="My recent deliveries, newest first, cursor-paginated")
+    async def list_deliveries(
+        self,
+        request: Request[Principal, Any, Any],
+        cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> DeliveryPage:
+        return await deliveries.list_deliveries(request.user.id, limit=limit, cursor=cursor)
+
+    @get("/deliveries/{delivery_id:int}", summary="One of my deliveries, with the events it carried")
+    async def read_delivery(self, request: Request[Principal, Any, Any], delivery_id: PathId) -> DeliveryOut:
+        return await deliveries.read_delivery(request.user.id, delivery_id)
+
+    @post(
+        "/deliveries/{delivery_id:int}/replay",
+        status_code=202,
+        summary="Send a finished delivery's events again (fresh signature), as a new delivery; "
+        "the ordered stream is not moved",
+    )
+    async def replay(self, request: Request[Principal, Any, Any], delivery_id: PathId) -> DeliveryOut:
+        return await deliveries.request_replay(request.user.id, delivery_id)
+
+    @post("/rearm", status_code=200, summary="Resume delivery after a dead letter, from where it stopped")
+    async def rearm(self, request: Request[Principal, Any, Any]) -> dict[str, Any]:
+        await deliveries.rearm(request.user.id)
+        return await service.webhook_status(request.user.id)

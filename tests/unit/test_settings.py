@@ -38,6 +38,7 @@ def test_an_empty_environment_gives_a_server_that_runs_on_a_fresh_machine(
     assert settings.map_tile_url == DEFAULT_TILE_URL
     assert settings.max_body_bytes == 1_048_576
     assert settings.webhook_allowed_hosts == ()  # webhooks reach the public internet only
+    assert settings.webhook_give_up_s == 86_400  # a failing batch is given up after 24 h
     assert len(settings.secret_key) >= 32
     assert (tmp_path / "var" / "secret_key").read_text() == settings.secret_key
 
@@ -172,6 +173,7 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         ("LANSHOU_WEBHOOK_ALLOWED_HOSTS", "erp.internal, http://erp", "'http://erp'"),
         ("LANSHOU_WEBHOOK_ALLOWED_HOSTS", "10.0.0.1/8", "host bits set"),
         ("LANSHOU_WEBHOOK_ALLOWED_HOSTS", "127.1", "four decimal numbers"),
+        ("LANSHOU_WEBHOOK_GIVE_UP_S", "0", "between 1 and"),
     ],
 )
 def test_a_bad_value_stops_the_start_with_an_error_naming_the_variable(
