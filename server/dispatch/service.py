@@ -201,13 +201,15 @@ async def _escalate_to_dispatcher(uow: UnitOfWork, pickup: dict[str, Any], *, op
         )
 
 
-async def start_time_limit(pickup: dict[str, Any]) -> None:
+async def start_time_limits(pickups: list[dict[str, Any]]) -> None:
+    """The time-limit timers (warning, breach) of new pickups, in one insert per few hundred."""
     timers = [
         Timer(kind=kind, pickup=pickup["id"], due_ms=epoch_ms(due), round=0)
+        for pickup in pickups
         for kind, due in sla_timers(pickup["created_at"], pickup["due_at"])
     ]
-    if timers:
-        await Timer.insert(*timers)
+    for i in range(0, len(timers), 500):
+        await Timer.insert(*timers[i : i + 500])
 
 
 # -- timers ------------------------------------------------------------------------------------------

@@ -119,3 +119,27 @@ class PickupPage(msgspec.Struct):
 
 class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: Text200 = ""
+
+
+MAX_BATCH = 500
+
+
+class BatchItemResult(msgspec.Struct):
+    """One batch item's outcome, in the order sent: created (the new pickup's id and tracking code),
+    duplicate (its partner_order_no is taken: `id` is that pickup's) or invalid (`code` and `errors`
+    with paths like items[3].sender.phone)."""
+
+    index: int
+    status: Literal["created", "duplicate", "invalid"]
+    id: int | None = None
+    tracking_code: str | None = None
+    code: str | None = None
+    message: str | None = None
+    errors: list[dict[str, str]] = []
+
+
+class BatchOut(msgspec.Struct):
+    created: int
+    duplicates: int
+    invalid: int
+    results: list[BatchItemResult]
