@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from server.auth.principal import Principal
+from server.db.bulk import insert_rows
 from server.db.engine import UNIQUE_VIOLATION
 from server.dispatch.service import dispatch_pickup, start_time_limits
 from server.domain.contact import mask_phone, new_tracking_code, normalize_mobile
@@ -146,12 +147,15 @@ async def insert_pickups(
     limits, first offers — in as few statements as the database allows; the one insert path of a
     single create and a batch. Returns the rows as written, with their ids, in the order given."""
     now = utcnow()
-    rows = []
+    # Every column's default, once: one Table instance for the batch rather than one per pickup.
+    base = {k: v for k, v in Pickup().to_dict().items() if k != "id"}
+    written: list[dict[str, Any]] = []
     for c in pickups:
         data = c.data
         lng, lat = c.point if c.point else (None, None)
-        rows.append(
-            Pickup(
+        written.append(
+            dict(
+                base,
                 tracking_code=new_tracking_code(),
                 partner=partner_id,
                 partner_order_no=data.partner_order_no,
@@ -176,15 +180,10 @@ async def insert_pickups(
                 due_at=due_time(now, c.zone, c.window_end),
             )
         )
-    ids: dict[str, int] = {}
-    for i in range(0, len(rows), _CHUNK):
-        inserted = await Pickup.insert(*rows[i : i + _CHUNK]).returning(Pickup.id, Pickup.tracking_code)
-        ids.update({r["tracking_code"]: r["id"] for r in inserted})
-    written = []
-    for c, row in zip(pickups, rows, strict=True):
-        pickup = row.to_dict()
-        pickup["id"] = ids[row.tracking_code]
-        written.append(pickup)
+    inserted = await insert_rows(Pickup, written, returning=("id", "tracking_code"))
+    ids = {r["tracking_code"]: r["id"] for r in inserted}
+    for c, pickup in zip(pickups, written, strict=True):
+        pickup["id"] = ids[pickup["tracking_code"]]
         uow.note_zone(pickup["id"], pickup["zone"])
         await uow.record(
             "pickup.created",

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from server.db.bulk import insert_rows
 from server.tables import Event, EventRecipient, Pickup
 
 
@@ -65,7 +66,7 @@ def _publish_order_lock() -> asyncio.Lock:
 
 
 class _Pending(msgspec.Struct):
-    row: Event
+    row: dict[str, Any]  # the events row's columns (written by insert_rows, no Table instance each)
     type: str
     at: datetime
     pickup_id: int | None
@@ -114,16 +115,16 @@ class UnitOfWork:
     ) -> None:
         at = at or utcnow()
         payload = data or {}
-        row = Event(
-            pickup=pickup_id,
-            type=type,
-            actor_kind=actor.kind,
-            actor_id=actor.id,
-            at=at,
-            data=msgspec.json.encode(payload).decode(),
-            client_action_id=client_action_id,
-            client_at=client_at,
-        )
+        row = {
+            "pickup": pickup_id,
+            "type": type,
+            "actor_kind": actor.kind,
+            "actor_id": actor.id,
+            "at": at,
+            "data": msgspec.json.encode(payload).decode(),
+            "client_action_id": client_action_id,
+            "client_at": client_at,
+        }
         self._pending.append(_Pending(row, type, at, pickup_id, payload, sorted(set(to))))
 
     async def write(self) -> None:
@@ -145,15 +146,14 @@ class UnitOfWork:
         event_ids: list[int] = []
         for i in range(0, len(self._pending), _EVENTS_PER_INSERT):
             chunk = self._pending[i : i + _EVENTS_PER_INSERT]
-            rows = await Event.insert(*(p.row for p in chunk)).returning(Event.id)
+            rows = await insert_rows(Event, [p.row for p in chunk], returning=("id",))
             event_ids.extend(sorted(r["id"] for r in rows))
         links = [
-            EventRecipient(event=event_id, courier=c)
+            {"event": event_id, "courier": c}
             for p, event_id in zip(self._pending, event_ids, strict=True)
             for c in p.to
         ]
-        for i in range(0, len(links), _EVENTS_PER_INSERT):
-            await EventRecipient.insert(*links[i : i + _EVENTS_PER_INSERT])
+        await insert_rows(EventRecipient, links)
         for p, event_id in zip(self._pending, event_ids, strict=True):
             self.messages.append(
                 PushMessage(
