@@ -39,6 +39,7 @@ from server.errors import EXCEPTION_HANDLERS
 from server.intake import stop_ship
 from server.intake.controller import ServiceabilityController, StopShipController
 from server.openapi import openapi_config
+from server.partnerapi.middleware import partner_api_middleware
 from server.photos.controller import CourierPhotoController, PickupPhotoController
 from server.pickups.controller import PickupController
 from server.push import log as push_log
@@ -209,7 +210,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             create_static_files_router(path="/static", directories=[PWA / "static", PWA]),
         ],
         plugins=[channels, runtime],
-        middleware=[check_request_line, session_config.middleware, auth],
+        # After auth: it counts and remembers per partner (rate limits, Idempotency-Key).
+        middleware=[check_request_line, session_config.middleware, auth, partner_api_middleware(settings)],
         stores={"sessions": DatabaseSessionStore()},
         csrf_config=CSRFConfig(
             secret=settings.secret_key,

@@ -85,6 +85,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Internal gateways allowed besides the public internet (as webhook_allowed_hosts).
     alert_gateway_allowed_hosts: tuple[str, ...] = ()
 
+    # Partner API requests allowed per API key in each window of api_rate_window_s seconds (0: no limit);
+    # shared by every process through Redis (channels_url) or PostgreSQL, else counted in this process.
+    api_rate_limit: int = 12_000
+    api_rate_window_s: int = 60
+    # How long a partner's Idempotency-Key is remembered, in seconds (at least a day).
+    idempotency_ttl_s: int = 86_400
+    # How long a request waits for another with the same Idempotency-Key to finish before a 409.
+    idempotency_wait_s: int = 10
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -249,6 +258,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_renotify_s=_int(env, "LANSHOU_PUSH_RENOTIFY_S", 30, 0, 3600),
         waybill_patterns=_waybill_patterns(env),
         photo_dir=env.get("LANSHOU_PHOTO_DIR", "").strip() or str(data_dir / "photos"),
+        api_rate_limit=_int(env, "LANSHOU_API_RATE_LIMIT", 12_000, 0, 100_000_000),
+        api_rate_window_s=_int(env, "LANSHOU_API_RATE_WINDOW_S", 60, 1, 86_400),
+        idempotency_ttl_s=_int(env, "LANSHOU_IDEMPOTENCY_TTL_S", 86_400, 86_400, 30 * 86_400),
+        idempotency_wait_s=_int(env, "LANSHOU_IDEMPOTENCY_WAIT_S", 10, 1, 60),
         **_alert_gateway(env),
     )
 

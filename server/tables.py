@@ -321,6 +321,32 @@ class ThrottleCount(Table, tablename="throttle_counts"):
     window_ends_ms = BigInt(default=0, index=True)
 
 
+class IdempotencyKey(Table, tablename="idempotency_keys"):
+    """A partner's Idempotency-Key and what its first request answered (server/partnerapi/idempotency.py).
+
+    Unique per (partner, key) through `scoped_key` ("<partner id>:<key>"): a unique column, which both
+    engines take in one migration (Piccolo adds a two-column constraint by ALTER TABLE, which SQLite
+    lacks). `state` is "running" while the
+    first request is under way (until `lease_ms`, after which another may take the key over) and "done"
+    once its answer is stored; a row older than the keys' lifetime counts as gone and is purged."""
+
+    if TYPE_CHECKING:
+        id: Serial
+    partner = ForeignKey(Partner, on_delete=OnDelete.cascade)
+    key = Varchar(length=255)
+    scoped_key = Varchar(length=276, unique=True)
+    # sha256 of method, path, query and body: the same key with another request is a conflict.
+    fingerprint = Varchar(length=64)
+    request_line = Varchar(length=300)  # "POST /api/v1/pickups", to name the conflict
+    state = Varchar(length=8, default="running")  # running | done
+    status_code = Integer(null=True, default=None)
+    content_type = Varchar(length=100, default="application/json")
+    body = Text(default="")
+    # Epoch milliseconds, integer compares on both engines (see Timer.due_ms).
+    created_ms = BigInt(default=0, index=True)
+    lease_ms = BigInt(default=0)
+
+
 class PushSubscription(Table, tablename="push_subscriptions"):
     """A courier's browser registered for Web Push: where to send (the push service's endpoint URL)
     and the keys to encrypt for it (RFC 8291). Removed when the push service says it is gone."""
@@ -354,4 +380,5 @@ TABLES: list[type[Table]] = [
     ThrottleCount,
     PushSubscription,
     WebhookDelivery,
+    IdempotencyKey,
 ]

@@ -228,6 +228,7 @@ def server(db: Database, demo: dict[str, str]) -> Iterator[ServerProcess]:
         LANSHOU_WEBHOOK_INTERVAL_MS="100",
         LANSHOU_WEBHOOK_ALLOWED_HOSTS="127.0.0.1,localhost",  # test receivers listen on loopback
         LANSHOU_BOOKING_PER_ADDRESS="100000",  # every test books from 127.0.0.1; one test checks the limit
+        LANSHOU_IDEMPOTENCY_WAIT_S="3",  # a key held by a dead request answers 409 sooner than 10 s
     ).start()
     yield proc
     proc.stop()

@@ -92,6 +92,7 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", "/api/v1/me"):                                             expect(401, 200, 200, 200, 200, 200, 200, 200),
     # Partners, on their own pickups; another partner's is not found.
     Route("POST", "/api/v1/pickups"):                                       expect(401, 403, 403, 403, 403, 403, 201, 201),
+    Route("POST", "/api/v1/pickups/batch"):                                 expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("GET", "/api/v1/pickups"):                                        expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("GET", PICKUP):                                                   expect(401, 403, 403, 403, 403, 403, 200, 404),
     Route("POST", PICKUP + "/chase"):                                       expect(401, 403, 403, 403, 403, 403, 200, 404),
@@ -606,6 +607,15 @@ async def create_pickup(w: World, role: str, _: None) -> httpx.Response:
     r = await w.api(role).post("/api/v1/pickups", json=w.pickup_body(2))
     if r.status_code == 201:
         w.pickups[2].add(r.json()["id"])
+    return r
+
+
+@probe("POST", "/api/v1/pickups/batch")
+async def create_batch(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).post("/api/v1/pickups/batch", json={"items": [w.pickup_body(2)]})
+    if r.status_code == 200:
+        assert r.json()["results"][0]["status"] == "created", r.text
+        w.pickups[2].add(r.json()["results"][0]["id"])
     return r
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerts.gateway import ALERT_KINDS, drop_alerts, on_alert_due
+from server.db.bulk import insert_rows
 from server.db.engine import is_postgres
 from server.dispatch.offers import close_offers, lock_courier, offer_to, open_load
 from server.dispatch.rules import (
@@ -202,13 +203,14 @@ async def _escalate_to_dispatcher(uow: UnitOfWork, pickup: dict[str, Any], *, op
         )
 
 
-async def start_time_limit(pickup: dict[str, Any]) -> None:
+async def start_time_limits(pickups: list[dict[str, Any]]) -> None:
+    """The time-limit timers (warning, breach) of new pickups, in one insert per few thousand."""
     timers = [
-        Timer(kind=kind, pickup=pickup["id"], due_ms=epoch_ms(due), round=0)
+        {"kind": kind, "pickup": pickup["id"], "due_ms": epoch_ms(due), "round": 0}
+        for pickup in pickups
         for kind, due in sla_timers(pickup["created_at"], pickup["due_at"])
     ]
-    if timers:
-        await Timer.insert(*timers)
+    await insert_rows(Timer, timers)
 
 
 # -- timers ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from server.openapi.schemas import (
     SCHEMAS,
     SECURITY_SCHEMES,
     describe_login,
+    describe_partner_api,
     describe_photo_bodies,
     describe_unstructured_body,
     error_responses,
@@ -38,6 +39,7 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/v1/users"): {409},  # username taken
     ("POST", "/api/v1/stations"): {409},  # station code taken
     ("POST", "/api/v1/pickups"): {409},  # partner_order_no used before
+    ("POST", "/api/v1/pickups/batch"): {409},  # order numbers taken meanwhile, three times over
     ("POST", "/api/v1/pickups/{pickup_id}/chase"): {409},
     ("POST", "/api/v1/pickups/{pickup_id}/cancel"): {409},
     ("POST", "/api/v1/pickups/{pickup_id}/reschedule"): {409},  # not open (current_status says why)
@@ -228,18 +230,22 @@ def truthful_document(app: Any, generated: dict[str, Any], public_paths: Sequenc
             describe_login(operation)
         describe_unstructured_body(method, path, operation)
         describe_photo_bodies(method, path, operation)
+        roles = _who_may_call(handler, path, public_paths)
+        partner_statuses = describe_partner_api(method, path, operation, roles)
         if _returns_event_stream(handler) and "200" in responses:
             responses["200"]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
         data = handler.parsed_data_field
         if data is not None and "requestBody" in operation:
             # `data: ActionIn | None = None`: the body may be left out.
             operation["requestBody"]["required"] = not (data.is_optional or data.has_default)
-        for status in sorted(error_statuses(method, path, operation, handler, public_paths)):
+        for status in sorted(
+            error_statuses(method, path, operation, handler, public_paths) | partner_statuses
+        ):
             responses.setdefault(str(status), response_ref(status))
         operation["responses"] = dict(sorted(responses.items()))
         _query_parameters_without_null(operation)
         _exact_parameter_bounds(operation, handler)
-        _describe_access(operation, _who_may_call(handler, path, public_paths))
+        _describe_access(operation, roles)
     missing = sorted({ref for ref in _refs(document) if not _resolves(document, ref)})
     if missing:
         raise RuntimeError(f"the OpenAPI document refers to what it does not define: {missing}")

@@ -78,7 +78,8 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     ),
     429: (
         "RateLimited",
-        "Too many failed attempts (`rate_limited`); `Retry-After` says in how many seconds to try again.",
+        "Too many failed attempts, or a partner's API key past its rate limit (`rate_limited`); "
+        "`Retry-After` says in how many seconds to try again.",
     ),
 }
 
@@ -301,3 +302,52 @@ def describe_photo_bodies(method: str, path: str, operation: dict[str, Any]) -> 
             "description": "The image, as stored",
             "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in _IMAGE_TYPES},
         }
+
+
+# Every partner POST under /api/v1 takes an Idempotency-Key (server/partnerapi/idempotency.py).
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry safe: the same key with the same request answers as the first did (marked "
+        "`Idempotent-Replayed: true`) without acting again; with another request it is a 422 "
+        "`idempotency_key_reused`; while the first is still running a copy waits for it, then 409 "
+        "`idempotency_key_in_use`. Kept 24 hours per partner. 1 to 255 printable ASCII characters, no spaces."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
+}
+BATCH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 500,
+                        "items": {"$ref": SCHEMAS + "PickupCreate"},
+                    }
+                },
+                "required": ["items"],
+                "additionalProperties": False,
+            }
+        }
+    },
+}
+
+
+def describe_partner_api(method: str, path: str, operation: dict[str, Any], roles: list[str]) -> set[int]:
+    """The Idempotency-Key header and the batch body; returns the statuses the partner middleware adds."""
+    if "partner" not in roles:
+        return set()
+    statuses = {429}  # every call with an API key counts against its rate limit
+    if method == "POST" and path.startswith("/api/v1/"):
+        operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+        statuses |= {400, 409, 422}  # a malformed key, a key still in use, a key reused
+    if (method, path) == ("POST", "/api/v1/pickups/batch"):
+        operation["requestBody"] = BATCH_BODY
+        statuses |= {400, 413, 422}
+    return statuses

@@ -9,9 +9,10 @@ from litestar.params import Parameter
 
 from server.auth.principal import Principal, partner_only
 from server.domain.pickup_states import Status
-from server.pickups import actions, service
+from server.pickups import actions, batch, service
 from server.pickups.schemas import (
     AddressChangeIn,
+    BatchOut,
     CancelIn,
     ComplaintIn,
     PickupCreate,
@@ -33,6 +34,11 @@ class PickupController(Controller):
     @post("/", status_code=201, summary="Ask for a doorstep pickup")
     async def create(self, request: Request[Principal, Any, Any], data: PickupCreate) -> PickupOut:
         return await service.create_pickup(request.user, data)
+
+    @post("/batch", status_code=200, summary="Ask for up to 500 pickups at once; one result per item")
+    async def create_batch(self, request: Request[Principal, Any, Any]) -> BatchOut:
+        # The body is read here, not as `data`: a bad item is that item's result, not the batch's 422.
+        return await batch.create_batch(request.user, await request.body())
 
     @get("/{pickup_id:int}", summary="One of your pickups, with its event history")
     async def read(self, request: Request[Principal, Any, Any], pickup_id: PathId) -> PickupOut:

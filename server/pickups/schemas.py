@@ -160,3 +160,25 @@ class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class ComplaintIn(msgspec.Struct, forbid_unknown_fields=True):
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=LINES_PATTERN)]
+MAX_BATCH = 500
+
+
+class BatchItemResult(msgspec.Struct):
+    """One batch item's outcome, in the order sent: created (the new pickup's id and tracking code),
+    duplicate (its partner_order_no is taken: `id` is that pickup's) or invalid (`code` and `errors`
+    with paths like items[3].sender.phone)."""
+
+    index: int
+    status: Literal["created", "duplicate", "invalid"]
+    id: int | None = None
+    tracking_code: str | None = None
+    code: str | None = None
+    message: str | None = None
+    errors: list[dict[str, str]] = []
+
+
+class BatchOut(msgspec.Struct):
+    created: int
+    duplicates: int
+    invalid: int
+    results: list[BatchItemResult]

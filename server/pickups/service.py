@@ -9,8 +9,9 @@ from typing import Any
 import msgspec
 
 from server.auth.principal import Principal
+from server.db.bulk import insert_rows
 from server.db.engine import UNIQUE_VIOLATION
-from server.dispatch.service import dispatch_pickup, start_time_limit
+from server.dispatch.service import dispatch_pickup, start_time_limits
 from server.domain.contact import new_tracking_code, normalize_mobile
 from server.domain.divisions import check_division
 from server.domain.geo import point_in_wgs84
@@ -31,7 +32,7 @@ from server.pickups.schemas import (
     TimeWindow,
     ZoneRef,
 )
-from server.push.log import COURIER_SIDE_TYPES, Actor, unit_of_work, utcnow
+from server.push.log import COURIER_SIDE_TYPES, Actor, UnitOfWork, unit_of_work, utcnow
 from server.tables import Courier, Event, Pickup
 from server.validation import MAX_ID
 from server.zones.service import ZoneInfo, directory
@@ -123,49 +124,107 @@ def due_time(created: datetime, zone: ZoneInfo | None, window_end: datetime | No
     return max(due, window_end) if window_end else due
 
 
-async def create_pickup(partner: Principal | None, data: PickupCreate, source: str = "api") -> PickupOut:
-    """Create a pickup, match its zone and offer it; for a partner (API) or, with no partner, for a
-    customer who booked it themselves (`source` "booking": the booking page), in one unit of work."""
+class CheckedPickup(msgspec.Struct):
+    """A PickupCreate that passed every check, with what the checks worked out."""
+
+    data: PickupCreate
+    phone: str
+    point: tuple[float, float] | None  # WGS-84 (lng, lat)
+    window_start: datetime | None
+    window_end: datetime | None
+    zone: ZoneInfo | None
+
+
+async def check_pickup(data: PickupCreate) -> CheckedPickup:
+    """Every check a new pickup passes, the same for a single create and each batch item: a new check
+    goes here, raising an ApiError whose fields are paths inside one pickup (`sender.phone`; a batch
+    reports it as `items[3].sender.phone`). A stop-ship area in force refuses it before anything is
+    written."""
     phone, point, window_start, window_end = check_create(data)
     lng, lat = point if point else (None, None)
     zone = match_zone(data.address, point)
-    now = utcnow()
-    actor = Actor("partner", partner.id) if partner else Actor("customer")
-    a = data.address  # a stop-ship area in force refuses the pickup before anything is written
+    a = data.address
     if area := await active_stop_ship(
-        province=a.province, city=a.city, district=a.district, street=a.street, lng=lng, lat=lat, now=now
+        province=a.province, city=a.city, district=a.district, street=a.street, lng=lng, lat=lat
     ):
         raise stop_ship_error(area)
+    return CheckedPickup(data, phone, point, window_start, window_end, zone)
 
-    async def duplicate_of_order() -> ApiError | None:
-        """The 409 naming the pickup that already has this partner_order_no, if one has."""
-        if not data.partner_order_no or partner is None:
-            return None
-        existing = (
-            await Pickup.select(Pickup.id)
-            .where((Pickup.partner == partner.id) & (Pickup.partner_order_no == data.partner_order_no))
-            .first()
-        )
-        if existing is None:
-            return None
-        return ApiError(
-            409,
-            "duplicate_partner_order_no",
-            f"a pickup with partner_order_no {data.partner_order_no!r} exists already",
-            field="partner_order_no",
-            pickup_id=existing["id"],
-        )
 
+def duplicate_error(partner_order_no: str, pickup_id: int) -> ApiError:
+    """The 409 naming the pickup that already has this partner_order_no."""
+    return ApiError(
+        409,
+        "duplicate_partner_order_no",
+        f"a pickup with partner_order_no {partner_order_no!r} exists already",
+        field="partner_order_no",
+        pickup_id=pickup_id,
+    )
+
+
+async def existing_orders(partner_id: int, order_nos: list[str]) -> dict[str, int]:
+    """The pickups that already carry these partner_order_nos: number -> pickup id."""
+    found: dict[str, int] = {}
+    for i in range(0, len(order_nos), _CHUNK):
+        rows = await Pickup.select(Pickup.id, Pickup.partner_order_no).where(
+            (Pickup.partner == partner_id) & Pickup.partner_order_no.is_in(order_nos[i : i + _CHUNK])
+        )
+        found.update({r["partner_order_no"]: r["id"] for r in rows})
+    return found
+
+
+async def create_pickup(partner: Principal | None, data: PickupCreate, source: str = "api") -> PickupOut:
+    """Create a pickup, match its zone and offer it, in one unit of work: for a partner (API) or, with
+    no partner, for a customer who booked it themselves (`source` "booking": the booking page)."""
+    checked = await check_pickup(data)
+    actor = Actor("partner", partner.id) if partner else Actor("customer")
+    partner_id = partner.id if partner else None
     try:
         async with unit_of_work() as uow:
-            row = Pickup(
+            (pickup,) = await insert_pickups(uow, actor, partner_id, [checked], source=source)
+    except UNIQUE_VIOLATION:
+        # The unique index (partner, partner_order_no) is the check: it also stops the later of two
+        # simultaneous creates, which no read before the insert could.
+        if data.partner_order_no and partner_id is not None:
+            found = await existing_orders(partner_id, [data.partner_order_no])
+            if data.partner_order_no in found:
+                raise duplicate_error(data.partner_order_no, found[data.partner_order_no]) from None
+        raise
+    # Everything the answer needs is in hand: no second read of what was just written.
+    return pickup_out(pickup, actor)
+
+
+# Rows per INSERT: well inside SQLite's and PostgreSQL's limits on bound parameters per statement.
+_CHUNK = 250
+
+
+async def insert_pickups(
+    uow: UnitOfWork,
+    actor: Actor,
+    partner_id: int | None,
+    pickups: list[CheckedPickup],
+    source: str = "api",
+) -> list[dict[str, Any]]:
+    """Write checked pickups in the caller's unit of work — rows, their pickup.created events, time
+    limits, first offers — in as few statements as the database allows; the one insert path of a
+    single create and a batch. Returns the rows as written, with their ids, in the order given."""
+    now = utcnow()
+    # Every column's default, once: one Table instance for the batch rather than one per pickup.
+    base = {k: v for k, v in Pickup().to_dict().items() if k != "id"}
+    written: list[dict[str, Any]] = []
+    for c in pickups:
+        data = c.data
+        lng, lat = c.point if c.point else (None, None)
+        written.append(
+            dict(
+                base,
                 tracking_code=new_tracking_code(),
-                partner=partner.id if partner else None,
+                partner=partner_id,
                 partner_order_no=data.partner_order_no,
                 status=Status.PENDING.value,
-                zone=zone.id if zone else None,
+                zone=c.zone.id if c.zone else None,
                 sender_name=data.sender.name.strip(),
-                sender_phone=phone,
+                sender_phone=c.phone,
                 province=data.address.province.strip(),
                 city=data.address.city.strip(),
                 district=data.address.district.strip(),
@@ -173,42 +232,39 @@ async def create_pickup(partner: Principal | None, data: PickupCreate, source: s
                 address_detail=data.address.detail.strip(),
                 lat=lat,
                 lng=lng,
-                window_start=window_start,
-                window_end=window_end,
+                window_start=c.window_start,
+                window_end=c.window_end,
                 parcel_count=data.parcel_count,
                 weight_kg=data.weight_kg,
                 note=data.note,
                 created_at=now,
                 updated_at=now,
-                due_at=due_time(now, zone, window_end),
+                due_at=due_time(now, c.zone, c.window_end),
             )
-            inserted = await Pickup.insert(row).returning(Pickup.id)
-            pickup_id = inserted[0]["id"]
-            pickup = row.to_dict()
-            pickup["id"] = pickup_id
-            uow.note_zone(pickup_id, pickup["zone"])
-            await uow.record(
-                "pickup.created",
-                actor=actor,
-                pickup_id=pickup_id,
-                at=now,
-                data={
-                    "zone": zone.code if zone else None,
-                    "partner_order_no": data.partner_order_no,
-                    "source": source,
-                },
-            )
-            await start_time_limit(pickup)
-            if zone is not None:
-                await dispatch_pickup(uow, pickup, zone, reason="new")  # offers: the system decides
-    except UNIQUE_VIOLATION:
-        # The unique index (partner, partner_order_no) is the check: it also stops the later of two
-        # simultaneous creates, which no read before the insert could.
-        if duplicate := await duplicate_of_order():
-            raise duplicate from None
-        raise
-    # Everything the answer needs is in hand: no second read of what was just written.
-    return pickup_out(pickup, actor)
+        )
+    inserted = await insert_rows(Pickup, written, returning=("id", "tracking_code"))
+    ids = {r["tracking_code"]: r["id"] for r in inserted}
+    for c, pickup in zip(pickups, written, strict=True):
+        pickup["id"] = ids[pickup["tracking_code"]]
+        uow.note_zone(pickup["id"], pickup["zone"])
+        await uow.record(
+            "pickup.created",
+            actor=actor,
+            pickup_id=pickup["id"],
+            at=now,
+            data={
+                "zone": c.zone.code if c.zone else None,
+                "partner_order_no": c.data.partner_order_no,
+                "source": source,
+            },
+        )
+    await start_time_limits(written)
+    candidates_seen: dict[Any, Any] = {}  # each zone's couriers read once for the whole batch
+    for c, pickup in zip(pickups, written, strict=True):
+        if c.zone is not None:
+            # Offers: the system decides.
+            await dispatch_pickup(uow, pickup, c.zone, reason="new", candidates_seen=candidates_seen)
+    return written
 
 
 def _iso(value: Any) -> str:
