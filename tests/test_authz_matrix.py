@@ -90,6 +90,7 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", PICKUP):                                                   expect(401, 403, 403, 403, 403, 403, 200, 404),
     Route("POST", PICKUP + "/chase"):                                       expect(401, 403, 403, 403, 403, 403, 200, 404),
     Route("POST", PICKUP + "/cancel"):                                      expect(401, 403, 403, 403, 403, 403, 200, 404),
+    Route("POST", "/api/v1/addresses/parse"):                               expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("GET", WEBHOOK):                                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("PUT", WEBHOOK):                                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("DELETE", WEBHOOK):                                               expect(401, 403, 403, 403, 403, 403, 204, 204),
@@ -582,6 +583,11 @@ async def chase(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
 @probe("POST", PICKUP + "/cancel", prepare=offered_pickup)
 async def cancel(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
     return await w.api(role).post(f"/api/v1/pickups/{pickup['id']}/cancel", json={"reason": "matrix"})
+
+
+@probe("POST", "/api/v1/addresses/parse")
+async def parse_address(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).post("/api/v1/addresses/parse", json={"address": "湖南省长沙市开福区xx路12号"})
 
 
 async def remove_partner_webhook(w: World, role: str, _: Any) -> None:

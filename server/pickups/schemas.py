@@ -8,7 +8,24 @@ from typing import Annotated, Literal
 import msgspec
 
 from server.domain.pickup_states import Status
+from server.domain.text import LINE_PATTERN
 from server.validation import Line32, Line64, Line200, Moment, OptionalLine64, Phone, Text200, Text500
+
+# A whole address as one line of text, which Lanshou splits into an Address (server/addresses/). 200
+# characters at most, so the detail left after the place names fits Address.detail.
+OneLineAddress = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=200,
+        pattern=LINE_PATTERN,
+        description=(
+            "The address in one line, e.g. 湖南省长沙市开福区伍家岭街道xx路12号: split into province, city, "
+            "district, street and detail; a 422 names the parts it lacks (address.city, ...). "
+            "Try it with POST /api/v1/addresses/parse."
+        ),
+    ),
+]
 
 
 class Sender(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,7 +52,8 @@ class TimeWindow(msgspec.Struct, forbid_unknown_fields=True):
 
 class PickupCreate(msgspec.Struct, forbid_unknown_fields=True):
     sender: Sender
-    address: Address
+    # The parts, or one line that the create splits first (server.addresses.service.structured_address).
+    address: Address | OneLineAddress
     parcel_count: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
     weight_kg: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
     window: TimeWindow | None = None

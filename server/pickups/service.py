@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from server.addresses.service import structured_address
 from server.auth.principal import Principal
 from server.db.engine import UNIQUE_VIOLATION
 from server.dispatch.service import dispatch_pickup, start_time_limit
@@ -16,6 +17,7 @@ from server.domain.geo import point_in_wgs84
 from server.domain.pickup_states import Status
 from server.errors import ApiError, field_errors, not_found
 from server.pickups.schemas import (
+    Address,
     AddressOut,
     CollectionOut,
     CourierRef,
@@ -37,17 +39,17 @@ _INTERNAL_KEYS = {"couriers", "pickup", "to"}
 
 
 def check_create(
-    data: PickupCreate,
+    data: PickupCreate, address: Address
 ) -> tuple[str, tuple[float, float] | None, datetime | None, datetime | None]:
     """Checks msgspec cannot express, all reported at once; returns the normalised phone, the point in
-    WGS-84 and the window in UTC."""
+    WGS-84 and the window in UTC. `address` is data.address as an Address (see structured_address)."""
     errors = []
     phone = normalize_mobile(data.sender.phone)
     if phone is None:
         errors.append(
             {"field": "sender.phone", "message": "not a mainland-China mobile number (11 digits, 1[3-9]…)"}
         )
-    point, problems = point_in_wgs84(data.address.lng, data.address.lat, data.address.datum, "address")
+    point, problems = point_in_wgs84(address.lng, address.lat, address.datum, "address")
     errors.extend(problems)
     start = end = None
     if data.window is not None:
@@ -76,9 +78,11 @@ def due_time(created: datetime, zone: ZoneInfo | None, window_end: datetime | No
 
 
 async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
-    phone, point, window_start, window_end = check_create(data)
+    # A one-line address is split first (422 naming the parts it lacks), then checked like any other.
+    address = structured_address(data.address)
+    phone, point, window_start, window_end = check_create(data, address)
     lng, lat = point if point else (None, None)
-    zone = directory.match(lng, lat, [data.address.street, data.address.district])
+    zone = directory.match(lng, lat, [address.street, address.district])
     now = utcnow()
     actor = Actor("partner", partner.id)
 
@@ -111,11 +115,11 @@ async def create_pickup(partner: Principal, data: PickupCreate) -> PickupOut:
                 zone=zone.id if zone else None,
                 sender_name=data.sender.name.strip(),
                 sender_phone=phone,
-                province=data.address.province.strip(),
-                city=data.address.city.strip(),
-                district=data.address.district.strip(),
-                street=data.address.street.strip(),
-                address_detail=data.address.detail.strip(),
+                province=address.province.strip(),
+                city=address.city.strip(),
+                district=address.district.strip(),
+                street=address.street.strip(),
+                address_detail=address.detail.strip(),
                 lat=lat,
                 lng=lng,
                 window_start=window_start,
