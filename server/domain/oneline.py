@@ -72,7 +72,8 @@ class AddressSplit(msgspec.Struct):
 @functools.cache
 def _cpca() -> Any:
     """The cpca module, imported (and its matcher built) on first use."""
-    import cpca  # noqa: PLC0415 — deliberately lazy: building the matcher takes ~0.1 s and ~8 MB
+    # Deliberately lazy: importing cpca builds its matcher (~0.1 s, ~8 MB).
+    import cpca
 
     return cpca
 
@@ -141,11 +142,13 @@ def split_address(text: str) -> AddressSplit:
         shared = {(c.province, c.city) for c in candidates}
         if len({p for p, _ in shared}) == 1:
             province = candidates[0].province
-    missing: list[Part] = [
-        part
-        for part, value in (("province", province), ("city", city), ("district", district), ("detail", detail))
-        if not value
-    ]
+    found_parts: dict[Part, str] = {
+        "province": province,
+        "city": city,
+        "district": district,
+        "detail": detail,
+    }
+    missing = [part for part, value in found_parts.items() if not value]
     return AddressSplit(
         province=province,
         city=city,
