@@ -62,6 +62,14 @@ def test_names_are_gb_t_2260_s_where_cpca_s_table_is_older() -> None:
     assert check_division(split.province, split.city, split.district) == []
 
 
+def test_a_county_gb_t_2260_no_longer_has_is_refused_naming_the_current_ones() -> None:
+    split = split_address("河南省许昌市许昌县许由路8号")
+    assert (split.district, split.missing) == ("许昌县", ["district"])
+    (error,) = problems(split)
+    assert error["field"] == "address.district"
+    assert "许昌县" in error["message"] and "建安区" in error["message"]
+
+
 @pytest.mark.parametrize(
     ("line", "street", "detail"),
     [
