@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 
 import pytest
 
-from server.domain.divisions import check_division
+from server.domain.divisions import check_division, children, provinces
 from server.domain.oneline import problems, split_address
 
 
@@ -148,3 +149,21 @@ def test_it_loads_cpca_lazily_and_never_pandas() -> None:
         "assert 'pandas' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_complete_split_of_place_name_jumbles_passes_the_division_check() -> None:
+    # Lines made of real place names in any order, separators and road words: never an exception, and
+    # whatever the splitter calls complete is a combination GB/T 2260 has (what the create checks).
+    rng = random.Random(8)
+    places = [d for p in provinces() for d in [p, *children(p.code)]]
+    areas = [a for c in places if len(c.code) == 4 for a in children(c.code)]
+    pool = [d.name for d in places + areas] + ["路", "12号", "街道", "镇", "，", " ", "北京", "朝阳区", "xx"]
+    complete = 0
+    for _ in range(1000):
+        line = "".join(rng.choice(pool) for _ in range(rng.randint(0, 8)))[:200]
+        split = split_address(line)
+        problems(split)
+        if not split.missing:
+            complete += 1
+            assert check_division(split.province, split.city, split.district, split.street) == [], line
+    assert complete > 50  # the jumbles do produce complete addresses
