@@ -22,6 +22,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from server.addresses.controller import AddressController
 from server.admin.controller import AdminController
 from server.alerts import gateway as alert_gateway
 from server.auth.controller import AuthController, home_for_session, me
@@ -35,6 +36,7 @@ from server.db.engine import close_engine, get_engine, open_engine
 from server.dispatch.controller import DispatchController
 from server.dispatch.scheduler import Scheduler
 from server.dispatch.scope import forget_scopes
+from server.domain import oneline
 from server.errors import EXCEPTION_HANDLERS
 from server.intake import stop_ship
 from server.intake.controller import ServiceabilityController, StopShipController
@@ -135,6 +137,8 @@ class Runtime(InitPluginProtocol):
         await open_engine(engine)
         await directory.reload()
         await stop_ship.directory.reload()
+        # The one-line address splitter's tables (~0.2 s of CPU), loaded now so no request waits on them.
+        await asyncio.to_thread(oneline.warm)
         self.hub.route_hook = self.on_message
         hub_task = asyncio.create_task(self.hub.run(self.channels), name="lanshou-push-hub")
         push_log.set_publisher(PublishWithPush(self.hub, self.webpush))
@@ -196,6 +200,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PickupController,
             ServiceabilityController,
             StopShipController,
+            AddressController,
             PickupPhotoController,
             CourierPhotoController,
             CourierController,

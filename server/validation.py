@@ -158,6 +158,12 @@ def _collect(value: Any, tp: Any, path: str, errors: list[dict[str, str]]) -> No
         if len(nested) == 1 and (_is_struct(_strip_annotated(nested[0])) or _list_item(nested[0])):
             _collect(value, nested[0], path, errors)
             return
+        chosen = _member_for(value, nested)
+        if chosen is not None:
+            # `Address | OneLineAddress`: an object is checked field by field against the struct, a
+            # string against the string's own bounds.
+            _collect(value, chosen, path, errors)
+            return
     if _is_struct(bare):
         _collect_struct(value, bare, path, errors)
         return
@@ -181,6 +187,17 @@ def _collect(value: Any, tp: Any, path: str, errors: list[dict[str, str]]) -> No
         return
     if isinstance(converted, datetime):
         _check_moment(converted, path, errors)
+
+
+def _member_for(value: Any, members: list[Any]) -> Any | None:
+    """The one member of a union a JSON object (a struct) or string (a str) is meant for, if exactly one."""
+    if isinstance(value, dict):
+        fitting = [m for m in members if _is_struct(_strip_annotated(m))]
+    elif isinstance(value, str):
+        fitting = [m for m in members if _strip_annotated(m) is str]
+    else:
+        return None
+    return fitting[0] if len(fitting) == 1 else None
 
 
 def _choices(tp: Any) -> list[str] | None:

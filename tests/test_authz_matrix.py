@@ -101,6 +101,7 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("POST", PICKUP + "/address"):                                     expect(401, 403, 403, 403, 403, 403, 200, 404),
     Route("POST", PICKUP + "/rating"):                                      expect(401, 403, 403, 403, 403, 403, 200, 404),
     Route("POST", PICKUP + "/complaint"):                                   expect(401, 403, 403, 403, 403, 403, 200, 404),
+    Route("POST", "/api/v1/addresses/parse"):                               expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("GET", WEBHOOK):                                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("PUT", WEBHOOK):                                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("DELETE", WEBHOOK):                                               expect(401, 403, 403, 403, 403, 403, 204, 204),
@@ -664,6 +665,11 @@ async def rate(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
 @probe("POST", PICKUP + "/complaint", prepare=collected_pickup)
 async def complain(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
     return await w.api(role).post(f"/api/v1/pickups/{pickup['id']}/complaint", json={"text": "late"})
+
+
+@probe("POST", "/api/v1/addresses/parse")
+async def parse_address(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).post("/api/v1/addresses/parse", json={"address": "湖南省长沙市开福区xx路12号"})
 
 
 async def remove_partner_webhook(w: World, role: str, _: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
+from server.addresses.service import structured_address
 from server.auth.principal import Principal, partner_only
 from server.domain.pickup_states import Status
 from server.pickups import actions, batch, service
@@ -83,7 +84,7 @@ class PickupController(Controller):
     async def change_address(
         self, request: Request[Principal, Any, Any], pickup_id: PathId, data: AddressChangeIn
     ) -> PickupOut:
-        await actions.change_address(_partner(request), pickup_id, data.address)
+        await actions.change_address(_partner(request), pickup_id, structured_address(data.address))
         return await service.partner_pickup(request.user, pickup_id)
 
     @post(

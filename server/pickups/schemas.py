@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from server.domain.pickup_states import Status
+from server.domain.text import LINE_PATTERN
 from server.validation import (
     LINES_PATTERN,
     Line32,
@@ -19,6 +20,22 @@ from server.validation import (
     Text200,
     Text500,
 )
+
+# A whole address as one line of text, which Lanshou splits into an Address (server/addresses/). 200
+# characters at most, so the detail left after the place names fits Address.detail.
+OneLineAddress = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=200,
+        pattern=LINE_PATTERN,
+        description=(
+            "The address in one line, e.g. 湖南省长沙市开福区伍家岭街道xx路12号: split into province, city, "
+            "district, street and detail; a 422 names the parts it lacks (address.city, ...). "
+            "Try it with POST /api/v1/addresses/parse."
+        ),
+    ),
+]
 
 
 class Sender(msgspec.Struct, forbid_unknown_fields=True):
@@ -45,7 +62,8 @@ class TimeWindow(msgspec.Struct, forbid_unknown_fields=True):
 
 class PickupCreate(msgspec.Struct, forbid_unknown_fields=True):
     sender: Sender
-    address: Address
+    # The parts, or one line that the create splits first (server.addresses.service.structured_address).
+    address: Address | OneLineAddress
     parcel_count: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
     weight_kg: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
     window: TimeWindow | None = None
@@ -150,7 +168,7 @@ class RescheduleIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AddressChangeIn(msgspec.Struct, forbid_unknown_fields=True):
-    address: Address
+    address: Address | OneLineAddress  # as in a create: the parts, or one line split first
 
 
 class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -160,6 +178,8 @@ class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class ComplaintIn(msgspec.Struct, forbid_unknown_fields=True):
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=LINES_PATTERN)]
+
+
 MAX_BATCH = 500
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from server.addresses.service import structured_address
 from server.auth.principal import Principal
 from server.db.bulk import insert_rows
 from server.db.engine import UNIQUE_VIOLATION
@@ -97,17 +98,17 @@ def check_window(
 
 
 def check_create(
-    data: PickupCreate,
+    data: PickupCreate, address: Address
 ) -> tuple[str, tuple[float, float] | None, datetime | None, datetime | None]:
     """Checks msgspec cannot express, all reported at once; returns the normalised phone, the point in
-    WGS-84 and the window in UTC."""
+    WGS-84 and the window in UTC. `address` is data.address as an Address (see structured_address)."""
     errors = []
     phone = normalize_mobile(data.sender.phone)
     if phone is None:
         errors.append(
             {"field": "sender.phone", "message": "not a mainland-China mobile number (11 digits, 1[3-9]…)"}
         )
-    point, problems = check_address(data.address)
+    point, problems = check_address(address)
     errors.extend(problems)
     start, end, problems = check_window(data.window)
     errors.extend(problems)
@@ -128,6 +129,7 @@ class CheckedPickup(msgspec.Struct):
     """A PickupCreate that passed every check, with what the checks worked out."""
 
     data: PickupCreate
+    address: Address  # data.address, split into its parts when it came as one line
     phone: str
     point: tuple[float, float] | None  # WGS-84 (lng, lat)
     window_start: datetime | None
@@ -140,15 +142,16 @@ async def check_pickup(data: PickupCreate) -> CheckedPickup:
     goes here, raising an ApiError whose fields are paths inside one pickup (`sender.phone`; a batch
     reports it as `items[3].sender.phone`). A stop-ship area in force refuses it before anything is
     written."""
-    phone, point, window_start, window_end = check_create(data)
+    # A one-line address is split first (422 naming the parts it lacks), then checked like any other.
+    a = structured_address(data.address)
+    phone, point, window_start, window_end = check_create(data, a)
     lng, lat = point if point else (None, None)
-    zone = match_zone(data.address, point)
-    a = data.address
+    zone = match_zone(a, point)
     if area := await active_stop_ship(
         province=a.province, city=a.city, district=a.district, street=a.street, lng=lng, lat=lat
     ):
         raise stop_ship_error(area)
-    return CheckedPickup(data, phone, point, window_start, window_end, zone)
+    return CheckedPickup(data, a, phone, point, window_start, window_end, zone)
 
 
 def duplicate_error(partner_order_no: str, pickup_id: int) -> ApiError:
@@ -225,11 +228,11 @@ async def insert_pickups(
                 zone=c.zone.id if c.zone else None,
                 sender_name=data.sender.name.strip(),
                 sender_phone=c.phone,
-                province=data.address.province.strip(),
-                city=data.address.city.strip(),
-                district=data.address.district.strip(),
-                street=data.address.street.strip(),
-                address_detail=data.address.detail.strip(),
+                province=c.address.province.strip(),
+                city=c.address.city.strip(),
+                district=c.address.district.strip(),
+                street=c.address.street.strip(),
+                address_detail=c.address.detail.strip(),
                 lat=lat,
                 lng=lng,
                 window_start=c.window_start,
