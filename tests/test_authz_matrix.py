@@ -27,6 +27,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import httpx
@@ -92,6 +93,10 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", PICKUP):                                                   expect(401, 403, 403, 403, 403, 403, 200, 404),
     Route("POST", PICKUP + "/chase"):                                       expect(401, 403, 403, 403, 403, 403, 200, 404),
     Route("POST", PICKUP + "/cancel"):                                      expect(401, 403, 403, 403, 403, 403, 200, 404),
+    Route("POST", PICKUP + "/reschedule"):                                  expect(401, 403, 403, 403, 403, 403, 200, 404),
+    Route("POST", PICKUP + "/address"):                                     expect(401, 403, 403, 403, 403, 403, 200, 404),
+    Route("POST", PICKUP + "/rating"):                                      expect(401, 403, 403, 403, 403, 403, 200, 404),
+    Route("POST", PICKUP + "/complaint"):                                   expect(401, 403, 403, 403, 403, 403, 200, 404),
     Route("GET", WEBHOOK):                                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("PUT", WEBHOOK):                                                  expect(401, 403, 403, 403, 403, 403, 200, 200),
     Route("DELETE", WEBHOOK):                                               expect(401, 403, 403, 403, 403, 403, 204, 204),
@@ -531,6 +536,14 @@ async def held_pickup(w: World, role: str) -> dict[str, Any]:
     return await w.held_pickup()
 
 
+async def collected_pickup(w: World, role: str) -> dict[str, Any]:
+    pickup = await w.held_pickup()
+    url = f"/api/v1/courier/pickups/{pickup['id']}/collect"
+    r = await w.api("courier").post(url, json={"waybill_no": new_waybill()})
+    assert r.status_code == 200, r.text
+    return pickup
+
+
 async def zone_1(w: World, role: str) -> dict[str, Any]:
     return await w.add_zone(1)
 
@@ -608,6 +621,29 @@ async def chase(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
 @probe("POST", PICKUP + "/cancel", prepare=offered_pickup)
 async def cancel(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
     return await w.api(role).post(f"/api/v1/pickups/{pickup['id']}/cancel", json={"reason": "matrix"})
+
+
+@probe("POST", PICKUP + "/reschedule", prepare=offered_pickup)
+async def reschedule(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    start = datetime.now(UTC) + timedelta(hours=2)
+    window = {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat()}
+    return await w.api(role).post(f"/api/v1/pickups/{pickup['id']}/reschedule", json={"window": window})
+
+
+@probe("POST", PICKUP + "/address", prepare=offered_pickup)
+async def change_address(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    address = {**w.pickup_body(1)["address"], "detail": "3号楼"}  # the same zone: nothing re-offered
+    return await w.api(role).post(f"/api/v1/pickups/{pickup['id']}/address", json={"address": address})
+
+
+@probe("POST", PICKUP + "/rating", prepare=collected_pickup)
+async def rate(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    return await w.api(role).post(f"/api/v1/pickups/{pickup['id']}/rating", json={"stars": 5})
+
+
+@probe("POST", PICKUP + "/complaint", prepare=collected_pickup)
+async def complain(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    return await w.api(role).post(f"/api/v1/pickups/{pickup['id']}/complaint", json={"text": "late"})
 
 
 async def remove_partner_webhook(w: World, role: str, _: Any) -> None:

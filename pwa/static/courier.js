@@ -32,6 +32,8 @@ const EVENT_TYPES = [
   "pickup.collected",
   "pickup.failed",
   "pickup.chased",
+  "pickup.rescheduled",
+  "pickup.address_changed",
   "courier.duty",
 ];
 // pickup.declined reaches only the courier who declined (on another screen, or from the outbox).

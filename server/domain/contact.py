@@ -34,6 +34,17 @@ def mask_phone(phone: str) -> str:
     return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
 
 
+_DIGITS = re.compile(r"[0-9０-９]")
+
+
+def mask_detail(detail: str) -> str:
+    """The address detail with its numbers hidden (building, unit, door): the customer recognises the
+    place, someone with the link does not learn the door. Text without digits keeps its first 2 chars."""
+    if _DIGITS.search(detail):
+        return _DIGITS.sub("*", detail)
+    return detail[:2] + "*" * min(max(len(detail) - 2, 0), 6)
+
+
 def s10_check_digit(serial: str) -> int:
     """UPU S10 check digit of the 8-digit serial (EMS and international postal items)."""
     total = sum(int(d) * w for d, w in zip(serial, _S10_WEIGHTS, strict=True))

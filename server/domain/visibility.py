@@ -3,7 +3,8 @@
 - the partner that booked it: its own customer's phone and address, in full (API and webhooks);
 - the courier holding it (or who held it to the end): the phone in full, to call at the door;
 - a courier only offered it: the phone masked, the address in full (enough to decide and navigate);
-- the customer on the tracking page: the phone masked (a tracking link gets forwarded), the address;
+- the customer on the tracking page: the phone and the address detail masked (a tracking link gets
+  forwarded: the customer recognises their own, someone with the link learns neither number nor door);
 - everyone else (dispatchers, admins, other couriers and partners): the phone masked, no address detail
   (the console shows district and street).
 Pure: the caller says who is looking (anything with `kind` and `id`, like push.log.Actor).
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
 
-from server.domain.contact import mask_phone
+from server.domain.contact import mask_detail, mask_phone
 
 
 class Viewer(Protocol):
@@ -51,13 +52,13 @@ def sees_phone(viewer: Viewer, pickup: Mapping[str, Any]) -> bool:
 def sees_address(viewer: Viewer, pickup: Mapping[str, Any]) -> bool:
     if viewer.kind == "partner":
         return viewer.id is not None and viewer.id == pickup["partner"]
-    return viewer.kind in ("courier", "customer")
+    return viewer.kind == "courier"
 
 
 def contact_for(viewer: Viewer, pickup: Mapping[str, Any]) -> ContactView:
-    """The phone (masked unless `viewer` may see it) and address detail ("" unless it may)."""
-    phone = pickup["sender_phone"]
-    return ContactView(
-        phone=phone if sees_phone(viewer, pickup) else mask_phone(phone),
-        detail=pickup["address_detail"] if sees_address(viewer, pickup) else "",
-    )
+    """The phone (masked unless `viewer` may see it) and the address detail (in full if it may, its
+    numbers hidden for the customer, "" for anyone else)."""
+    phone, detail = pickup["sender_phone"], pickup["address_detail"]
+    if not sees_address(viewer, pickup):
+        detail = mask_detail(detail) if viewer.kind == "customer" else ""
+    return ContactView(phone=phone if sees_phone(viewer, pickup) else mask_phone(phone), detail=detail)

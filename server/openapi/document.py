@@ -42,6 +42,8 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/v1/pickups/{pickup_id}/cancel"): {409},
     ("POST", "/api/v1/pickups/{pickup_id}/reschedule"): {409},  # not open (current_status says why)
     ("POST", "/api/v1/pickups/{pickup_id}/address"): {409},
+    ("POST", "/api/v1/pickups/{pickup_id}/rating"): {409},  # not collected, or rated already
+    ("POST", "/api/v1/pickups/{pickup_id}/complaint"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/accept"): {409},
     ("POST", "/api/v1/courier/pickups/{pickup_id}/decline"): {409},  # no open offer
     ("POST", "/api/v1/courier/pickups/{pickup_id}/seen"): {409},

@@ -155,19 +155,56 @@ async def chase(actor: Actor, pickup_id: int) -> None:
         )
 
 
-# -- reschedule ------------------------------------------------------------------------------------------
-async def _slot_offered(zone_id: int, start: datetime, end: datetime) -> bool:
-    """Whether the zone offers this slot (server/intake/serviceability.py, from the `rules` work);
-    until that is there, any sane window is taken."""
+# -- checks other work of issue #8 adds -------------------------------------------------------------------
+def _other_work(module: str, name: str) -> Any:
+    """A function another branch of issue #8 adds (the zone's slots and stop-ship areas: `rules`; the
+    administrative divisions: `booking`), or None while it is not merged: the check then passes, as it
+    does for a create on this branch. After the merge these can be plain imports."""
     try:
-        serviceability = importlib.import_module("server.intake.serviceability")
+        return getattr(importlib.import_module(module), name, None)
     except ImportError:
-        return True
-    check = getattr(serviceability, "slot_is_offered", None)
-    if check is None:
-        return True
-    answer = check(zone_id, start, end)
-    return bool(await answer) if inspect.isawaitable(answer) else bool(answer)
+        return None
+
+
+async def _answer(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _slot_offered(zone_id: int, start: datetime, end: datetime) -> bool:
+    """Whether the zone offers this slot; any sane window until the slot check is there."""
+    check = _other_work("server.intake.serviceability", "slot_is_offered")
+    return True if check is None else bool(await _answer(check(zone_id, start, end)))
+
+
+async def _check_address_as_create_does(address: Address, point: tuple[float, float] | None) -> None:
+    """What a create checks of an address beyond its shape and point: the province/city/district
+    combination and the active stop-ship areas (422 stop_ship_area with the reason)."""
+    check_division = _other_work("server.domain.divisions", "check_division")
+    if check_division is not None:
+        errors = check_division(
+            address.province, address.city, address.district, address.street, prefix="address"
+        )
+        if errors:
+            raise field_errors(errors)
+    active_stop_ship = _other_work("server.intake.serviceability", "active_stop_ship")
+    stop_ship_error = _other_work("server.intake.serviceability", "stop_ship_error")
+    if active_stop_ship is not None and stop_ship_error is not None:
+        lng, lat = point if point else (None, None)
+        area = await _answer(
+            active_stop_ship(
+                province=address.province,
+                city=address.city,
+                district=address.district,
+                street=address.street,
+                lng=lng,
+                lat=lat,
+            )
+        )
+        if area is not None:
+            raise stop_ship_error(area)
+
+
+# -- reschedule ------------------------------------------------------------------------------------------
 
 
 async def _restart_time_limit(
@@ -229,6 +266,7 @@ async def change_address(actor: Actor, pickup_id: int, address: Address) -> None
     point, errors = check_address(address)
     if errors:
         raise field_errors(errors)
+    await _check_address_as_create_does(address, point)
     zone = match_zone(address, point)
     new_zone = zone.id if zone else None
     # Whether the zone changes decides which timers go; they go before the pickup is locked (see

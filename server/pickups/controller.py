@@ -13,9 +13,11 @@ from server.pickups import actions, service
 from server.pickups.schemas import (
     AddressChangeIn,
     CancelIn,
+    ComplaintIn,
     PickupCreate,
     PickupOut,
     PickupPage,
+    RatingIn,
     RescheduleIn,
 )
 from server.push.log import Actor
@@ -76,6 +78,28 @@ class PickupController(Controller):
         self, request: Request[Principal, Any, Any], pickup_id: PathId, data: AddressChangeIn
     ) -> PickupOut:
         await actions.change_address(_partner(request), pickup_id, data.address)
+        return await service.partner_pickup(request.user, pickup_id)
+
+    @post(
+        "/{pickup_id:int}/rating",
+        status_code=200,
+        summary="The customer's rating (1-5 stars, a comment), once, after collection",
+    )
+    async def rate(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: RatingIn
+    ) -> PickupOut:
+        await actions.rate(_partner(request), pickup_id, data.stars, data.comment)
+        return await service.partner_pickup(request.user, pickup_id)
+
+    @post(
+        "/{pickup_id:int}/complaint",
+        status_code=200,
+        summary="The customer's complaint, after collection or failure",
+    )
+    async def complain(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ComplaintIn
+    ) -> PickupOut:
+        await actions.complain(_partner(request), pickup_id, data.text)
         return await service.partner_pickup(request.user, pickup_id)
 
 

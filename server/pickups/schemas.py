@@ -8,7 +8,17 @@ from typing import Annotated, Literal
 import msgspec
 
 from server.domain.pickup_states import Status
-from server.validation import Line32, Line64, Line200, Moment, OptionalLine64, Phone, Text200, Text500
+from server.validation import (
+    LINES_PATTERN,
+    Line32,
+    Line64,
+    Line200,
+    Moment,
+    OptionalLine64,
+    Phone,
+    Text200,
+    Text500,
+)
 
 
 class Sender(msgspec.Struct, forbid_unknown_fields=True):
@@ -141,3 +151,12 @@ class RescheduleIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class AddressChangeIn(msgspec.Struct, forbid_unknown_fields=True):
     address: Address
+
+
+class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
+    stars: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    comment: Text500 = ""
+
+
+class ComplaintIn(msgspec.Struct, forbid_unknown_fields=True):
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=LINES_PATTERN)]
