@@ -25,6 +25,7 @@ from tests.conftest import (
     login_couriers,
     make_zone,
     pickup_body,
+    square,
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -433,6 +434,24 @@ async def test_two_processes_share_offers_zones_and_withdrawals(
             assert len(withdrawn) == 1
             event = await next_event_with_id(bob_on_b, "pickup.withdrawn", withdrawn[0]["id"], timeout=1.0)
             assert event.data["reason"] == "taken"
+
+        # A stop-ship area made through B refuses a pickup made through A (stop_ship.changed).
+        admin_b = await on_b.user("admin")
+        area = {
+            "name": "停发",
+            "reason": "两进程",
+            "geometry": square(zone.lng - 0.001, zone.lat - 0.001, 0.002),
+        }
+        r = await admin_b.post("/api/v1/stop-ship-areas", json={**area, "datum": "wgs84"})
+        assert r.status_code == 201, r.text
+        point = {"lng": zone.lng, "lat": zone.lat, "datum": "wgs84"}
+        for _ in range(100):  # the push reaches A within moments: ask A (a read) until it knows
+            r = await partner_a.get("/api/v1/serviceability", params=point)
+            if r.json()["code"] == "stop_ship_area":
+                break
+            await asyncio.sleep(0.02)
+        r = await partner_a.post("/api/v1/pickups", json=pickup_body(zone))
+        assert r.status_code == 422 and r.json()["reason"] == "两进程", r.text
     finally:
         await on_a.close()
         await on_b.close()

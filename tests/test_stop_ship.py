@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import Api, Personas, make_zone, pickup_body, square
+from tests.conftest import Api, Personas, SSEStream, make_zone, pickup_body, square
 from tests.conftest import TestZone as Zone  # aliased: pytest would collect a Test* class
 from tests.test_scope import station_dispatcher
 
@@ -48,8 +48,11 @@ async def test_a_pickup_inside_an_area_in_force_is_refused_with_the_reason(peopl
     assert r.json()["serviceable"] is False and r.json()["code"] == "stop_ship_area", r.text
     assert r.json()["stop_ship"]["reason"] == "暴雪封路，暂停揽收"
 
-    r = await admin.post(f"/api/v1/stop-ship-areas/{area['id']}/end")
-    assert r.status_code == 200 and r.json()["active"] is False, r.text
+    async with SSEStream(admin, path="/console/events") as events:  # every change is an event
+        r = await admin.post(f"/api/v1/stop-ship-areas/{area['id']}/end")
+        assert r.status_code == 200 and r.json()["active"] is False, r.text
+        event = await events.next_event("stop_ship.changed")
+        assert event.data["pickup_id"] is None, event.data
     r = await partner.post("/api/v1/pickups", json=pickup_body(zone))
     assert r.status_code == 201, r.text
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from server.domain.slots import is_slot, next_slots, parse_hhmm
+from server.i18n import translate
 from server.intake.schemas import ServiceabilityOut, SlotOut, StationRef, StopShipOut
 from server.intake.stop_ship import active_stop_ship, stop_ship_error
 from server.pickups.schemas import ZoneRef
@@ -25,6 +26,7 @@ __all__ = [
     "slot_is_offered",
     "slots_of",
     "stop_ship_error",
+    "why_not",
     "zone_slots",
 ]
 
@@ -110,3 +112,15 @@ async def serviceability(
         slots=slots_of(zone, now),
         stop_ship=None,
     )
+
+
+def why_not(answer: ServiceabilityOut, lang: str) -> str | None:
+    """Why an address is not served, in the page's language (None when it is served): for the booking
+    form, which shows it next to the address."""
+    if answer.stop_ship is not None:
+        return translate(
+            "serviceability.stop_ship", lang, name=answer.stop_ship.name, reason=answer.stop_ship.reason
+        )
+    if not answer.serviceable:
+        return translate("serviceability.no_zone", lang)
+    return None

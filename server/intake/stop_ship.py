@@ -8,7 +8,6 @@ decided per check from its validity period, so an area starts and ends on time w
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,14 +42,6 @@ class _Area:
     def in_force(self, now: datetime) -> bool:
         return self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
 
-    def covers(self, names: Iterable[str], lng: float | None, lat: float | None) -> bool:
-        if self.names and any(n in self.names for n in names):
-            return True
-        if self.geometry is not None and lng is not None and lat is not None:
-            # covers, not contains: a point on the boundary is inside, as for zones.
-            return bool(shapely.covers(self.geometry, shapely.Point(lng, lat)))
-        return False
-
     def out(self) -> StopShipOut:
         return StopShipOut(
             id=self.id, name=self.name, reason=self.reason, starts_at=self.starts_at, ends_at=self.ends_at
@@ -60,6 +51,9 @@ class _Area:
 class StopShipDirectory:
     def __init__(self) -> None:
         self.areas: list[_Area] = []
+        self._by_name: dict[str, list[_Area]] = {}
+        self._shaped: list[_Area] = []
+        self._tree = shapely.STRtree([])
         self.loaded = False
 
     async def reload(self) -> None:
@@ -84,7 +78,30 @@ class StopShipDirectory:
                     ends_at=row["ends_at"],
                 )
             )
-        self.areas, self.loaded = areas, True
+        by_name: dict[str, list[_Area]] = {}
+        for area in areas:
+            for name in area.names:
+                by_name.setdefault(name, []).append(area)
+        shaped = [a for a in areas if a.geometry is not None]
+        # Swapped at once: a check in flight sees the old or the new areas, never a mix.
+        self.areas, self._by_name, self._shaped = areas, by_name, shaped
+        self._tree = shapely.STRtree([a.geometry for a in shaped])
+        self.loaded = True
+
+    async def covering(
+        self, names: list[str], lng: float | None, lat: float | None, now: datetime
+    ) -> _Area | None:
+        """The oldest area in force that lists one of the names or whose polygon covers the point."""
+        if not self.loaded:
+            await self.reload()
+        hits = [a for n in names for a in self._by_name.get(n, ())]
+        if lng is not None and lat is not None:
+            # The tree narrows by bounding box; "intersects" for a point is "covers": a point on the
+            # boundary is inside, as for zones.
+            found = self._tree.query(shapely.Point(lng, lat), predicate="intersects")
+            hits.extend(self._shaped[i] for i in found.tolist())
+        in_force = [a for a in hits if a.in_force(now)]
+        return min(in_force, key=lambda a: a.id) if in_force else None
 
     async def in_force(self, now: datetime) -> list[_Area]:
         if not self.loaded:
@@ -107,10 +124,8 @@ async def active_stop_ship(
 ) -> StopShipOut | None:
     """The first area in force (oldest first) that the address or the WGS-84 point lies in, or None."""
     names = [n.strip() for n in (province, city, district, street) if n and n.strip()]
-    for area in await directory.in_force(now or utcnow()):
-        if area.covers(names, lng, lat):
-            return area.out()
-    return None
+    area = await directory.covering(names, lng, lat, now or utcnow())
+    return area.out() if area else None
 
 
 def stop_ship_error(area: StopShipOut, field: str = "address") -> ApiError:
