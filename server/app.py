@@ -35,6 +35,7 @@ from server.db.engine import close_engine, get_engine, open_engine
 from server.dispatch.controller import DispatchController
 from server.dispatch.scheduler import Scheduler
 from server.dispatch.scope import forget_scopes
+from server.domain import divisions
 from server.errors import EXCEPTION_HANDLERS
 from server.intake import stop_ship
 from server.intake.controller import ServiceabilityController, StopShipController
@@ -134,6 +135,8 @@ class Runtime(InitPluginProtocol):
         await open_engine(engine)
         await directory.reload()
         await stop_ship.directory.reload()
+        # The division data (≈0.1 s to read) is loaded now, not by the first pickup create or booking.
+        await asyncio.to_thread(divisions.provinces)
         self.hub.route_hook = self.on_message
         hub_task = asyncio.create_task(self.hub.run(self.channels), name="lanshou-push-hub")
         push_log.set_publisher(PublishWithPush(self.hub, self.webpush))

@@ -1,7 +1,7 @@
 """The customer's booking form: what its pickers offer, whether the address is served, and booking.
 
 The form sends division codes (from the pickers) and a slot as "start/end" in ISO 8601. Each field is
-checked against the same types as the API's PickupCreate, the names against GB/T 2260
+checked against the same types as the API's PickupCreate, each code against the one above it
 (server/domain/divisions.py) and the slot against the zone's offered slots (server/intake), all at once
 so that the page can show every error beside its field; `create_pickup` then checks again, as for a
 partner, and has the last word. Errors are translation keys (or a stop-ship reason, which is the
@@ -16,7 +16,7 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 
 from server.domain.contact import normalize_mobile
-from server.domain.divisions import Division, check_division, children, provinces
+from server.domain.divisions import Division, children, provinces
 from server.errors import ApiError
 from server.intake.serviceability import ServiceabilityOut, serviceability, slot_is_offered
 from server.pickups.schemas import Address, PickupCreate, Sender, TimeWindow
@@ -198,12 +198,10 @@ def check_form(values: dict[str, str], where: Place) -> tuple[PickupCreate | Non
             errors["slot"] = ERRORS["slot_gone"]
         else:
             window = TimeWindow(start=slot[0], end=slot[1])
-    names = {k: d.name if d else "" for k, d in chosen.items()}
-    if not errors:
-        for error in check_division(names["province"], names["city"], names["district"], names["street"], ""):
-            errors[error["field"].lstrip(".")] = ERRORS[error["field"].lstrip(".")]
     if errors:
         return None, errors
+    # Picked from the data by code, the names are a real combination; create_pickup checks them again.
+    names = {k: d.name if d else "" for k, d in chosen.items()}
     data = PickupCreate(
         sender=Sender(name=checked["name"], phone=values["phone"]),
         address=Address(
