@@ -1,7 +1,8 @@
 """Per-process fan-out of pushed events to the SSE connections this process holds.
 
 Each process subscribes ONCE, at start, to a single Litestar channel and routes every message to its
-local connections by courier id, and to every console connection (each console stream keeps what its
+local connections by courier id, to the customers' tracking pages by pickup id (public, so bounded per
+pickup and per client address: attach_pickup), and to every console connection (each console stream keeps what its
 dispatcher's scope covers, by the message's zone). SSE connections come and go in our own dict, never as channel
 subscriptions: that sidesteps Litestar Channels' subscribe/unsubscribe race (litestar #4894, which can
 drop events for every subscriber of a channel) and its leaked subscribers (#4871, #4867), and it keeps

@@ -9,13 +9,12 @@ the waybill number once collected, why a pickup failed and the new time asked fo
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from server.domain.contact import looks_like_tracking_code, mask_phone
+from server.domain.contact import looks_like_tracking_code, mask_detail, mask_phone
 from server.domain.pickup_states import FINAL_STATES, OPEN_STATES, Status
 from server.push.log import COURIER_SIDE_TYPES, PushMessage, decode_event_row, utcnow
 from server.tables import Courier, Event, Pickup
@@ -55,15 +54,6 @@ STATE_TYPES = CUSTOMER_TYPES - {
 
 # Consecutive offers (re-offers, new rounds) read as one "looking for a courier" step.
 _ONCE_IN_A_ROW = frozenset({"pickup.offered"})
-_DIGITS = re.compile(r"[0-9０-９]")
-
-
-def mask_detail(detail: str) -> str:
-    """The address detail with its numbers hidden (building, unit, door): the customer recognises the
-    place, someone with the link does not learn the door. Text without digits keeps its first 2 chars."""
-    if _DIGITS.search(detail):
-        return _DIGITS.sub("*", detail)
-    return detail[:2] + "*" * min(max(len(detail) - 2, 0), 6)
 
 
 def mask_name(name: str) -> str:
