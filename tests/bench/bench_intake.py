@@ -15,12 +15,16 @@ couriers on duty in the zone the pickups land in (so each create also offers):
 * batch create: B sequential POST /api/v1/pickups/batch of 500 items each (every item with its own
   partner_order_no, half of them in the couriers' zone): seconds per batch and pickups per second.
 
+Then the rate limiter's own cost per request, in this process: RateLimit.check with the in-memory
+counter (the SQLite default) and, with --redis, with the Redis counter (one pipelined round trip).
+
 It prints figures and asserts nothing: the numbers belong to the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import re
@@ -106,6 +110,24 @@ def bench_database(
     return rows, batch_seconds
 
 
+async def limiter_cost(redis_url: str | None) -> list[tuple[str, float]]:
+    """Microseconds per RateLimit.check, in memory and (with a URL) in Redis."""
+    from server.partnerapi.ratelimit import MemoryCounter, RateLimit, RedisCounter
+
+    limiters = [("in memory (SQLite default)", RateLimit(10**9, 60, MemoryCounter()), 20_000)]
+    if redis_url:
+        counter = RedisCounter(redis_url, f"bench-{uuid.uuid4().hex[:8]}", 60)
+        limiters.append(("Redis INCR + EXPIRE", RateLimit(10**9, 60, counter), 2_000))
+    costs = []
+    for label, limiter, n in limiters:
+        await limiter.check(1)
+        started = time.perf_counter()
+        for _ in range(n):
+            await limiter.check(1)
+        costs.append((label, (time.perf_counter() - started) / n * 1e6))
+    return costs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -153,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     for _, rows, _ in results:
         for row in rows:
             print(row.line())
+    print()
+    for label, micros in asyncio.run(limiter_cost(args.redis)):
+        print(f"rate limit check, {label}: {micros:,.1f} µs per request")
     print()
     print(f"{'batch create (500 items)':<38}{'median s':>10}{'max s':>8}{'pickups/s':>11}")
     for label, rows, batches in results:
