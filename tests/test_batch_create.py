@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from tests.conftest import Personas, login_couriers, make_zone, pickup_body
+import pytest
+
+from tests.conftest import Personas, ServerProcess, demo_server, login_couriers, make_zone, pickup_body
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[tuple[ServerProcess, str]]:
+    """A server and database of this module's own: its batches leave hundreds of pickups waiting for a
+    dispatcher, which would push other tests' pickups off the first page of the console's queue."""
+    with demo_server("lanshou-batch-") as (_, server, api_key):
+        yield server, api_key
+
+
+@pytest.fixture
+async def people(own_server: tuple[ServerProcess, str]) -> AsyncIterator[Personas]:
+    personas = Personas(*own_server)
+    yield personas
+    await personas.close()
 
 
 async def pickups_with_note(partner: Any, note: str) -> list[dict[str, Any]]:

@@ -13,7 +13,11 @@ couriers on duty in the zone the pickups land in (so each create also offers):
   --redis);
 * single create, rate limit off (LANSHOU_API_RATE_LIMIT=0): the difference is the limiter's cost;
 * batch create: B sequential POST /api/v1/pickups/batch of 500 items each (every item with its own
-  partner_order_no, half of them in the couriers' zone): seconds per batch and pickups per second.
+  partner_order_no, half of them in the couriers' zone): seconds per batch, pickups per second, and
+  the server's CPU seconds per batch (the steadier figure on a machine other work shares).
+
+Then the rate limiter's own cost per request, in this process: RateLimit.check with the in-memory
+counter (the SQLite default) and, with --redis, with the Redis counter (one pipelined round trip).
 
 It prints figures and asserts nothing: the numbers belong to the machine.
 """
@@ -21,6 +25,7 @@ It prints figures and asserts nothing: the numbers belong to the machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import re
@@ -62,22 +67,25 @@ def batch_body(size: int) -> dict[str, Any]:
     return {"items": items}
 
 
-def bench_batches(url: str, api_key: str, batches: int) -> list[float]:
-    seconds = []
-    with httpx.Client(base_url=url, timeout=120, headers={"authorization": f"Bearer {api_key}"}) as partner:
+def bench_batches(served: Served, api_key: str, batches: int) -> tuple[list[float], list[float]]:
+    """Seconds per batch, as the client waited and as server CPU (steadier on a shared machine)."""
+    seconds, cpu = [], []
+    headers = {"authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=served.url, timeout=120, headers=headers) as partner:
         partner.post("/api/v1/pickups/batch", json=batch_body(50))  # warm-up
         for _ in range(batches):
             body = batch_body(500)
-            started = time.perf_counter()
+            cpu0, started = served.cpu_seconds(), time.perf_counter()
             r = partner.post("/api/v1/pickups/batch", json=body)
             seconds.append(time.perf_counter() - started)
+            cpu.append(served.cpu_seconds() - cpu0)
             assert r.status_code == 200 and r.json()["created"] == 500, r.text[:500]
-    return seconds
+    return seconds, cpu
 
 
 def bench_database(
     label: str, tmp: Path, args: argparse.Namespace, pg_admin_url: str | None, extra_env: dict[str, str]
-) -> tuple[list[Row], list[float]]:
+) -> tuple[list[Row], tuple[list[float], list[float]]]:
     workdir = tmp / re.sub(r"\W+", "-", label).strip("-").lower()
     workdir.mkdir()
     db = Database(workdir, pg_admin_url, prefix="lanshou_bench")
@@ -100,10 +108,28 @@ def bench_database(
                 result, cpu = measure(served, pickup_request(served.port, api_key), args)
                 rows.append(Row(f"{label}: single create, rate limit {limiter}", result, cpu))
                 if limiter == "on":
-                    batch_seconds = bench_batches(served.url, api_key, args.batches)
+                    batch_seconds = bench_batches(served, api_key, args.batches)
     finally:
         db.drop()
     return rows, batch_seconds
+
+
+async def limiter_cost(redis_url: str | None) -> list[tuple[str, float]]:
+    """Microseconds per RateLimit.check, in memory and (with a URL) in Redis."""
+    from server.partnerapi.ratelimit import MemoryCounter, RateLimit, RedisCounter
+
+    limiters = [("in memory (SQLite default)", RateLimit(10**9, 60, MemoryCounter()), 20_000)]
+    if redis_url:
+        counter = RedisCounter(redis_url, f"bench-{uuid.uuid4().hex[:8]}", 60)
+        limiters.append(("Redis INCR + EXPIRE", RateLimit(10**9, 60, counter), 2_000))
+    costs = []
+    for label, limiter, n in limiters:
+        await limiter.check(1)
+        started = time.perf_counter()
+        for _ in range(n):
+            await limiter.check(1)
+        costs.append((label, (time.perf_counter() - started) / n * 1e6))
+    return costs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     tmp = Path(tempfile.mkdtemp(prefix="lanshou-bench-intake-"))
-    results: list[tuple[str, list[Row], list[float]]] = []
+    results: list[tuple[str, list[Row], tuple[list[float], list[float]]]] = []
     try:
         targets = [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else [])
         for label, pg in targets:
@@ -154,11 +180,14 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows:
             print(row.line())
     print()
-    print(f"{'batch create (500 items)':<38}{'median s':>10}{'max s':>8}{'pickups/s':>11}")
-    for label, rows, batches in results:
+    for label, micros in asyncio.run(limiter_cost(args.redis)):
+        print(f"rate limit check, {label}: {micros:,.1f} µs per request")
+    print()
+    print(f"{'batch create (500 items)':<38}{'median s':>10}{'max s':>8}{'pickups/s':>11}{'CPU s':>8}")
+    for label, rows, (batches, cpu) in results:
         print(
             f"{label:<38}{statistics.median(batches):>10.3f}{max(batches):>8.3f}"
-            f"{500 * len(batches) / sum(batches):>11,.0f}"
+            f"{500 * len(batches) / sum(batches):>11,.0f}{statistics.median(cpu):>8.3f}"
         )
         on, off = rows
         if on.result.rate and off.result.rate:
