@@ -1,5 +1,6 @@
 """Test harness: a fresh database per run (SQLite file, or a uniquely named PostgreSQL database),
-migrated and seeded through the real CLI, and real `lanshou serve` processes reached over HTTP.
+migrated and seeded through the real CLI, and real `lanshou serve` processes reached over HTTP. Tests
+that need a database of their own get a copy of the run's template (TEMPLATES), not a new migration.
 
 LANSHOU_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test runs the suite on PostgreSQL: the
 URL names a server and a database to connect to for creating (and finally dropping) the run's own.
@@ -13,13 +14,14 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -63,11 +65,35 @@ class Database:
         self.tmp = tmp
         self.pg_admin_url = pg_admin_url
         self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self.path = tmp / "lanshou.sqlite3"
         if pg_admin_url:
             asyncio.run(_pg_admin(pg_admin_url, f'CREATE DATABASE "{self.name}"'))
             self.url = _pg_url_for(pg_admin_url, self.name)
         else:
-            self.url = f"sqlite:///{tmp / 'lanshou.sqlite3'}"
+            self.url = f"sqlite:///{self.path}"
+
+    @classmethod
+    def copy_of(cls, template: Database, tmp: Path) -> Database:
+        """A new database holding what `template` holds (on its server, when on PostgreSQL): the file
+        copied through SQLite's backup API (which reads the WAL the CLI leaves behind), or
+        CREATE DATABASE … TEMPLATE. Nothing may be connected to the template meanwhile."""
+        database = cls.__new__(cls)
+        database.tmp = tmp
+        database.pg_admin_url = template.pg_admin_url
+        database.name = f"lanshou_test_{uuid.uuid4().hex[:12]}"
+        database.path = tmp / "lanshou.sqlite3"
+        if template.pg_admin_url:
+            sql = f'CREATE DATABASE "{database.name}" TEMPLATE "{template.name}"'
+            asyncio.run(_pg_admin(template.pg_admin_url, sql))
+            database.url = _pg_url_for(template.pg_admin_url, database.name)
+        else:
+            with (
+                closing(sqlite3.connect(template.path)) as src,
+                closing(sqlite3.connect(database.path)) as dst,
+            ):
+                src.backup(dst)
+            database.url = f"sqlite:///{database.path}"
+        return database
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LANSHOU_")}
@@ -161,24 +187,87 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+class _Templates:
+    """The run's two template databases, each made once through the real CLI (`lanshou migrate`, then
+    `lanshou demo` on a copy of that) and copied for every test that needs a database of its own: a copy
+    costs milliseconds where migrating and seeding cost seconds (argon2 hashes for the demo's people).
+    Each copy is a database of its own as before; only the work of filling it is shared."""
+
+    def __init__(self) -> None:
+        self._migrated: Database | None = None
+        self._demo: tuple[Database, str] | None = None
+        self._tmp: list[Path] = []
+
+    def _folder(self) -> Path:
+        tmp = Path(tempfile.mkdtemp(prefix="lanshou-template-"))
+        self._tmp.append(tmp)
+        return tmp
+
+    def migrated(self) -> Database:
+        if self._migrated is None:
+            database = Database(self._folder(), prefix="lanshou_template")
+            database.cli("migrate")
+            self._migrated = database
+        return self._migrated
+
+    def demo(self) -> tuple[Database, str]:
+        """The demo template and the partner API key `lanshou demo` printed for it (so for every copy)."""
+        if self._demo is None:
+            database = Database.copy_of(self.migrated(), self._folder())
+            self._demo = database, seed_demo(database)["api_key"]
+        return self._demo
+
+    def drop(self) -> None:
+        for database in (self._migrated, self._demo[0] if self._demo else None):
+            if database is not None:
+                database.drop()
+        for tmp in self._tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+TEMPLATES = _Templates()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    TEMPLATES.drop()
+
+
 @contextmanager
-def migrated_database(tmp_prefix: str) -> Iterator[Database]:
-    """A database of its own in a temporary folder, migrated through the CLI, dropped afterwards."""
+def _own_folder(tmp_prefix: str, make: Any) -> Iterator[Database]:
     tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix))
-    database = Database(tmp)
+    database: Database | None = None
     try:
-        database.cli("migrate")
+        database = make(tmp)
         yield database
     finally:
-        database.drop()
+        if database is not None:
+            database.drop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
+def migrated_database(tmp_prefix: str, through_cli: bool = False) -> Iterator[Database]:
+    """A database of its own in a temporary folder, migrated (a copy of the run's template migrated
+    through the CLI, or — `through_cli` — migrated through the CLI itself), dropped afterwards."""
+
+    def make(tmp: Path) -> Database:
+        if not through_cli:
+            return Database.copy_of(TEMPLATES.migrated(), tmp)
+        database = Database(tmp)
+        database.cli("migrate")
+        return database
+
+    with _own_folder(tmp_prefix, make) as database:
+        yield database
+
+
+@contextmanager
 def demo_database(tmp_prefix: str) -> Iterator[tuple[Database, str]]:
-    """A migrated database of its own with the demo city; yields it and the partner's API key."""
-    with migrated_database(tmp_prefix) as database:
-        yield database, seed_demo(database)["api_key"]
+    """A migrated database of its own with the demo city (a copy of the run's demo template); yields it
+    and the partner's API key."""
+    template, api_key = TEMPLATES.demo()
+    with _own_folder(tmp_prefix, lambda tmp: Database.copy_of(template, tmp)) as database:
+        yield database, api_key
 
 
 @contextmanager
@@ -194,9 +283,15 @@ def demo_server(tmp_prefix: str, **env: str) -> Iterator[tuple[Database, ServerP
 
 
 @pytest.fixture(scope="session")
-def db() -> Iterator[Database]:
-    with migrated_database("lanshou-test-") as database:
-        yield database
+def _demo_db() -> Iterator[tuple[Database, str]]:
+    with demo_database("lanshou-test-") as database_and_key:
+        yield database_and_key
+
+
+@pytest.fixture(scope="session")
+def db(_demo_db: tuple[Database, str]) -> Database:
+    """The session's shared database (migrated, demo seeded), which the session's server serves."""
+    return _demo_db[0]
 
 
 def seed_demo(database: Database) -> dict[str, str]:
@@ -208,16 +303,16 @@ def seed_demo(database: Database) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def demo(db: Database) -> dict[str, str]:
-    return seed_demo(db)
+def demo(_demo_db: tuple[Database, str]) -> dict[str, str]:
+    return {"api_key": _demo_db[1]}
 
 
 @pytest.fixture
 def fresh_db() -> Iterator[tuple[Database, dict[str, str]]]:
     """A database of its own (migrated, demo seeded) for tests that start and stop their own servers,
     so that no other server's scheduler touches its timers."""
-    with migrated_database("lanshou-fresh-") as database:
-        yield database, seed_demo(database)
+    with demo_database("lanshou-fresh-") as (database, api_key):
+        yield database, {"api_key": api_key}
 
 
 @pytest.fixture(scope="session")
@@ -262,6 +357,7 @@ class Personas:
         self.server = server
         self.api_key = api_key
         self._clients: list[Api] = []
+        self._admin: Api | None = None
 
     def partner(self, api_key: str | None = None) -> Api:
         api = Api(self.server.url, {"authorization": f"Bearer {api_key or self.api_key}"})
@@ -277,6 +373,13 @@ class Personas:
         api = self.anonymous()
         await api.login(username, password)
         return api
+
+    async def admin(self) -> Api:
+        """The admin, signed in once for this test's helpers (make_station, make_zone): each sign-in
+        is an argon2 check, and a test making a zone signed in twice for each."""
+        if self._admin is None:
+            self._admin = await self.user("admin")
+        return self._admin
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._clients))
@@ -309,7 +412,7 @@ class TestZone(msgspec.Struct):
 
 
 async def make_station(people: Personas, parent: str = "HN-CS-TX") -> str:
-    admin = await people.user("admin")
+    admin = await people.admin()
     code = f"ST-{uuid.uuid4().hex[:8]}"
     r = await admin.post("/api/v1/stations", json={"code": code, "name": f"测试站 {code}", "parent": parent})
     assert r.status_code == 201, r.text
@@ -326,7 +429,7 @@ async def make_zone(
     lng, lat = 113.10 + (n % 40) * 0.005, 28.10 + (n // 40) * 0.005
     code = f"T{n}-{tag}"
     station = station or await make_station(people)
-    admin = await people.user("admin")
+    admin = await people.admin()
     feature = {
         "type": "Feature",
         "geometry": square(lng, lat),

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from server.auth import passwords
-from tests.conftest import Database, ServerProcess, migrated_database, seed_demo
+from tests.conftest import Database, ServerProcess, demo_database
 
 PER_USER = 3
 PER_ADDRESS = 8
@@ -30,8 +30,7 @@ def new_address() -> str:
 
 @pytest.fixture(scope="module")
 def throttled_db() -> Iterator[Database]:
-    with migrated_database("lanshou-throttle-") as database:
-        seed_demo(database)
+    with demo_database("lanshou-throttle-") as (database, _):
         yield database
 
 

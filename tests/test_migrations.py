@@ -83,7 +83,7 @@ async def test_the_step_check_notices_a_column_with_no_migration() -> None:
 def fresh_db() -> Iterator[Database]:
     """A database of this module's own, migrated through the CLI: these tests undo migrations, which
     must not pull tables from under the session's shared database and its running server."""
-    with migrated_database("lanshou-migrations-") as database:
+    with migrated_database("lanshou-migrations-", through_cli=True) as database:
         yield database
 
 

@@ -18,11 +18,10 @@ from tests.conftest import (
     Database,
     Personas,
     ServerProcess,
+    demo_database,
     login_couriers,
     make_zone,
-    migrated_database,
     pickup_body,
-    seed_demo,
 )
 from tests.test_webhooks import Receiver, wait_for
 
@@ -35,8 +34,8 @@ def api_key_in(cli_output: str) -> str:
 
 @pytest.fixture(scope="module")
 def keys_db() -> Iterator[tuple[Database, dict[str, str]]]:
-    with migrated_database("lanshou-keys-") as database:
-        yield database, seed_demo(database)
+    with demo_database("lanshou-keys-") as (database, api_key):
+        yield database, {"api_key": api_key}
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ import httpx
 import pytest
 
 from server.demo import zone_centre
-from tests.conftest import ServerProcess, migrated_database, seed_demo
+from tests.conftest import ServerProcess, demo_database
 
 SCALE = int(os.environ.get("LANSHOU_SCHEMATHESIS_SCALE", "1"))
 EXAMPLES = int(os.environ.get("LANSHOU_SCHEMATHESIS_EXAMPLES", "50")) * SCALE
@@ -69,8 +69,8 @@ SUMMARY: dict[str, dict[str, Any]] = {}
 @pytest.fixture(scope="module")
 def fuzzed_server(request: pytest.FixtureRequest) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
     started = time.monotonic()
-    with migrated_database("lanshou-fuzz-") as database:
-        demo = seed_demo(database)
+    with demo_database("lanshou-fuzz-") as (database, api_key):
+        demo = {"api_key": api_key}
         server = ServerProcess(database).start()
         try:
             yield server, demo
