@@ -200,6 +200,29 @@ async def test_a_held_pickup_moved_to_another_zone_is_taken_from_its_courier(peo
     assert (await alice.get("/api/v1/courier/pickups")).json()["held"] == []
 
 
+async def test_a_held_pickup_moved_where_nobody_is_on_duty_waits_for_the_dispatcher(people: Personas) -> None:
+    """Released with nobody to offer it to, it is pending in the dispatcher's queue, not "accepted" by
+    nobody (as an unassign with nobody on duty used to leave it)."""
+    old, empty = await make_zone(people, couriers=1), await make_zone(people)
+    (alice,) = await login_couriers(people, old)
+    pickup = await create(people, old)
+    assert (await alice.post(f"/api/v1/courier/pickups/{pickup['id']}/accept", json={})).status_code == 200
+    r = await people.partner().post(
+        f"/api/v1/pickups/{pickup['id']}/address", json={"address": address_in(empty)}
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["courier"], r.json()["zone"]["code"]) == (
+        "pending",
+        None,
+        empty.code,
+    )
+    assert [e["type"] for e in await history(people, pickup["id"])][-3:] == [
+        "pickup.address_changed",
+        "pickup.withdrawn",
+        "pickup.escalated",
+    ]
+
+
 async def test_an_address_create_would_refuse_is_refused_and_nothing_changes(people: Personas) -> None:
     zone = await make_zone(people)
     pickup = await create(people, zone)
