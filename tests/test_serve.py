@@ -189,8 +189,10 @@ async def test_ctrl_c_with_a_stream_open_exits_at_once_and_ends_the_stream_clean
     finally:
         await courier.close()
         server.stop()
-    assert ended < 1.5, (ended, rest)
-    assert exited < 2, exited
+    # "At once" is well inside the 3 s graceful timeout the bug waited out (that also logs "timeout
+    # graceful shutdown exceeded", checked below); the margins are for a loaded CI machine.
+    assert ended < 2.5, (ended, rest)
+    assert exited < 4, exited
     assert returncode == 0
     log = server.log()
     for trouble in ("ASGI", "Exception", "Traceback", "ERROR", "timeout graceful shutdown exceeded"):
@@ -213,7 +215,7 @@ async def test_sigterm_also_ends_streams_at_once(fresh_db: tuple[Database, dict[
                 server.proc.terminate()
                 _ = [line async for line in lines]
         await asyncio.to_thread(server.proc.wait, 5)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 2.5  # inside the 3 s graceful timeout, with room for load
     finally:
         await dispatcher.close()
         server.stop()
