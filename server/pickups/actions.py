@@ -23,8 +23,6 @@ States:
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,8 +38,9 @@ from server.dispatch.service import (
 )
 from server.domain.pickup_states import HELD_STATES, OPEN_STATES, Action, IllegalTransition, next_status
 from server.errors import ApiError, field_errors, not_found
+from server.intake.serviceability import slot_is_offered
 from server.pickups.schemas import Address, TimeWindow
-from server.pickups.service import check_address, check_window, due_time, match_zone
+from server.pickups.service import check_address, check_window, due_time, match_zone, refuse_stop_ship
 from server.push.log import Actor, UnitOfWork, unit_of_work, utcnow
 from server.tables import Pickup, PickupFeedback, Timer
 from server.zones.service import ZoneInfo, directory
@@ -155,55 +154,6 @@ async def chase(actor: Actor, pickup_id: int) -> None:
         )
 
 
-# -- checks other work of issue #8 adds -------------------------------------------------------------------
-def _other_work(module: str, name: str) -> Any:
-    """A function another branch of issue #8 adds (the zone's slots and stop-ship areas: `rules`; the
-    administrative divisions: `booking`), or None while it is not merged: the check then passes, as it
-    does for a create on this branch. After the merge these can be plain imports."""
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
-async def _answer(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-async def _slot_offered(zone_id: int, start: datetime, end: datetime) -> bool:
-    """Whether the zone offers this slot; any sane window until the slot check is there."""
-    check = _other_work("server.intake.serviceability", "slot_is_offered")
-    return True if check is None else bool(await _answer(check(zone_id, start, end)))
-
-
-async def _check_address_as_create_does(address: Address, point: tuple[float, float] | None) -> None:
-    """What a create checks of an address beyond its shape and point: the province/city/district
-    combination and the active stop-ship areas (422 stop_ship_area with the reason)."""
-    check_division = _other_work("server.domain.divisions", "check_division")
-    if check_division is not None:
-        errors = check_division(
-            address.province, address.city, address.district, address.street, prefix="address"
-        )
-        if errors:
-            raise field_errors(errors)
-    active_stop_ship = _other_work("server.intake.serviceability", "active_stop_ship")
-    stop_ship_error = _other_work("server.intake.serviceability", "stop_ship_error")
-    if active_stop_ship is not None and stop_ship_error is not None:
-        lng, lat = point if point else (None, None)
-        area = await _answer(
-            active_stop_ship(
-                province=address.province,
-                city=address.city,
-                district=address.district,
-                street=address.street,
-                lng=lng,
-                lat=lat,
-            )
-        )
-        if area is not None:
-            raise stop_ship_error(area)
-
-
 # -- reschedule ------------------------------------------------------------------------------------------
 
 
@@ -231,7 +181,7 @@ async def reschedule(actor: Actor, pickup_id: int, window: TimeWindow) -> None:
         p = await _load(actor, pickup_id)
         if p["status"] not in CHANGEABLE_STATES:
             raise _refused(p, "reschedule")
-        if actor.kind == "customer" and p["zone"] and not await _slot_offered(p["zone"], start, end):
+        if actor.kind == "customer" and p["zone"] and not slot_is_offered(p["zone"], start, end):
             raise field_errors([{"field": "window", "message": "not one of the zone's slots"}])
         previous = {"start": _iso(p["window_start"]), "end": _iso(p["window_end"])}
         await Pickup.update(
@@ -266,7 +216,7 @@ async def change_address(actor: Actor, pickup_id: int, address: Address) -> None
     point, errors = check_address(address)
     if errors:
         raise field_errors(errors)
-    await _check_address_as_create_does(address, point)
+    await refuse_stop_ship(address, point)
     zone = match_zone(address, point)
     new_zone = zone.id if zone else None
     # Whether the zone changes decides which timers go; they go before the pickup is locked (see

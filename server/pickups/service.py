@@ -137,6 +137,17 @@ class CheckedPickup(msgspec.Struct):
     zone: ZoneInfo | None
 
 
+async def refuse_stop_ship(address: Address, point: tuple[float, float] | None) -> None:
+    """422 stop_ship_area, with the reason, when a stop-ship area in force covers the address (a create,
+    each batch item and a change of address are refused alike)."""
+    lng, lat = point if point else (None, None)
+    a = address
+    if area := await active_stop_ship(
+        province=a.province, city=a.city, district=a.district, street=a.street, lng=lng, lat=lat
+    ):
+        raise stop_ship_error(area)
+
+
 async def check_pickup(data: PickupCreate) -> CheckedPickup:
     """Every check a new pickup passes, the same for a single create and each batch item: a new check
     goes here, raising an ApiError whose fields are paths inside one pickup (`sender.phone`; a batch
@@ -145,12 +156,8 @@ async def check_pickup(data: PickupCreate) -> CheckedPickup:
     # A one-line address is split first (422 naming the parts it lacks), then checked like any other.
     a = structured_address(data.address)
     phone, point, window_start, window_end = check_create(data, a)
-    lng, lat = point if point else (None, None)
     zone = match_zone(a, point)
-    if area := await active_stop_ship(
-        province=a.province, city=a.city, district=a.district, street=a.street, lng=lng, lat=lat
-    ):
-        raise stop_ship_error(area)
+    await refuse_stop_ship(a, point)
     return CheckedPickup(data, a, phone, point, window_start, window_end, zone)
 
 
