@@ -9,10 +9,8 @@ the code to another site (Referrer-Policy: no-referrer). What the page shows is 
 
 from __future__ import annotations
 
-import importlib
 from datetime import datetime
 from functools import lru_cache
-from types import ModuleType
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -24,6 +22,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from server.i18n import translate
+from server.intake import serviceability
 from server.pages import request_language
 from server.push.hub import PushHub
 from server.push.log import PushMessage
@@ -95,21 +94,10 @@ def _is_htmx(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-# -- the modules other #8 helpers write: used once they are merged in -----------------------------------
-
-
-def _optional(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError:
-        return None
-
-
 async def zone_slots(pickup_id: int) -> list[Any]:
     """The pickup's zone's next slots (server/intake/serviceability.py zone_slots), [] without a zone."""
-    serviceability = _optional("server.intake.serviceability")
     zone = await queries.zone_of(pickup_id)
-    if serviceability is None or zone is None:
+    if zone is None:
         return []
     return list(await serviceability.zone_slots(zone))
 

@@ -7,26 +7,19 @@ Each returns (errors by field, HTTP status, what was done): errors keep the form
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from server.domain import divisions
 from server.domain.text import has_control_characters
 from server.errors import ApiError
 from server.i18n import known, translate
+from server.pickups import actions
 from server.push.log import Actor
 from server.tracking.queries import TrackingView
 
 CUSTOMER = Actor("customer")
 ADDRESS_LIMITS = {"province": 32, "city": 32, "district": 32, "street": 64, "detail": 200}
 Outcome = tuple[dict[str, str], int, str | None]
-
-
-def _actions() -> Any | None:
-    """server/pickups/actions.py (helper "actions" writes it); None until it is merged in."""
-    try:
-        return importlib.import_module("server.pickups.actions")
-    except ModuleNotFoundError:
-        return None
 
 
 def _text_error(value: str, max_length: int, lang: str, *, required: bool) -> str | None:
@@ -75,9 +68,6 @@ def offered(action: str, view: TrackingView) -> bool:
 
 
 async def run(action: str, view: TrackingView, form: dict[str, str], slots: list[Any], lang: str) -> Outcome:
-    actions = _actions()
-    if actions is None:
-        return {"form": translate("track.error.unavailable", lang)}, 503, None
     check = _CHECKS[action]
     errors, call = check(form, slots, lang)
     if errors:
@@ -127,8 +117,7 @@ def _address(form: dict[str, str], slots: list[Any], lang: str) -> Check:
     for name, limit in ADDRESS_LIMITS.items():
         if error := _text_error(values[name], limit, lang, required=name != "street"):
             errors[f"address.{name}"] = error
-    divisions = _optional_divisions()
-    if not errors and divisions is not None:
+    if not errors:
         for e in divisions.check_division(
             values["province"], values["city"], values["district"], values["street"]
         ):
@@ -143,13 +132,6 @@ def _address(form: dict[str, str], slots: list[Any], lang: str) -> Check:
         detail=values["detail"],
     )
     return {}, lambda a, pid: a.change_address(CUSTOMER, pid, address)
-
-
-def _optional_divisions() -> Any | None:
-    try:
-        return importlib.import_module("server.domain.divisions")
-    except ModuleNotFoundError:
-        return None
 
 
 def _rate(form: dict[str, str], slots: list[Any], lang: str) -> Check:
