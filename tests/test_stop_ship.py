@@ -57,6 +57,30 @@ async def test_a_pickup_inside_an_area_in_force_is_refused_with_the_reason(peopl
     assert r.status_code == 201, r.text
 
 
+async def test_a_batch_item_and_a_change_of_address_into_an_area_are_refused(people: Personas) -> None:
+    inside, outside = await make_zone(people, couriers=1), await make_zone(people, couriers=1)
+    admin, partner = await people.user("admin"), people.partner()
+    area = await new_area(admin, geometry=around(inside), station=inside.station)
+    items = [pickup_body(outside), pickup_body(inside), pickup_body(outside)]
+    r = await partner.post("/api/v1/pickups/batch", json={"items": items})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["created", "invalid", "created"], results
+    assert results[1]["code"] == "stop_ship_area" and "暴雪封路" in results[1]["message"], results[1]
+    assert results[1]["errors"][0]["field"] == "items[1].address", results[1]
+
+    # A pickup outside may not be moved in either: 422 with the reason, the address left as it was.
+    pickup_id = results[0]["id"]
+    moved = pickup_body(inside)["address"]
+    r = await partner.post(f"/api/v1/pickups/{pickup_id}/address", json={"address": moved})
+    assert r.status_code == 422 and r.json()["code"] == "stop_ship_area", r.text
+    assert r.json()["reason"] == "暴雪封路，暂停揽收"
+    r = await partner.get(f"/api/v1/pickups/{pickup_id}")
+    assert r.json()["zone"]["code"] == outside.code, r.text
+    assert not [e for e in r.json()["events"] if e["type"] == "pickup.address_changed"]
+    await admin.post(f"/api/v1/stop-ship-areas/{area['id']}/end")
+
+
 async def test_an_area_named_by_street_refuses_an_address_without_a_point(people: Personas) -> None:
     # A real street (addresses are checked against GB/T 2260) of the test district 望城区 that no other
     # test's address names; the area is ended at the end.
