@@ -131,16 +131,18 @@ def _address(form: dict[str, str], slots: list[Any], lang: str) -> Check:
     for name in PICKERS:
         code = form.get(name, "").strip()
         if picked.chosen[name] is None and (code or name != "street"):
-            # Nothing chosen, or a code that is not under the one above (a stale or forged form).
+            # Nothing chosen, or a code that is not under the one above (a stale or forged form); the
+            # pickers under it offer nothing yet, so this one is the error.
             key = "track.error.division" if code else "track.error.required"
-            errors.setdefault(f"address.{name}", translate(key, lang))
+            errors[f"address.{name}"] = translate(key, lang)
+            break
     detail = form.get("detail", "").strip()
     if error := _text_error(detail, ADDRESS_LIMITS["detail"], lang, required=True):
         errors["address.detail"] = error
     if errors:
         return errors, None
-    names = {name: d.name if (d := picked.chosen[name]) else "" for name in PICKERS}
-    address = Address(**names, detail=detail)
+    names = [d.name if (d := picked.chosen[name]) else "" for name in PICKERS]
+    address = Address(province=names[0], city=names[1], district=names[2], street=names[3], detail=detail)
     return {}, lambda a, pid: a.change_address(CUSTOMER, pid, address)
 
 
