@@ -225,6 +225,8 @@ class TrackingController(Controller):
         if action == "address" and form.get("step") == "place":
             # The no-JavaScript pickers: show what is under the choice, change nothing.
             context = _context(lang, view, form=form, slots=slots)
+            if _is_htmx(request):
+                return _block("actions", context)
             return Template(template_name=TEMPLATE, context=context, headers=PAGE_HEADERS)
         errors, status, done = await forms.run(action, view, form, slots, lang)
         view = await queries.tracking_view(view.id) or view
