@@ -191,6 +191,7 @@ PUBLIC = {
     ("GET", "/t/{code:str}/status"): 404,
     ("GET", "/t/{code:str}/actions"): 404,
     ("GET", "/t/{code:str}/events"): 404,
+    ("GET", "/t/{code:str}/areas"): 404,
     ("POST", "/t/{code:str}/chase"): 403,
     ("POST", "/t/{code:str}/cancel"): 403,
     ("POST", "/t/{code:str}/reschedule"): 403,

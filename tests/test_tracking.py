@@ -243,18 +243,61 @@ async def test_the_slot_must_be_one_the_zone_offers(people: Personas) -> None:
     assert "pickup.rescheduled" in await history(people, pickup["id"])
 
 
-async def test_the_address_is_changed_with_errors_next_to_each_field(people: Personas) -> None:
+def selected(html: str, select_id: str) -> str | None:
+    """The code chosen in the page's <select id=…>, None if none is."""
+    select = re.search(rf'<select id="{select_id}".*?</select>', html, re.S)
+    assert select, html
+    chosen = re.search(r'<option value="(\w*)" selected>', select.group(0))
+    return chosen.group(1) if chosen else None
+
+
+async def test_the_address_pickers_start_at_the_current_address_and_fill_from_the_one_above(
+    people: Personas,
+) -> None:
+    pickup, _ = await new_pickup(people)  # 湖南省 长沙市 望城区 白箬铺镇
+    anon, _ = await page_client(people, pickup["tracking_code"])
+    base = f"/t/{pickup['tracking_code']}"
+    page = (await anon.get(base)).text
+    assert [selected(page, f"addr-{n}") for n in ("province", "city", "district", "street")] == [
+        "43",
+        "4301",
+        "430112",
+        "430112115",
+    ]
+    # A changed city (htmx): its block alone, the districts under it and nothing below chosen.
+    r = await anon.get(
+        base + "/areas", params={"province": "43", "city": "4301"}, headers={"HX-Request": "true"}
+    )
+    assert r.status_code == 200 and r.text.lstrip().startswith('<fieldset id="addr-place"'), r.text
+    assert ">岳麓区</option>" in r.text and selected(r.text, "addr-district") is None
+    assert re.search(r'<select id="addr-street"[^>]*disabled>', r.text)
+    # A plain GET (or an unknown code) is the whole page, the form open on those choices.
+    r = await anon.get(base + "/areas", params={"province": "43", "city": "4301", "detail": "8 栋"})
+    assert '<details class="address-change" open>' in r.text and 'value="8 栋"' in r.text
+    assert (await anon.get("/t/LS00000000000000000000/areas")).status_code == 404
+
+
+async def test_the_address_is_changed_with_the_pickers_and_errors_next_to_each_one(people: Personas) -> None:
     pickup, _ = await new_pickup(people)
     anon, headers = await page_client(people, pickup["tracking_code"])
     base = f"/t/{pickup['tracking_code']}"
-    form = {"province": "湖南省", "city": "", "district": "岳麓区", "street": "", "detail": "新地址 8 栋"}
+    form = {"province": "43", "city": "", "district": "", "street": "", "detail": "新地址 8 栋"}
     r = await anon.post(base + "/address", data=form, headers=headers)
     assert r.status_code == 422 and 'data-error="address.city"' in r.text and "请填写此项" in r.text
-    assert 'value="新地址 8 栋"' in r.text  # kept as typed
-    form["city"] = "长沙市"
+    assert 'value="新地址 8 栋"' in r.text and selected(r.text, "addr-province") == "43"  # kept as chosen
+    # A district that is not under the city (a stale or forged form), in English when the page is.
+    form.update(city="4301", district="110105")
+    r = await anon.post(base + "/address?lang=en", data=form, headers=headers)
+    assert r.status_code == 422 and 'data-error="address.district"' in r.text
+    assert "combination does not exist" in r.text
+    # Without JavaScript the update button shows the districts under the city and changes nothing.
+    r = await anon.post(base + "/address", data={**form, "district": "", "step": "place"}, headers=headers)
+    assert r.status_code == 200 and ">岳麓区</option>" in r.text and "取件地址已修改" not in r.text
+    assert "pickup.address_changed" not in await history(people, pickup["id"])
+    form.update(district="430104", street="430104011")
     r = await anon.post(base + "/address", data=form, headers=headers)
     assert r.status_code == 200, r.text
     assert "取件地址已修改" in r.text
     assert "pickup.address_changed" in await history(people, pickup["id"])
     status = (await anon.get(base + "/status")).text
-    assert "岳麓区" in status and "新地址 * 栋" in status and "8 栋" not in status
+    assert "湖南省长沙市岳麓区麓谷街道" in status and "新地址 * 栋" in status and "8 栋" not in status

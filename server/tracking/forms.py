@@ -18,7 +18,8 @@ from server.push.log import Actor
 from server.tracking.queries import TrackingView
 
 CUSTOMER = Actor("customer")
-ADDRESS_LIMITS = {"province": 32, "city": 32, "district": 32, "street": 64, "detail": 200}
+ADDRESS_LIMITS = {"detail": 200}
+PICKERS = ("province", "city", "district", "street")
 Outcome = tuple[dict[str, str], int, str | None]
 
 
@@ -109,28 +110,39 @@ def _reschedule(form: dict[str, str], slots: list[Any], lang: str) -> Check:
     return {"slot": translate(key, lang)}, None
 
 
+def address_pickers(view: TrackingView, form: dict[str, str]) -> divisions.Pickers:
+    """The change of address's pickers: as the form chose them (codes) once it has been sent or a
+    picker changed, else the pickup's current address preselected."""
+    if "province" in form:
+        return _picked(form)
+    return divisions.pickers(**divisions.codes(view.province, view.city, view.district, view.street))
+
+
+def _picked(form: dict[str, str]) -> divisions.Pickers:
+    return divisions.pickers(**{name: form.get(name, "").strip() for name in PICKERS})
+
+
 def _address(form: dict[str, str], slots: list[Any], lang: str) -> Check:
+    """The pickers send division codes, as on the booking page; the pickup keeps their names."""
     from server.pickups.schemas import Address
 
-    values = {name: form.get(name, "").strip() for name in ADDRESS_LIMITS}
+    picked = _picked(form)
     errors: dict[str, str] = {}
-    for name, limit in ADDRESS_LIMITS.items():
-        if error := _text_error(values[name], limit, lang, required=name != "street"):
-            errors[f"address.{name}"] = error
-    if not errors:
-        for e in divisions.check_division(
-            values["province"], values["city"], values["district"], values["street"]
-        ):
-            errors[e["field"]] = e["message"] if lang == "en" else translate("track.error.division", lang)
+    for name in PICKERS:
+        code = form.get(name, "").strip()
+        if picked.chosen[name] is None and (code or name != "street"):
+            # Nothing chosen, or a code that is not under the one above (a stale or forged form); the
+            # pickers under it offer nothing yet, so this one is the error.
+            key = "track.error.division" if code else "track.error.required"
+            errors[f"address.{name}"] = translate(key, lang)
+            break
+    detail = form.get("detail", "").strip()
+    if error := _text_error(detail, ADDRESS_LIMITS["detail"], lang, required=True):
+        errors["address.detail"] = error
     if errors:
         return errors, None
-    address = Address(
-        province=values["province"],
-        city=values["city"],
-        district=values["district"],
-        street=values["street"],
-        detail=values["detail"],
-    )
+    names = [d.name if (d := picked.chosen[name]) else "" for name in PICKERS]
+    address = Address(province=names[0], city=names[1], district=names[2], street=names[3], detail=detail)
     return {}, lambda a, pid: a.change_address(CUSTOMER, pid, address)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import Personas, login_couriers, make_zone, new_waybill
+from tests.conftest import Personas, login_couriers, make_zone, new_waybill, pickup_body
 
 pytestmark = pytest.mark.browser
 
@@ -89,3 +89,37 @@ async def test_the_page_goes_live_to_collected_and_takes_a_rating(phone: Any, pe
     await phone.screenshot(path=f"{SHOTS}/tracking-collected-360.png", full_page=True)
     await phone.set_viewport_size({"width": 1024, "height": 768})
     await phone.screenshot(path=f"{SHOTS}/tracking-collected-1024.png", full_page=True)
+
+
+async def test_the_customer_changes_the_address_with_the_pickers(phone: Any, people: Personas) -> None:
+    zone = await make_zone(people, couriers=1)
+    r = await people.partner().post("/api/v1/pickups", json=pickup_body(zone))  # 长沙市 望城区 白箬铺镇
+    assert r.status_code == 201, r.text
+    await phone.goto(f"/t/{r.json()['tracking_code']}")
+    await phone.locator("details.address-change summary").tap()
+    # The current address is chosen, each picker offering what is under the one above.
+    await expect(phone.locator("#addr-district")).to_have_value("430112")
+    await expect(phone.locator("#addr-street")).to_have_value("430112115")
+    # Another province empties what was under it; sent like that, the error is beside the city.
+    await phone.select_option("#addr-province", label="北京市")
+    await expect(phone.locator("#addr-city option", has_text="市辖区")).to_have_count(1)
+    await expect(phone.locator("#addr-district")).to_be_disabled()
+    await phone.fill("#addr-detail", "新地址 8 栋")
+    submit = phone.get_by_role("button", name="确认修改地址")
+    await submit.tap()
+    await expect(phone.locator('[data-error="address.city"]')).to_have_text("请填写此项")
+    await expect(phone.locator("#addr-province")).to_have_value("11")
+    await expect(phone.locator("#addr-detail")).to_have_value("新地址 8 栋")
+    await phone.select_option("#addr-province", label="湖南省")
+    await expect(phone.locator("#addr-city option", has_text="长沙市")).to_have_count(1)
+    await phone.select_option("#addr-city", label="长沙市")
+    await expect(phone.locator("#addr-district option", has_text="岳麓区")).to_have_count(1)
+    await phone.select_option("#addr-district", label="岳麓区")
+    await expect(phone.locator("#addr-street option", has_text="麓谷街道")).to_have_count(1)
+    await phone.select_option("#addr-street", label="麓谷街道")
+    await phone.screenshot(path=f"{SHOTS}/tracking-address-360.png", full_page=True)
+    await phone.set_viewport_size({"width": 1024, "height": 768})
+    await phone.screenshot(path=f"{SHOTS}/tracking-address-1024.png", full_page=True)
+    await submit.tap()
+    await expect(phone.locator("#actions .msg.ok")).to_have_text("取件地址已修改")
+    await expect(phone.locator("#status .address")).to_contain_text("湖南省长沙市岳麓区麓谷街道")

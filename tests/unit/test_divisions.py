@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.domain.divisions import check_division, children, division, provinces
+from server.domain.divisions import check_division, children, codes, division, pickers, provinces
 
 
 def fields(errors: list[dict[str, str]]) -> list[str]:
@@ -64,3 +64,28 @@ def test_the_prefix_names_where_the_address_sits() -> None:
     errors = check_division("湖南省", "长沙市", "测试区", prefix="items[3].address")
     assert fields(errors) == ["items[3].address.district"]
     assert "开福区" in errors[0]["message"] or "芙蓉区" in errors[0]["message"]  # suggestions
+
+
+def test_the_pickers_drop_a_city_not_under_the_province_and_everything_below_it() -> None:
+    picked = pickers("43", "1101", "110105", "")  # 湖南省 with Beijing's city and district
+    assert picked.chosen["province"] == division("43")
+    assert picked.chosen["city"] is None and picked.chosen["district"] is None
+    assert division("4301") in picked.cities and picked.districts == [] and picked.streets == []
+
+
+def test_a_stored_address_finds_its_picker_codes_as_deep_as_its_names_match() -> None:
+    assert codes("湖南省", "长沙市", "岳麓区", "麓谷街道") == {
+        "province": "43",
+        "city": "4301",
+        "district": "430104",
+        "street": "430104011",
+    }
+    # A municipality written as its own city: the district under 市辖区.
+    assert codes("北京市", "北京市", "朝阳区")["district"] == "110105"
+    assert codes("湖南省", "长沙市", "没有这个区") == {
+        "province": "43",
+        "city": "4301",
+        "district": "",
+        "street": "",
+    }
+    assert codes("火星", "长沙市", "岳麓区")["province"] == ""

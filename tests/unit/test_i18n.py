@@ -54,7 +54,7 @@ DYNAMIC_TEMPLATE_KEYS: dict[str, list[str]] = {
     "track.status.{}": [s.value for s in Status],
     "track.step.{}": sorted(t.removeprefix("pickup.") for t in tracking_queries.CUSTOMER_TYPES),
     "track.reason.{}": list(get_args(FailureReason)),
-    "track.address.{}": list(tracking_forms.ADDRESS_LIMITS),
+    "track.address.{}": [*tracking_forms.PICKERS, *tracking_forms.ADDRESS_LIMITS],
     "book.{}": ["province", "city", "district", "street"],  # the booking page's pickers
 }
 # Keys the code builds from a prefix and a value (the tracking page's "done" line per action).
