@@ -148,6 +148,9 @@ async def test_the_pickers_offer_the_divisions_under_each_choice(people: Persona
     assert ("4301", "长沙市") in options(r.text, "city")
     r = await anon.get("/book/areas", params={**KAIFU}, headers=HX)
     assert ("430105006", "伍家岭街道") in options(r.text, "street")
+    # No no-JavaScript "update" button in a swapped block: it would be the form's first submit button,
+    # and Enter in any field would press it instead of booking.
+    assert 'name="step"' not in r.text and 'name="step"' in page
     assert "可以上门取件" in r.text and options(r.text, "slot")
     # A city picked before the province changed is dropped, with everything under it.
     r = await anon.get("/book/areas", params={**KAIFU, "province": "11"}, headers=HX)

@@ -127,6 +127,7 @@ class BookingController(Controller):
         values = service.form_values(request.query_params)
         context = _context(request, values, await service.place(values))
         if request.headers.get("hx-request") == "true":
+            context["partial"] = True  # no no-JavaScript button in a block JavaScript swapped in
             return HTMXBlockTemplate(template_name=TEMPLATE, block_name="place", context=context)
         return _page(request, context)
 
