@@ -85,6 +85,12 @@ _RULES: list[tuple[str, str]] = [
     (r"Unprocessable Entity|Unprocessable Content", "api.error.validation_error"),
     (r"Too Many Requests", "api.error.rate_limited"),
     (r"something went wrong on our side; it has been logged", "api.error.internal"),
+    (r"the API key is not valid or has been revoked", "api.error.bad_api_key"),
+    (r"sign in first \(POST /auth/login\) or send an API key", "api.error.sign_in_or_key"),
+    (r"sign in first", "api.error.sign_in"),
+    (r"wrong username or password", "api.error.wrong_password"),
+    (r"cookie-authenticated API calls must send JSON", "api.error.cookie_json"),
+    (r"this needs the role (?P<roles>.+)", "api.error.needs_role"),
     (r"(?P<sub_what>.+) not found", "api.error.thing_not_found"),
     (r"pickup", "api.error.thing.pickup"),
     (r"courier", "api.error.thing.courier"),
@@ -240,16 +246,16 @@ _RULES: list[tuple[str, str]] = [
         "api.error.bad_idempotency_key",
     ),
     (
-        r"Idempotency-Key (?P<key>.*) was first used for (?P<first>.+?) with another body; "
+        r"Idempotency-Key (?P<idem_key>.*) was first used for (?P<first>.+?) with another body; "
         r"use a new key for a new request",
         "api.error.idempotency_reused_body",
     ),
     (
-        r"Idempotency-Key (?P<key>.*) was first used for (?P<first>.+?); use a new key for a new request",
+        r"Idempotency-Key (?P<idem_key>.*) was first used for (?P<first>.+?); use a new key for a new request",
         "api.error.idempotency_reused",
     ),
     (
-        r"a request with Idempotency-Key (?P<key>.*) is still being processed; retry shortly",
+        r"a request with Idempotency-Key (?P<idem_key>.*) is still being processed; retry shortly",
         "api.error.idempotency_in_use",
     ),
 ]
@@ -270,7 +276,10 @@ def localize(text: str, lang: str) -> str:
                 name: (localize(value, lang) if name.startswith("sub_") else value)
                 for name, value in match.groupdict(default="").items()
             }
-            return translate(key, lang, **values)
+            try:
+                return translate(key, lang, **values)
+            except (KeyError, IndexError, ValueError):  # a catalogue text with a stray brace: stay English
+                return text
     return text
 
 
