@@ -21,6 +21,8 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from server.api_language import api_language, localize_body
+
 log = logging.getLogger("lanshou")
 
 _STATUS_CODES = {
@@ -176,18 +178,40 @@ def _error_content(request: Request[Any, Any, Any], exc: HTTPException) -> tuple
     return status, _body(code, str(exc.detail), [])
 
 
+def _language(request: Request[Any, Any, Any]) -> str:
+    """The caller's language for error messages (server/api_language.py): English unless asked."""
+    try:
+        query_lang = request.query_params.get("lang")
+    except Exception:  # a query string Litestar cannot parse: the header alone decides
+        query_lang = None
+    return api_language(query_lang, request.headers.get("accept-language"))
+
+
+def _localized(
+    request: Request[Any, Any, Any],
+    status: int,
+    content: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    """The error response with its messages in the caller's language, varying by Accept-Language."""
+    vary = ", ".join(v for v in ((headers or {}).get("Vary"), "Accept-Language") if v)
+    return Response(
+        content=localize_body(content, _language(request)),
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers={**(headers or {}), "Vary": vary},
+    )
+
+
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status, content = _error_content(request, exc)
-    return Response(content=content, status_code=status, media_type=MediaType.JSON, headers=exc.headers)
+    return _localized(request, status, content, exc.headers)
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return Response(
-        content=_body("internal_error", "something went wrong on our side; it has been logged", []),
-        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
-        media_type=MediaType.JSON,
-    )
+    content = _body("internal_error", "something went wrong on our side; it has been logged", [])
+    return _localized(request, HTTP_500_INTERNAL_SERVER_ERROR, content)
 
 
 def handle_undecodable(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
@@ -197,11 +221,7 @@ def handle_undecodable(request: Request[Any, Any, Any], exc: UnicodeDecodeError)
     parser lets the error through from wherever it decodes a field.
     """
     error = malformed_body("it is not UTF-8 text")
-    return Response(
-        content=_body(error.code, "the request is not UTF-8 text", error.errors),
-        status_code=400,
-        media_type=MediaType.JSON,
-    )
+    return _localized(request, 400, _body(error.code, "the request is not UTF-8 text", error.errors))
 
 
 EXCEPTION_HANDLERS = {

@@ -34,6 +34,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+from server.api_language import scope_language
 from server.partnerapi.responses import send_error, send_json_bytes
 from server.tables import IdempotencyKey
 
@@ -93,6 +94,7 @@ class Idempotency:
                 "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces "
                 "(a UUID is a good choice)",
                 field="Idempotency-Key",
+                lang=scope_language(scope),
             )
             return
         body, complete = await _read_body(receive, self.max_body_bytes)
@@ -145,6 +147,7 @@ class Idempotency:
                     + "; use a new key for a new request",
                     field="Idempotency-Key",
                     first_request=row["request_line"],
+                    lang=scope_language(scope),
                 )
                 return
             if row["state"] == "done":
@@ -164,6 +167,7 @@ class Idempotency:
                     f"a request with Idempotency-Key {key!r} is still being processed; retry shortly",
                     field="Idempotency-Key",
                     headers=[(b"retry-after", b"1")],
+                    lang=scope_language(scope),
                 )
                 return
             event = _finished.setdefault((partner_id, key), asyncio.Event())

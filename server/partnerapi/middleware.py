@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+from server.api_language import scope_language
 from server.partnerapi.idempotency import Idempotency, header_value
 from server.partnerapi.ratelimit import RateLimit
 from server.partnerapi.responses import send_error
@@ -38,6 +39,7 @@ def partner_api_middleware(settings: Settings) -> Any:
                         f"more than {limiter.limit} requests in {limiter.window_s} s with this API key; "
                         "retry after the seconds in Retry-After",
                         headers=headers,
+                        lang=scope_language(scope),
                     )
                     return
                 send = _with_headers(send, headers)

@@ -7,6 +7,8 @@ from typing import Any
 import msgspec
 from litestar.types import Send
 
+from server.api_language import EN, localize_body
+
 
 async def send_json_bytes(
     send: Send,
@@ -33,9 +35,13 @@ async def send_error(
     *,
     field: str | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
+    lang: str = EN,
     **extra: Any,
 ) -> None:
-    """The API's one error shape (server/errors.py): {"code", "message", "errors": [{field, message}]}."""
+    """The API's one error shape (server/errors.py): {"code", "message", "errors": [{field, message}]},
+    its messages in `lang` (server/api_language.py: scope_language(scope) gives the caller's)."""
     errors = [{"field": field, "message": message}] if field else []
-    body = msgspec.json.encode({"code": code, "message": message, "errors": errors, **extra})
-    await send_json_bytes(send, status, body, extra_headers=headers)
+    content = localize_body({"code": code, "message": message, "errors": errors, **extra}, lang)
+    body = msgspec.json.encode(content)
+    vary = [(b"vary", b"Accept-Language")]
+    await send_json_bytes(send, status, body, extra_headers=[*(headers or []), *vary])

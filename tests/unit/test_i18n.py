@@ -23,7 +23,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 from jinja2 import nodes
 
-from server import i18n
+from server import api_language, i18n
 from server.booking import service as booking
 from server.console import controller as console
 from server.console.queries import SECTIONS
@@ -118,7 +118,16 @@ def code_keys() -> set[str]:
     geo = {key for _, key in console._GEO_MESSAGES}
     built = {pattern.format(value) for pattern, values in DYNAMIC_CODE_KEYS.items() for value in values}
     booking_errors = set(booking.ERRORS.values())
-    return literal | geo | built | set(console.JS_STRINGS) | set(courier_app.JS_STRINGS) | booking_errors
+    api_errors = set(api_language.KEYS)  # the API's error messages in Chinese (server/api_language.py)
+    return (
+        literal
+        | geo
+        | built
+        | set(console.JS_STRINGS)
+        | set(courier_app.JS_STRINGS)
+        | booking_errors
+        | api_errors
+    )
 
 
 ZH = messages(i18n.po_path("zh-CN"), "zh_CN")
