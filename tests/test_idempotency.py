@@ -27,6 +27,24 @@ async def execute(db: Database, statement: str) -> None:
             conn.execute(statement)
 
 
+async def fetch_state(db: Database, key: str) -> str | None:
+    """The stored state of an idempotency key ("running" or "done"), None if there is no row."""
+    statement = "SELECT state FROM idempotency_keys WHERE key = $1"
+    if ON_POSTGRES:
+        import asyncpg
+
+        conn = await asyncpg.connect(db.url)
+        try:
+            return await conn.fetchval(statement, key)
+        finally:
+            await conn.close()
+    import sqlite3
+
+    with sqlite3.connect(db.url.removeprefix("sqlite:///"), timeout=10) as conn:
+        row = conn.execute(statement.replace("$1", "?"), (key,)).fetchone()
+    return row[0] if row else None
+
+
 async def pickups_with_note(partner: Any, note: str) -> list[dict[str, Any]]:
     items = (await partner.get("/api/v1/pickups", params={"limit": 200})).json()["items"]
     return [p for p in items if p["note"] == note]
@@ -153,6 +171,11 @@ async def test_a_key_held_by_a_request_that_died_is_taken_over_after_its_lease(
         return await partner.post("/api/v1/pickups", json=pickup_body(), headers={"idempotency-key": key})
 
     first = await post()
+    # The answer is stored just after it is sent: wait for that, or it would overwrite what follows.
+    for _ in range(200):
+        if await fetch_state(db, key) == "done":
+            break
+        await asyncio.sleep(0.05)
     # As if the first had died before its answer was stored: running, its lease not over.
     await execute(
         db, f"UPDATE idempotency_keys SET state = 'running', lease_ms = {10**15} WHERE key = '{key}'"
