@@ -25,7 +25,7 @@ from litestar.response import Redirect, Template
 
 from server.booking import service
 from server.i18n import known, translate
-from server.pages import request_language
+from server.pages import is_htmx, request_language
 from server.throttle import Throttle, client_key, retry_after
 from server.zones.service import directory
 
@@ -126,7 +126,7 @@ class BookingController(Controller):
         """The address block for the pickers as they stand (or the whole page, for a plain GET)."""
         values = service.form_values(request.query_params)
         context = _context(request, values, await service.place(values))
-        if request.headers.get("hx-request") == "true":
+        if is_htmx(request):
             context["partial"] = True  # no no-JavaScript button in a block JavaScript swapped in
             return HTMXBlockTemplate(template_name=TEMPLATE, block_name="place", context=context)
         return _page(request, context)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import codecs
 import re
 from datetime import datetime
-from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import msgspec
 from jinja2_fragments.litestar import HTMXBlockTemplate
@@ -32,7 +30,7 @@ from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
 from server.errors import ApiError
 from server.i18n import known, translate
-from server.pages import forbidden_page, request_language
+from server.pages import forbidden_page, is_htmx, request_language, station_timezone
 from server.push.log import Actor, PushMessage, all_events_since, latest_event_id, utcnow
 from server.push.sse import event_stream, parse_last_event_id, to_console_sse
 from server.validation import MAX_SERIAL_ID, PathId, form_id
@@ -63,18 +61,6 @@ def _url(lang: str, path: str, **params: str | None) -> str:
     return f"{path}?{urlencode(query)}" if query else path
 
 
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
-@lru_cache(maxsize=32)
-def _tz(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):
-        return ZoneInfo(queries.DEFAULT_TIMEZONE)
-
-
 class Formatter:
     """Times for people: due times in the station's own time zone, durations and ages in words."""
 
@@ -83,7 +69,7 @@ class Formatter:
         self.now = now or utcnow()
 
     def local(self, value: datetime, timezone: str = queries.DEFAULT_TIMEZONE) -> str:
-        return value.astimezone(_tz(timezone)).strftime("%m-%d %H:%M")
+        return value.astimezone(station_timezone(timezone)).strftime("%m-%d %H:%M")
 
     def duration(self, seconds: float) -> str:
         minutes = max(int(seconds // 60), 0)
@@ -284,7 +270,7 @@ def _login_url(lang: str) -> str:
 def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
     lang = request_language(request)
     target = _login_url(lang)
-    if _is_htmx(request):
+    if is_htmx(request):
         # A partial would otherwise swap the login page into the board.
         return Response(content="", status_code=401, headers={"HX-Redirect": target})
     return Redirect(path=target, status_code=303)
@@ -458,7 +444,7 @@ class ConsoleController(Controller):
                     errors.append((None, "", localise_api_error(exc, lang)))
         result = {"errors": _zone_errors(errors, lang), "summary": summary, **keep}
         status = status if errors else 200
-        if not _is_htmx(request):
+        if not is_htmx(request):
             return await _page(request, lang, None, zone_result=result, status=status)
         context = _base_context(request, lang) | await _zone_form_context(**result)
         # The map redraws itself on this event (and on the zones.changed event of the stream).
@@ -515,7 +501,7 @@ class ConsoleController(Controller):
             except ApiError as exc:
                 error, status = localise_api_error(exc, lang), exc.status_code
         kept.update(error=error, done=done)
-        if not _is_htmx(request):
+        if not is_htmx(request):
             return await _page(request, lang, None, dispatch=kept, status=status)
         couriers = await queries.couriers(scope=await scope_of(request.user))
         context = _base_context(request, lang) | _dispatch_context(couriers, **kept)

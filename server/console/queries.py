@@ -16,10 +16,10 @@ from piccolo.query.mixins import OrderByRaw
 from server.dispatch.offers import open_load
 from server.dispatch.scope import EVERYTHING, Scope
 from server.domain.pickup_states import HELD_STATES
+from server.pages import DEFAULT_TIMEZONE
 from server.tables import Courier, CourierZone, Event, Pickup, Station, Zone
 
 SECTION_LIMIT = 200
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 # escalation_stage 3: the rules gave up on the couriers and handed the pickup to the dispatcher.
 ESCALATED_TO_DISPATCHER = 3
 SECTIONS = ("queue", "offered", "held", "closed")

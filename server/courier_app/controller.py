@@ -26,7 +26,7 @@ from server.courier import service
 from server.courier.schemas import DeclineReason, FailureReason
 from server.courier_app import day
 from server.i18n import translate
-from server.pages import forbidden_page, request_language
+from server.pages import forbidden_page, is_htmx, request_language
 from server.push.log import latest_event_id, utcnow
 from server.tables import Courier, PickupOffer
 
@@ -82,7 +82,7 @@ def _login_url(lang: str) -> str:
 
 def _to_login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
     target = _login_url(request_language(request))
-    if request.headers.get("hx-request") == "true":
+    if is_htmx(request):
         # A partial would otherwise swap the login page into the list.
         return Response(content="", status_code=401, headers={"HX-Redirect": target})
     return Redirect(path=target, status_code=303)

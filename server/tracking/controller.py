@@ -10,10 +10,8 @@ the code to another site (Referrer-Policy: no-referrer). What the page shows is 
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Controller, Request, Response, get, post
@@ -23,7 +21,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from server.i18n import translate
 from server.intake import serviceability
-from server.pages import request_language
+from server.pages import is_htmx, request_language, station_timezone
 from server.push.hub import PushHub
 from server.push.log import PushMessage
 from server.push.sse import event_stream, parse_last_event_id
@@ -42,14 +40,6 @@ PAGE_HEADERS = {
 }
 
 
-@lru_cache(maxsize=32)
-def _tz(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):
-        return ZoneInfo(queries.DEFAULT_TIMEZONE)
-
-
 def _url(lang: str, path: str, **params: str | None) -> str:
     query = {k: v for k, v in params.items() if v}
     if lang == "en":
@@ -58,7 +48,7 @@ def _url(lang: str, path: str, **params: str | None) -> str:
 
 
 def _context(lang: str, view: queries.TrackingView | None, **extra: Any) -> dict[str, Any]:
-    timezone = _tz(view.timezone if view else queries.DEFAULT_TIMEZONE)
+    timezone = station_timezone(view.timezone if view else queries.DEFAULT_TIMEZONE)
 
     def fmt(value: datetime, pattern: str = "%m-%d %H:%M") -> str:
         return value.astimezone(timezone).strftime(pattern)
@@ -90,10 +80,6 @@ def _block(block: str, context: dict[str, Any], status: int = 200) -> HTMXBlockT
     return HTMXBlockTemplate(
         template_name=TEMPLATE, block_name=block, context=context, status_code=status, headers=PAGE_HEADERS
     )
-
-
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
 
 
 async def zone_slots(pickup_id: int) -> list[Any]:
@@ -143,7 +129,7 @@ class TrackingController(Controller):
             return _missing(lang)
         chosen = {name: str(request.query_params.get(name) or "") for name in (*forms.PICKERS, "detail")}
         context = _context(lang, view, form={**chosen, "step": "place"}, slots=await zone_slots(view.id))
-        if _is_htmx(request):
+        if is_htmx(request):
             return _block("address_place", context)
         return Template(template_name=TEMPLATE, context=context, headers=PAGE_HEADERS)
 
@@ -225,7 +211,7 @@ class TrackingController(Controller):
         if action == "address" and form.get("step") == "place":
             # The no-JavaScript pickers: show what is under the choice, change nothing.
             context = _context(lang, view, form=form, slots=slots)
-            if _is_htmx(request):
+            if is_htmx(request):
                 return _block("actions", context)
             return Template(template_name=TEMPLATE, context=context, headers=PAGE_HEADERS)
         errors, status, done = await forms.run(action, view, form, slots, lang)
@@ -235,7 +221,7 @@ class TrackingController(Controller):
             errors = {"form": " ".join(errors.values())}
         kept = {} if not errors else form
         context = _context(lang, view, errors=errors, form=kept, done=done, slots=slots)
-        if not _is_htmx(request):
+        if not is_htmx(request):
             return Template(template_name=TEMPLATE, context=context, status_code=status, headers=PAGE_HEADERS)
         return _block("actions", context, status)
 

@@ -16,10 +16,10 @@ import msgspec
 
 from server.domain.contact import looks_like_tracking_code, mask_detail, mask_phone
 from server.domain.pickup_states import FINAL_STATES, OPEN_STATES, Status
+from server.pages import DEFAULT_TIMEZONE
 from server.push.log import COURIER_SIDE_TYPES, PushMessage, decode_event_row, utcnow
 from server.tables import Courier, Event, Pickup
 
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 CHASE_EVERY = timedelta(minutes=10)  # the "at most once per 10 minutes" (actions enforces it)
 
 # The events a customer is shown, on the page's timeline and down its stream. An allowlist: a type
