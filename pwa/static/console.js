@@ -180,7 +180,9 @@
   let lastEventId = root.dataset.lastEventId || null; // the log's newest event when the page was made
   let replayed = 0;
 
+  let live = false;
   function setLive(on) {
+    live = on;
     const el = document.getElementById("live");
     el.dataset.state = on ? "live" : "offline";
     el.textContent = on ? T["console.live"] : T["console.offline"];
@@ -201,6 +203,10 @@
       return;
     }
     replayed += 1;
+    // Other console scripts (drawer, map, attention) follow the same stream through this DOM event
+    // instead of opening their own: detail is {id, type, pickup_id, replayed} (replayed: sent again
+    // after a reconnect, before `ready`).
+    document.dispatchEvent(new CustomEvent("console:event", { detail: { ...body, type, replayed: !live } }));
     if (body.pickup_id) rowChanged(body.pickup_id);
     if (COURIER_EVENTS.test(type)) couriersChanged();
     if (type === "zones.changed") loadZones();
