@@ -4,7 +4,8 @@ GET /book is the form; GET /book/areas is its address block alone (the pickers, 
 served, the slots), which htmx swaps in whenever a picker changes. Without JavaScript the same block
 comes back with the whole page: the form's "update" button (shown only in <noscript>) posts it with
 step=place, which re-renders the page and books nothing. POST /book books: 303 to the tracking page
-/t/<code>, or the page again with each error beside its field and everything typed kept.
+/t/<code> (HX-Redirect to it when htmx posted the form), or the page again with each error beside its
+field and everything typed kept.
 
 Cross-site posts are refused by Litestar's CSRF check (the form carries the token) and, where the
 browser says so (Sec-Fetch-Site, Origin), before the form is read. Bookings are throttled per client
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.response import Redirect, Template
 
 from server.booking import service
@@ -132,7 +133,7 @@ class BookingController(Controller):
         return _page(request, context)
 
     @post("/", status_code=303)
-    async def book(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+    async def book(self, request: Request[Any, Any, Any]) -> Template | Redirect | Response[bytes]:
         lang = request_language(request)
         if _cross_site(request):
             empty = service.form_values({})
@@ -157,4 +158,7 @@ class BookingController(Controller):
         code, errors = await service.book(values, where)
         if code is None:
             return _page(request, _context(request, values, where, errors), 422)
-        return Redirect(path=_url(lang, f"/t/{code}"), status_code=303)
+        tracking = _url(lang, f"/t/{code}")
+        if is_htmx(request):  # htmx would follow a 303 itself and swap the tracking page into the form
+            return Response(content=b"", status_code=200, headers={"HX-Redirect": tracking})
+        return Redirect(path=tracking, status_code=303)

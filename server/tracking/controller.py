@@ -223,6 +223,9 @@ class TrackingController(Controller):
         context = _context(lang, view, errors=errors, form=kept, done=done, slots=slots)
         if not is_htmx(request):
             return Template(template_name=TEMPLATE, context=context, status_code=status, headers=PAGE_HEADERS)
+        # The answer also replaces the "done" line above the actions (out of band): it lives outside
+        # them so that the actions re-read a change of status brings does not take it away.
+        context["answer"] = True
         return _block("actions", context, status)
 
     @staticmethod

@@ -16,6 +16,14 @@ from tests.conftest import Personas, login_couriers, make_zone, new_waybill, pic
 pytestmark = pytest.mark.browser
 
 SHOTS = "/tmp/shots"
+# Chooses a province in the change of address right after the next swap of the actions, before htmx
+# settles it (what a quick thumb does): the argument is the province's code.
+CHOOSE_ON_SWAP = """(code) => document.body.addEventListener("htmx:afterSwap", (event) => {
+  if (event.detail.target.id !== "actions") return;
+  const province = document.getElementById("addr-province");
+  province.value = code;
+  province.dispatchEvent(new Event("change", { bubbles: true }));
+}, { once: true })"""
 
 
 async def test_the_page_goes_live_to_collected_and_takes_a_rating(phone: Any, people: Personas) -> None:
@@ -52,7 +60,7 @@ async def test_the_page_goes_live_to_collected_and_takes_a_rating(phone: Any, pe
 
     # 催件: done once, then the button waits out the ten minutes.
     await phone.locator("form.chase button").tap()
-    await expect(phone.locator("#actions .msg.ok")).to_have_text("已催件，揽收员会尽快处理")
+    await expect(phone.locator("#done .msg.ok")).to_have_text("已催件，揽收员会尽快处理")
     await expect(phone.locator("form.chase button")).to_be_disabled()
     await expect(status.locator('[data-step="chased"]')).to_have_count(1)
 
@@ -61,7 +69,7 @@ async def test_the_page_goes_live_to_collected_and_takes_a_rating(phone: Any, pe
     slot = phone.locator("details.reschedule input[name=slot]").nth(1)
     await slot.check()
     await phone.locator("details.reschedule button[type=submit]").tap()
-    await expect(phone.locator("#actions .msg.ok")).to_have_text("预约时间已修改")
+    await expect(phone.locator("#done .msg.ok")).to_have_text("预约时间已修改")
     await expect(status.locator('[data-step="rescheduled"]')).to_have_count(1)
     await phone.screenshot(path=f"{SHOTS}/tracking-accepted-360.png", full_page=True)
 
@@ -83,7 +91,7 @@ async def test_the_page_goes_live_to_collected_and_takes_a_rating(phone: Any, pe
     await expect(phone.locator("form.rate textarea[name=comment]")).to_have_value("师傅很准时")
     await phone.locator("form.rate .stars label").nth(4).tap()
     await phone.locator("form.rate button[type=submit]").tap()
-    await expect(phone.locator("#actions .msg.ok")).to_have_text("感谢您的评价")
+    await expect(phone.locator("#done .msg.ok")).to_have_text("感谢您的评价")
     await expect(phone.locator("form.rate")).to_have_count(0)
     await expect(status.locator('[data-step="rated"]')).to_contain_text("★★★★★")
     await phone.screenshot(path=f"{SHOTS}/tracking-collected-360.png", full_page=True)
@@ -116,3 +124,29 @@ async def test_the_customer_changes_the_address_with_the_pickers(phone: Any, peo
     # which may replace the form's "changed" message before it is seen; the timeline keeps the step.
     await expect(phone.locator('#status [data-step="address_changed"]')).to_have_count(1)
     await expect(phone.locator("#status .address")).to_contain_text("湖南省长沙市岳麓区麓谷街道")
+
+
+async def test_after_a_refused_change_another_province_brings_its_cities(
+    phone: Any, people: Personas
+) -> None:
+    """The form's answer to a refused change swaps in new pickers; a province chosen right after that
+    must still fetch its cities (it once reached the pickers before htmx had wired them)."""
+    zone = await make_zone(people, couriers=1)
+    r = await people.partner().post("/api/v1/pickups", json=pickup_body(zone))
+    assert r.status_code == 201, r.text
+    await phone.goto(f"/t/{r.json()['tracking_code']}")
+    await phone.locator("details.address-change summary").tap()
+    await phone.select_option("#addr-province", label="北京市")
+    await expect(phone.locator("#addr-city option", has_text="市辖区")).to_have_count(1)
+    await expect(phone.locator("#addr-district")).to_be_disabled()
+    await phone.fill("#addr-detail", "新地址 8 栋")
+    # Another province is chosen the moment the refusal is on the screen: htmx swaps the answer in and
+    # wires what it brought only when the swap settles (20 ms later), and a quick thumb or a busy test
+    # driver once chose in between, which fetched nothing. Chosen from the swap's own event, the test
+    # lands in that gap every time.
+    await phone.evaluate(CHOOSE_ON_SWAP, "43")  # 湖南省
+    await phone.get_by_role("button", name="确认修改地址").tap()  # no city: refused beside the city
+    await expect(phone.locator('[data-error="address.city"]')).to_have_text("请填写此项")
+    await expect(phone.locator("#addr-detail")).to_have_value("新地址 8 栋")
+    await expect(phone.locator("#addr-city option", has_text="长沙市")).to_have_count(1)
+    await expect(phone.locator("#addr-city")).to_be_enabled()
