@@ -17,13 +17,24 @@ pytestmark = pytest.mark.browser
 
 SHOTS = "/tmp/shots"
 # Chooses a province in the change of address right after the next swap of the actions, before htmx
-# settles it (what a quick thumb does): the argument is the province's code.
+# settles it (what a quick thumb does): the argument is the province's code. Notes on <body> the city's
+# refusal as it stood at that moment.
 CHOOSE_ON_SWAP = """(code) => document.body.addEventListener("htmx:afterSwap", (event) => {
   if (event.detail.target.id !== "actions") return;
+  const refusal = document.querySelector('[data-error="address.city"]');
+  document.body.dataset.refused = refusal ? refusal.textContent : "";
   const province = document.getElementById("addr-province");
   province.value = code;
   province.dispatchEvent(new Event("change", { bubbles: true }));
 }, { once: true })"""
+# Counts the actions' re-reads (GET …/actions, made by .actions-feed) that have been swapped in.
+COUNT_REREADS = r"""() => document.body.addEventListener("htmx:afterSettle", (event) => {
+  const request = event.detail.requestConfig;
+  if (request && request.verb === "get" && /\/actions(\?|$)/.test(request.path)) {
+    document.body.dataset.rereads = String(Number(document.body.dataset.rereads || 0) + 1);
+  }
+})"""
+UNREACHABLE = "无法连接服务器，请检查网络后重试"
 
 
 async def test_the_page_goes_live_to_collected_and_takes_a_rating(phone: Any, people: Personas) -> None:
@@ -119,11 +130,14 @@ async def test_the_customer_changes_the_address_with_the_pickers(phone: Any, peo
     await phone.screenshot(path=f"{SHOTS}/tracking-address-360.png", full_page=True)
     await phone.set_viewport_size({"width": 1024, "height": 768})
     await phone.screenshot(path=f"{SHOTS}/tracking-address-1024.png", full_page=True)
+    await phone.evaluate(COUNT_REREADS)
     await submit.tap()
-    # A new zone: the pickup is offered afresh there, and that status change re-reads the actions,
-    # which may replace the form's "changed" message before it is seen; the timeline keeps the step.
     await expect(phone.locator('#status [data-step="address_changed"]')).to_have_count(1)
     await expect(phone.locator("#status .address")).to_contain_text("湖南省长沙市岳麓区麓谷街道")
+    # A new zone: the pickup is offered afresh there, and that status change re-reads the actions; the
+    # "changed" line is outside them and stays.
+    await phone.wait_for_function("() => Number(document.body.dataset.rereads || 0) > 0", timeout=20000)
+    await expect(phone.locator("#done .msg.ok")).to_have_text("取件地址已修改")
 
 
 async def test_after_a_refused_change_another_province_brings_its_cities(
@@ -146,7 +160,70 @@ async def test_after_a_refused_change_another_province_brings_its_cities(
     # lands in that gap every time.
     await phone.evaluate(CHOOSE_ON_SWAP, "43")  # 湖南省
     await phone.get_by_role("button", name="确认修改地址").tap()  # no city: refused beside the city
-    await expect(phone.locator('[data-error="address.city"]')).to_have_text("请填写此项")
-    await expect(phone.locator("#addr-detail")).to_have_value("新地址 8 栋")
+    # The refusal was on the screen when the province was chosen, and the choice fetches its cities
+    # (which replace the pickers and the refusal beside them).
+    await expect(phone.locator("body")).to_have_attribute("data-refused", "请填写此项")
     await expect(phone.locator("#addr-city option", has_text="长沙市")).to_have_count(1)
+    await expect(phone.locator("#addr-detail")).to_have_value("新地址 8 栋")
     await expect(phone.locator("#addr-city")).to_be_enabled()
+
+
+async def test_a_chase_the_server_does_not_take_is_said_beside_it_until_one_goes_through(
+    phone: Any, people: Personas
+) -> None:
+    zone = await make_zone(people, couriers=1)
+    r = await people.partner().post("/api/v1/pickups", json=pickup_body(zone))
+    assert r.status_code == 201, r.text
+    await phone.goto(f"/t/{r.json()['tracking_code']}")
+    chase = phone.locator("form.chase")
+    failure = chase.locator("[data-failure]")
+    # The server cannot be reached: the page says so beside the button, which can be tapped again.
+    await phone.route("**/chase", lambda route: route.abort())
+    await chase.locator("button").tap()
+    await expect(failure).to_have_text(UNREACHABLE)
+    await expect(chase.locator("button")).to_be_enabled()
+    await phone.screenshot(path=f"{SHOTS}/tracking-unreachable-360.png", full_page=True)
+    # The server fails.
+    await phone.unroute("**/chase")
+    await phone.route("**/chase", lambda route: route.fulfill(status=500, body="boom"))
+    await chase.locator("button").tap()
+    await expect(failure).to_have_text("服务器出错（500），请稍后重试")
+    # It answers again: the chase is done and the note is gone.
+    await phone.unroute("**/chase")
+    await chase.locator("button").tap()
+    await expect(phone.locator("#done .msg.ok")).to_have_text("已催件，揽收员会尽快处理")
+    await expect(phone.locator("[data-failure]")).to_have_count(0)
+
+
+async def test_the_live_status_says_it_is_reconnecting_while_its_stream_is_down(
+    phone: Any, people: Personas
+) -> None:
+    zone = await make_zone(people, couriers=1)
+    r = await people.partner().post("/api/v1/pickups", json=pickup_body(zone))
+    assert r.status_code == 201, r.text
+    code = r.json()["tracking_code"]
+    live = phone.locator("#live")
+    await phone.route("**/events*", lambda route: route.abort())
+    await phone.goto(f"/t/{code}?lang=en")
+    await expect(live).to_have_text("Live updates interrupted, reconnecting…")
+    await expect(live).to_be_visible()
+    await phone.screenshot(path=f"{SHOTS}/tracking-reconnecting-en-360.png", full_page=True)
+    # htmx-ext-sse tries again (0.5 s, 1 s, 2 s, … apart): once the stream is back, so is the page.
+    await phone.unroute("**/events*")
+    await expect(live).to_be_hidden(timeout=30000)
+
+
+async def test_an_empty_detail_is_refused_by_the_server_in_the_page_language(
+    phone: Any, people: Personas
+) -> None:
+    """Not the browser's own "Please fill out this field" bubble (in the browser's language): the form
+    is novalidate and the server's message stands beside the field."""
+    zone = await make_zone(people, couriers=1)
+    r = await people.partner().post("/api/v1/pickups", json=pickup_body(zone))
+    assert r.status_code == 201, r.text
+    await phone.goto(f"/t/{r.json()['tracking_code']}")
+    await phone.locator("details.address-change summary").tap()
+    await expect(phone.locator("#addr-street")).to_have_value("430112115")
+    await phone.get_by_role("button", name="确认修改地址").tap()
+    await expect(phone.locator('[data-error="address.detail"]')).to_have_text("请填写此项")
+    await expect(phone.locator("#addr-detail")).to_have_attribute("aria-invalid", "true")
