@@ -127,6 +127,21 @@ async def test_an_english_booking_lands_on_the_english_tracking_page(people: Per
     assert r.status_code == 303 and r.headers["location"].endswith("?lang=en"), r.text
 
 
+async def test_a_booking_htmx_posted_is_sent_on_with_hx_redirect(people: Personas) -> None:
+    """htmx would follow a 303 itself and swap the tracking page into the form: it gets HX-Redirect."""
+    customer = people.anonymous()
+    token = await open_form(customer, "en")
+    r = await post(customer, booking(token, await first_slot(customer)), lang="en", headers=HX)
+    assert r.status_code == 200 and r.content == b"", r.text
+    assert re.fullmatch(r"/t/[A-Za-z0-9_-]+\?lang=en", r.headers["hx-redirect"]), r.headers
+
+
+async def test_the_page_has_the_customer_header_bar_and_the_failure_strings(people: Personas) -> None:
+    r = await people.anonymous().get("/book?lang=en")
+    assert '<header class="bar">' in r.text and 'href="/book?lang=zh-CN"' in r.text
+    assert "Cannot reach the server" in r.text and "/static/customer.js" in r.text
+
+
 async def test_the_page_speaks_chinese_by_default_and_english_when_asked(people: Personas) -> None:
     anon = people.anonymous()
     assert "预约上门取件" in (await anon.get("/book")).text

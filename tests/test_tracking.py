@@ -193,6 +193,8 @@ async def test_the_customer_cancels_from_the_page_until_collected(people: Person
     r = await anon.post(base + "/cancel", data={"reason": "不寄了"}, headers=headers)
     assert r.status_code == 200, r.text
     assert "已取消取件" in r.text and 'details class="cancel"' not in r.text
+    # The "done" line goes out of band, above the actions (an actions re-read does not take it away).
+    assert re.search(r'<div id="done" hx-swap-oob="innerHTML"><p class="msg ok">已取消取件', r.text), r.text
     assert "pickup.cancelled" in await history(people, pickup["id"])
     r = await anon.get(base + "/status")
     assert 'data-status="cancelled"' in r.text
