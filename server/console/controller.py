@@ -37,6 +37,8 @@ from server.validation import MAX_SERIAL_ID, PathId, form_id
 from server.zones.service import import_zones
 
 TEMPLATE = "console.html"
+# The side panel lists every courier in reach, as it always has; the couriers page pages its own list.
+PANEL_LIMIT = 2000
 DATUMS = ("wgs84", "gcj02", "bd09")
 # Strings console.js needs (relative times, the live indicator), sent once with the page.
 JS_STRINGS = (
@@ -361,7 +363,9 @@ class ConsoleController(Controller):
         """The board's courier panel, for the board's own station and zone filter (the couriers page,
         /console/couriers, is server/console/couriers.py)."""
         filters = courier_admin.Filters(station=(station or "")[:64] or None, zone=(zone or "")[:64] or None)
-        couriers, _ = await courier_admin.list_couriers(await scope_of(request.user), filters)
+        couriers, _ = await courier_admin.list_couriers(
+            await scope_of(request.user), filters, limit=PANEL_LIMIT
+        )
         context = _base_context(request, request_language(request)) | {
             "couriers": couriers,
             "panel_filter": {"station": filters.station, "zone": filters.zone},
