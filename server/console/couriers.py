@@ -36,7 +36,10 @@ MAX_FILTER = 64
 
 def _login(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
     lang = request_language(request)
-    target = "/auth/login?" + urlencode({"next": _url(lang, PAGE)} | ({"lang": "en"} if lang == "en" else {}))
+    # Back to the page as it was asked for (its filters too); a form's post goes back to the list.
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    back = here if request.method == "GET" and here.startswith(PAGE) else _url(lang, PAGE)
+    target = "/auth/login?" + urlencode({"next": back} | ({"lang": "en"} if lang == "en" else {}))
     if is_htmx(request):
         return Response(content="", status_code=401, headers={"HX-Redirect": target})
     return Redirect(path=target, status_code=303)
