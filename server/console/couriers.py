@@ -67,7 +67,7 @@ def _actor(request: Request[Principal, Any, Any]) -> Actor:
     return Actor(request.user.role, request.user.id)
 
 
-async def _context(request: Request[Principal, Any, Any], scope: Scope, **extra: Any) -> dict[str, Any]:
+def _context(request: Request[Principal, Any, Any], scope: Scope, **extra: Any) -> dict[str, Any]:
     lang = request_language(request)
     filters = _filters(request)
     return _base_context(request, lang) | {
@@ -104,7 +104,7 @@ async def _page(
     request: Request[Principal, Any, Any], scope: Scope, *, status: int = 200, **extra: Any
 ) -> Template:
     """The whole page; a form posted without htmx comes back to it with its outcome in place."""
-    context = await _context(request, scope, **extra)
+    context = _context(request, scope, **extra)
     context["last_event_id"] = await latest_event_id()  # console.js resumes its stream from here
     context.update(await _list_context(scope, context["filters"]))
     context["js_strings"] = {key: translate(key, context["lang"]) for key in JS_STRINGS}
@@ -123,7 +123,7 @@ async def _row(
     """One row of the list (htmx), or the page with that row as it now is (a plain form post)."""
     if not is_htmx(request):
         return await _page(request, scope, status=status, **extra)
-    context = await _context(request, scope, **extra)
+    context = _context(request, scope, **extra)
     entry = await admin.courier_entry(scope, courier_id)
     if entry is None:
         return _block("missing_row", context | {"missing_id": courier_id}, 404)
@@ -139,7 +139,7 @@ async def _editor(
     extra = {"editing": entry, "editor": editor, "zone_choices": admin.zones_in_scope(scope)}
     if not is_htmx(request):
         return await _page(request, scope, status=status, **extra)
-    context = await _context(request, scope, **extra)
+    context = _context(request, scope, **extra)
     if status == 200 and editor.get("done"):
         # The list shows the change too (and so does every other console, through the stream).
         return _block("editor", context, status, trigger_event="couriers-changed", after="receive")
@@ -170,7 +170,7 @@ class CouriersController(Controller):
         scope = await scope_of(request.user)
         # The filter form asks for the list alone; a history restore (no cached page) wants it whole.
         if is_htmx(request) and request.headers.get("hx-history-restore-request") != "true":
-            context = await _context(request, scope)
+            context = _context(request, scope)
             context.update(await _list_context(scope, context["filters"]))
             return _block("courier_list", context)
         return await _page(request, scope)

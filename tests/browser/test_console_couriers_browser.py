@@ -130,3 +130,23 @@ async def test_the_page_reads_in_english_without_overlaps_at_1024(
         await expect(row).to_contain_text("On duty")
         await expect(row.get_by_role("button", name="Put off duty")).to_be_visible()
         assert not await page.evaluate(LAYOUT_PROBLEMS)
+
+
+async def test_the_boards_courier_panel_follows_the_boards_filter(page: Any, people: Personas) -> None:
+    a = await make_zone(people, couriers=1)
+    b = await make_zone(people, couriers=1)
+    await page.goto("/console")
+    await page.fill("input[name=username]", "dispatch")
+    await page.fill("input[name=password]", "demo")
+    await page.click("button[type=submit]")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    panel = page.locator("#couriers")
+    await expect(panel.locator(f"#courier-{b.courier_ids[0]}")).to_have_count(1)
+
+    # What the board says when its filter changes (server/templates/console.html's board).
+    await page.evaluate(
+        "zone => document.dispatchEvent(new CustomEvent('console:board-filter', {detail: {zone}}))", a.code
+    )
+    await expect(panel.locator(f"#courier-{b.courier_ids[0]}")).to_have_count(0)
+    await expect(panel.locator(f"#courier-{a.courier_ids[0]}")).to_have_count(1)
+    await expect(panel.locator("a.manage")).to_have_attribute("href", f"/console/couriers?zone={a.code}")
