@@ -71,6 +71,7 @@ COURIER_PICKUP = "/api/v1/courier/pickups/{pickup_id:int}"
 COURIER_ZONES = "/api/v1/couriers/{courier_id:int}/zones"
 PUSH_SUBSCRIPTIONS = "/api/v1/courier/push-subscriptions"
 ROW = "/console/pickups/{pickup_id:int}/row"
+CONSOLE_COURIER = "/console/couriers/{courier_id:int}"
 STOP_SHIP = "/api/v1/stop-ship-areas"
 STOP_SHIP_AREA = STOP_SHIP + "/{area_id:int}"
 
@@ -160,6 +161,16 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", "/console"):                                               expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", "/console/board"):                                         expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", "/console/couriers"):                                      expect(303, 403, 403, 200, 200, 200, 403, 403),
+    Route("GET", "/console/couriers/panel"):                                expect(303, 403, 403, 200, 200, 200, 403, 403),
+    # The couriers page's courier: station 1's; another station's dispatcher finds none.
+    Route("GET", CONSOLE_COURIER):                                          expect(303, 403, 403, 200, 404, 200, 403, 403),
+    Route("GET", CONSOLE_COURIER + "/row"):                                 expect(303, 403, 403, 200, 404, 200, 403, 403),
+    Route("POST", CONSOLE_COURIER + "/duty"):                               expect(303, 403, 403, 200, 404, 200, 403, 403),
+    Route("POST", CONSOLE_COURIER + "/capacity"):                           expect(303, 403, 403, 200, 404, 200, 403, 403),
+    Route("POST", CONSOLE_COURIER + "/zones", "a courier of station 1"):    expect(303, 403, 403, 200, 404, 200, 403, 403),
+    # Onto station 2's zone: a form error for station 1's dispatcher, nothing written.
+    Route("POST", CONSOLE_COURIER + "/zones", "station 1's courier onto station 2's zone"):
+                                                                            expect(303, 403, 403, 422, 404, 200, 403, 403),
     Route("GET", ROW):                                                      expect(303, 403, 403, 200, 404, 200, 403, 403),
     Route("GET", "/console/events", "live"):                                expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", "/console/events", "replayed"):                            expect(303, 403, 403, 200, 200, 200, 403, 403),
@@ -1040,6 +1051,56 @@ async def couriers(w: World, role: str, _: None) -> httpx.Response:
         for n, name in w.courier_names.items():
             assert (name in r.text) == (n in SEES[role]), f"{role}'s courier list and station {n}'s {name}"
     return r
+
+
+@probe("GET", "/console/couriers/panel")
+async def couriers_panel(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).get("/console/couriers/panel")
+    if r.status_code == 200:
+        for n, name in w.courier_names.items():
+            assert (name in r.text) == (n in SEES[role]), f"{role}'s courier panel and station {n}'s {name}"
+    return r
+
+
+@probe("GET", CONSOLE_COURIER)
+async def console_courier(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).get(f"/console/couriers/{w.couriers[1]}")
+
+
+@probe("GET", CONSOLE_COURIER + "/row")
+async def console_courier_row(w: World, role: str, _: None) -> httpx.Response:
+    return await w.api(role).get(f"/console/couriers/{w.couriers[1]}/row")
+
+
+async def console_form(w: World, role: str, path: str, form: dict[str, Any]) -> httpx.Response:
+    return await w.api(role).post(path, data=form, headers=w.csrf(role))
+
+
+# A new courier (off duty) for whoever may change couriers: "off duty" again writes its event and
+# offers nothing, so the matrix's own pickups stay as they were.
+@probe("POST", CONSOLE_COURIER + "/duty", prepare=courier_1)
+async def console_duty(w: World, role: str, courier_id: int) -> httpx.Response:
+    return await console_form(w, role, f"/console/couriers/{courier_id}/duty", {"on_duty": "false"})
+
+
+@probe("POST", CONSOLE_COURIER + "/capacity", prepare=courier_1)
+async def console_capacity(w: World, role: str, courier_id: int) -> httpx.Response:
+    return await console_form(w, role, f"/console/couriers/{courier_id}/capacity", {"capacity": "5"})
+
+
+@probe("POST", CONSOLE_COURIER + "/zones", "a courier of station 1", prepare=courier_1)
+async def console_courier_zones(w: World, role: str, courier_id: int) -> httpx.Response:
+    form = {"zone": [w.zones[1]["properties"]["code"]], "role": ["backup"]}
+    return await console_form(w, role, f"/console/couriers/{courier_id}/zones", form)
+
+
+@probe("POST", CONSOLE_COURIER + "/zones", "station 1's courier onto station 2's zone", prepare=courier_1)
+async def console_courier_zones_across(w: World, role: str, courier_id: int) -> httpx.Response:
+    form = {
+        "zone": [w.zones[1]["properties"]["code"], w.zones[2]["properties"]["code"]],
+        "role": ["primary", "backup"],
+    }
+    return await console_form(w, role, f"/console/couriers/{courier_id}/zones", form)
 
 
 @probe("GET", ROW)

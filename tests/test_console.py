@@ -173,7 +173,7 @@ async def test_the_courier_list_shows_duty_load_and_the_last_accept(people: Pers
     r = await couriers[0].post(f"/api/v1/courier/pickups/{r.json()['id']}/accept", json={})
     assert r.status_code == 200
     api = await dispatcher(people)
-    html = (await api.get("/console/couriers", headers=HX)).text
+    html = (await api.get("/console/couriers/panel", headers=HX)).text
     row = re.search(rf'<tr id="courier-{zone.courier_ids[0]}".*?</tr>', html, re.S)
     assert row, html
     assert zone.couriers[0] in row.group(0) and "在岗" in row.group(0)

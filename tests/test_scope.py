@@ -34,7 +34,7 @@ async def test_a_station_dispatcher_sees_and_moves_only_their_stations_pickups(p
     assert mine["tracking_code"] in board
     assert other["tracking_code"] not in board
     assert (await dispatcher.get(f"/console/pickups/{other['id']}/row")).status_code == 404
-    couriers = (await dispatcher.get("/console/couriers")).text
+    couriers = (await dispatcher.get("/console/couriers/panel")).text
     assert ours.couriers[0] in couriers and theirs.couriers[0] not in couriers
 
     r = await dispatcher.post(

@@ -24,7 +24,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from server.auth.principal import Principal, dispatcher_only
-from server.console import queries
+from server.console import courier_admin, queries
 from server.dispatch import service as dispatch
 from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
@@ -37,6 +37,8 @@ from server.validation import MAX_SERIAL_ID, PathId, form_id
 from server.zones.service import import_zones
 
 TEMPLATE = "console.html"
+# The side panel lists every courier in reach, as it always has; the couriers page pages its own list.
+PANEL_LIMIT = 2000
 DATUMS = ("wgs84", "gcj02", "bd09")
 # Strings console.js needs (relative times, the live indicator), sent once with the page.
 JS_STRINGS = (
@@ -354,10 +356,20 @@ class ConsoleController(Controller):
             return Response(content="", status_code=404, media_type=MediaType.HTML)
         return _block("row", _base_context(request, request_language(request)) | {"row": row})
 
-    @get("/couriers")
-    async def couriers(self, request: Request[Principal, Any, Any]) -> Template:
-        couriers = await queries.couriers(scope=await scope_of(request.user))
-        context = _base_context(request, request_language(request)) | {"couriers": couriers}
+    @get("/couriers/panel")
+    async def couriers(
+        self, request: Request[Principal, Any, Any], station: str | None = None, zone: str | None = None
+    ) -> Template:
+        """The board's courier panel, for the board's own station and zone filter (the couriers page,
+        /console/couriers, is server/console/couriers.py)."""
+        filters = courier_admin.Filters(station=(station or "")[:64] or None, zone=(zone or "")[:64] or None)
+        couriers, _ = await courier_admin.list_couriers(
+            await scope_of(request.user), filters, limit=PANEL_LIMIT
+        )
+        context = _base_context(request, request_language(request)) | {
+            "couriers": couriers,
+            "panel_filter": {"station": filters.station, "zone": filters.zone},
+        }
         return _block("couriers", context)
 
     @get("/events")

@@ -20,22 +20,23 @@ from server.zones.service import directory
 async def set_duty(principal: Principal, on_duty: bool) -> DutyOut:
     """Go on or off duty. Going on duty also puts the courier in front of what waits for them."""
     courier_id = courier_id_of(principal)
+    return await change_duty(courier_id, on_duty, Actor("courier", courier_id))
+
+
+async def change_duty(courier_id: int, on_duty: bool, actor: Actor) -> DutyOut:
+    """Put a courier on or off duty, by their own hand or a dispatcher's (the console's couriers page).
+    Only the courier's own tap counts as being seen: a dispatcher's says nothing about the phone."""
     now = utcnow()
     offers_sent = 0
+    values: dict[Any, Any] = {Courier.on_duty: on_duty, Courier.duty_changed_at: now}
+    if actor.kind == "courier":
+        values[Courier.last_seen_at] = now
     async with unit_of_work() as uow:
-        updated = (
-            await Courier.update(
-                {Courier.on_duty: on_duty, Courier.duty_changed_at: now, Courier.last_seen_at: now}
-            )
-            .where(Courier.id == courier_id)
-            .returning(Courier.capacity)
-        )
+        updated = await Courier.update(values).where(Courier.id == courier_id).returning(Courier.capacity)
         memberships = await CourierZone.select(
             CourierZone.zone, CourierZone.role, CourierZone.zone.station.as_alias("station")
         ).where(CourierZone.courier == courier_id)
-        await uow.record(
-            "courier.duty", actor=Actor("courier", courier_id), to=[courier_id], data={"on_duty": on_duty}
-        )
+        await uow.record("courier.duty", actor=actor, to=[courier_id], data={"on_duty": on_duty})
         if on_duty and updated:
             offers_sent = await _offer_waiting_pickups(uow, courier_id, updated[0]["capacity"], memberships)
     zone_codes = [directory.zones[m["zone"]].code for m in memberships if m["zone"] in directory.zones]
