@@ -207,7 +207,7 @@
     // instead of opening their own: detail is {id, type, pickup_id, replayed} (replayed: sent again
     // after a reconnect, before `ready`).
     document.dispatchEvent(new CustomEvent("console:event", { detail: { ...body, type, replayed: !live } }));
-    if (body.pickup_id) rowChanged(body.pickup_id);
+    if (body.pickup_id && board()) rowChanged(body.pickup_id); // pages without the board (stations) skip rows
     if (COURIER_EVENTS.test(type)) couriersChanged();
     if (type === "zones.changed") loadZones();
   }
