@@ -160,6 +160,7 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", "/console"):                                               expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", "/console/board"):                                         expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", "/console/couriers"):                                      expect(303, 403, 403, 200, 200, 200, 403, 403),
+    Route("GET", "/console/stations"):                                      expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", ROW):                                                      expect(303, 403, 403, 200, 404, 200, 403, 403),
     Route("GET", "/console/events", "live"):                                expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", "/console/events", "replayed"):                            expect(303, 403, 403, 200, 200, 200, 403, 403),
@@ -1039,6 +1040,16 @@ async def couriers(w: World, role: str, _: None) -> httpx.Response:
     if r.status_code == 200:
         for n, name in w.courier_names.items():
             assert (name in r.text) == (n in SEES[role]), f"{role}'s courier list and station {n}'s {name}"
+    return r
+
+
+@probe("GET", "/console/stations")
+async def stations_page(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).get("/console/stations")
+    if r.status_code == 200:
+        for n, code in w.stations.items():
+            shown = f'data-code="{code}"' in r.text
+            assert shown == (n in SEES[role]), f"{role}'s stations page and station {n}: {shown}"
     return r
 
 
