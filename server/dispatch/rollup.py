@@ -16,8 +16,8 @@ log over a time window [since, until), so a report asks the same query for other
 A pickup counts for the station of its zone (its current one); pickups in no zone belong to no station.
 "Today" starts at midnight in each station's own time zone.
 
-Two grouped queries whatever the size of the tree (one more per extra time zone among the stations),
-plus the stations and zones. The event log has no index on its time: today's events are found from the
+Two grouped queries whatever the size of the tree or the dispatcher's scope (one more per extra time
+zone among the stations), plus the stations and zones. The event log has no index on its time: today's events are found from the
 first event id of the day (events get increasing ids as they are written), looked up once a day.
 """
 
@@ -149,7 +149,8 @@ async def event_figures(
     zone_filter = ""
     if zone_ids is not None:
         zones, zone_args = _placeholders(sorted(zone_ids) or [-1])
-        zone_filter = f" AND p.zone IN ({zones})"
+        # "+": not through the zone index, which would read all of those zones' pickups ever made.
+        zone_filter = f" AND +p.zone IN ({zones})"
     else:
         zone_args = []
     # Without statistics SQLite would rather walk the events_pickup index (it is in GROUP BY order) over
@@ -176,17 +177,12 @@ async def event_figures(
     return out
 
 
-async def open_counts(zone_ids: Iterable[int] | None) -> dict[int, int]:
-    """Open pickups per zone, now."""
+async def open_counts() -> dict[int, int]:
+    """Open pickups per zone, now (through the status index; the caller keeps the zones it wants)."""
     states, args = _placeholders(sorted(OPEN_STATES))
-    zone_filter = ""
-    if zone_ids is not None:
-        zones, zone_args = _placeholders(sorted(zone_ids) or [-1])
-        zone_filter = f" AND zone IN ({zones})"
-        args += zone_args
     rows = await Pickup.raw(
-        f"SELECT zone, COUNT(*) AS n FROM pickups WHERE status IN ({states}) AND zone IS NOT NULL"
-        f"{zone_filter} GROUP BY zone",
+        f"SELECT zone, COUNT(*) AS n FROM pickups WHERE status IN ({states}) AND zone IS NOT NULL "
+        "GROUP BY zone",
         *args,
     )
     return {r["zone"]: r["n"] for r in rows}
@@ -214,12 +210,13 @@ async def station_rollup(scope: Scope = EVERYTHING, now: datetime | None = None)
     zones_by_tz: dict[str, list[int]] = defaultdict(list)
     for zone_id, station_id in zone_station.items():
         zones_by_tz[by_id[station_id]["timezone"]].append(zone_id)
+    # Every zone's figures are read and those out of scope dropped here: a few hundred rows at most,
+    # where filtering by zone in SQL would lead the planners to every pickup those zones ever had.
     per_zone: dict[int, Figures] = {}
-    whole = scope.zone_ids is None and len(zones_by_tz) == 1
     for tz, zone_ids in zones_by_tz.items():
-        found = await event_figures(start_of_day(now, tz), None, None if whole else zone_ids)
+        found = await event_figures(start_of_day(now, tz), None, zone_ids if len(zones_by_tz) > 1 else None)
         per_zone.update({z: f for z, f in found.items() if z in zone_station})
-    for zone_id, n in (await open_counts(None if scope.zone_ids is None else zone_station)).items():
+    for zone_id, n in (await open_counts()).items():
         if zone_id in zone_station:
             per_zone.setdefault(zone_id, Figures()).open = n
 

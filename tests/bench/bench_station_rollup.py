@@ -5,7 +5,8 @@ Run: python -m tests.bench.bench_station_rollup [--pickups 100000] [--days 30] [
 Makes a fresh database (SQLite by default; with --postgres URL, a uniquely named database on that server,
 dropped at the end), seeds the demo city (3 stations, 6 zones), and writes `--pickups` pickups spread
 evenly over the last `--days` days with their events in time order, as the service would have: created,
-offered, accepted (9 in 10) then collected (8 in 10), failed or cancelled, and a breach for 1 in 20. Then
+offered, accepted (9 in 10) then collected (8 in 10), failed or cancelled, and a breach for 1 in 20; each
+pickup's status is where its events so far leave it (the open ones are the last hours'). Then
 times server.dispatch.rollup.station_rollup (what GET /console/stations runs) for everything and for one
 station's scope: the first call of the day (which looks up the day's first event id) and later calls.
 
@@ -40,35 +41,47 @@ async def fill(pickups: int, days: int, seed: int) -> int:
     base = {k: v for k, v in Pickup().to_dict().items() if k != "id"}
     events: list[tuple[datetime, int, str]] = []
     chunk: list[dict[str, Any]] = []
+    lives: list[list[tuple[datetime, str]]] = []
+    # Where each pickup stands after its last event so far.
+    status_after = {
+        "pickup.offered": "offered",
+        "pickup.accepted": "accepted",
+        "pickup.collected": "collected",
+        "pickup.failed": "failed",
+        "pickup.cancelled": "cancelled",
+    }
+
+    def life(at: datetime) -> list[tuple[datetime, str]]:
+        steps = [(at, "pickup.created"), (at + timedelta(seconds=1), "pickup.offered")]
+        fate = rng.random()
+        if fate < 0.9:
+            accepted = at + timedelta(seconds=rng.uniform(20, 900))
+            steps.append((accepted, "pickup.accepted"))
+            done = accepted + timedelta(seconds=rng.uniform(600, 5400))
+            steps.append((done, "pickup.collected" if fate < 0.8 else "pickup.failed"))
+        else:
+            steps.append((at + timedelta(seconds=rng.uniform(60, 3600)), "pickup.cancelled"))
+        if rng.random() < 0.05:
+            steps.append((at + timedelta(hours=2), "pickup.sla_breached"))
+        return sorted(s for s in steps if s[0] <= now)
 
     async def flush() -> None:
         rows = await insert_rows(Pickup, chunk, returning=("id",))
-        for row, pickup in zip(rows, chunk, strict=True):
-            at = pickup["created_at"]
-            events.append((at, row["id"], "pickup.created"))
-            events.append((at + timedelta(seconds=1), row["id"], "pickup.offered"))
-            fate = rng.random()
-            if fate < 0.9:
-                accepted = at + timedelta(seconds=rng.uniform(20, 900))
-                events.append((accepted, row["id"], "pickup.accepted"))
-                done = accepted + timedelta(seconds=rng.uniform(600, 5400))
-                closing = "pickup.collected" if fate < 0.8 else "pickup.failed"
-                events.append((done, row["id"], closing))
-            else:
-                events.append((at + timedelta(seconds=rng.uniform(60, 3600)), row["id"], "pickup.cancelled"))
-            if rng.random() < 0.05:
-                events.append((at + timedelta(hours=2), row["id"], "pickup.sla_breached"))
+        for row, steps in zip(rows, lives, strict=True):
+            events.extend((at, row["id"], kind) for at, kind in steps)
         chunk.clear()
+        lives.clear()
 
     for i in range(pickups):
         created = start + (now - start) * (i / pickups)
+        steps = life(created)
+        status = [status_after[k] for _, k in steps if k in status_after][-1]
+        lives.append(steps)
         chunk.append(
             base
             | {
                 "tracking_code": f"LSB{i:019d}",
-                "status": rng.choice(
-                    ["offered", "accepted", "collected", "collected", "failed", "cancelled"]
-                ),
+                "status": status,
                 "zone": rng.choice(zones),
                 "sender_name": "张三",
                 "sender_phone": "13912345678",
@@ -87,7 +100,6 @@ async def fill(pickups: int, days: int, seed: int) -> int:
     # The demo's own set-up events were written just now, before this history: dated to its start, so
     # that the log's ids follow its times as they do in service.
     await Event.update({Event.at: start}).where(Event.id > 0)
-    events = [e for e in events if e[0] <= now]
     events.sort()
     rows = [
         {"pickup": p, "type": t, "actor_kind": "system", "actor_id": None, "at": at, "data": "{}"}
