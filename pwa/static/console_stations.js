@@ -13,6 +13,28 @@
     htmx.ajax("GET", table.dataset.refresh, { target: "#rollup", swap: "outerHTML" });
   }
 
+  // Collapsing a level hides every row under it; which levels are collapsed outlives a refresh.
+  const collapsed = new Set();
+  function applyCollapsed() {
+    const hiding = new Set();
+    for (const row of document.querySelectorAll("#rollup tr[data-code]")) {
+      // Rows come parent first, so a parent's state is known before its children's.
+      row.hidden = hiding.has(row.dataset.parent);
+      if (row.hidden || collapsed.has(row.dataset.code)) hiding.add(row.dataset.code);
+      const toggle = row.querySelector("button.toggle");
+      if (toggle) toggle.setAttribute("aria-expanded", String(!collapsed.has(row.dataset.code)));
+    }
+  }
+  document.addEventListener("click", (event) => {
+    const toggle = event.target.closest ? event.target.closest("#rollup button.toggle") : null;
+    if (!toggle) return;
+    const code = toggle.dataset.toggle;
+    if (collapsed.has(code)) collapsed.delete(code);
+    else collapsed.add(code);
+    applyCollapsed();
+  });
+  document.addEventListener("htmx:afterSwap", applyCollapsed);
+
   document.addEventListener("console:event", (event) => {
     const type = (event.detail && event.detail.type) || "";
     if (!type.startsWith("pickup.")) return;

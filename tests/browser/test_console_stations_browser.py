@@ -69,6 +69,14 @@ async def test_the_stations_page_fits_follows_new_pickups_and_leads_to_the_board
         assert await cut_off(page) == []
         await page.screenshot(path=f"/tmp/console-stations-{width}-{lang}.png", full_page=True)
 
+        # The district above the station folds away what is under it, and opens again.
+        district = page.locator('tr[data-code="HN-CS-TX"] button.toggle')
+        await district.click()
+        await expect(row).to_be_hidden()
+        await expect(district).to_have_attribute("aria-expanded", "false")
+        await district.click()
+        await expect(row).to_be_visible()
+
         await row.locator("a").click()
         await expect(page).to_have_url(re.compile(rf"/console\?station={zone.station}"))
         await expect(page.locator(".topbar nav.pages a[aria-current]")).to_have_attribute(
