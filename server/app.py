@@ -31,6 +31,7 @@ from server.auth.session_store import DatabaseSessionStore, SessionConfig
 from server.booking.controller import BookingController
 from server.console.controller import ConsoleController
 from server.console.couriers import CouriersController
+from server.console.stations import StationsPageController
 from server.courier.controller import CourierController
 from server.courier_app.controller import CourierAppController, service_worker
 from server.db.engine import close_engine, get_engine, open_engine
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             WebhookController,
             ConsoleController,
             CouriersController,
+            StationsPageController,
             BookingController,
             CourierAppController,
             TrackingController,

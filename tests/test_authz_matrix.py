@@ -171,6 +171,7 @@ MATRIX: dict[Route, dict[str, int]] = {
     # Onto station 2's zone: a form error for station 1's dispatcher, nothing written.
     Route("POST", CONSOLE_COURIER + "/zones", "station 1's courier onto station 2's zone"):
                                                                             expect(303, 403, 403, 422, 404, 200, 403, 403),
+    Route("GET", "/console/stations"):                                      expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", ROW):                                                      expect(303, 403, 403, 200, 404, 200, 403, 403),
     Route("GET", "/console/events", "live"):                                expect(303, 403, 403, 200, 200, 200, 403, 403),
     Route("GET", "/console/events", "replayed"):                            expect(303, 403, 403, 200, 200, 200, 403, 403),
@@ -1101,6 +1102,16 @@ async def console_courier_zones_across(w: World, role: str, courier_id: int) -> 
         "role": ["primary", "backup"],
     }
     return await console_form(w, role, f"/console/couriers/{courier_id}/zones", form)
+
+
+@probe("GET", "/console/stations")
+async def stations_page(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).get("/console/stations")
+    if r.status_code == 200:
+        for n, code in w.stations.items():
+            shown = f'data-code="{code}"' in r.text
+            assert shown == (n in SEES[role]), f"{role}'s stations page and station {n}: {shown}"
+    return r
 
 
 @probe("GET", ROW)
