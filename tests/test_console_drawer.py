@@ -74,11 +74,13 @@ async def test_the_drawer_shows_the_pickup_its_offers_and_its_history_in_order(p
     steps = history(html)
     assert steps[0].endswith("下单") and "平台" in steps[0]
     offered = next(i for i, s in enumerate(steps) if "派给 2 名揽投员（第 1 轮）" in s)
-    declined = next(i for i, s in enumerate(steps) if f"{zone.couriers[0]} 拒绝了派单" in s)
+    declined = next(i for i, s in enumerate(steps) if f"{zone.couriers[0]} 拒绝了派单 · 太远" in s)
     accepted = next(
         i for i, s in enumerate(steps) if f"揽投员 {zone.couriers[1]} {zone.couriers[1]} 接单" in s
     )
     assert offered < declined < accepted
+    # The system's own reason codes are not shown as if someone had typed them.
+    assert '<q class="said">new</q>' not in html and "too_far" not in html
     # Times in the station's time zone (Asia/Shanghai): HH:MM:SS after the MM-DD.
     assert re.search(
         r"<time datetime=\"[^\"]+\" title=\"Asia/Shanghai\">\d\d-\d\d \d\d:\d\d:\d\d</time>", html

@@ -23,6 +23,7 @@ from server.console import queries
 from server.console.actions import NOTE_MAX, add_note
 from server.console.controller import _base_context, _forbidden, _to_login, localise_api_error
 from server.console.pickup_detail import ACTOR_KINDS, EVENT_NAMES, OFFER_OUTCOMES, pickup_detail
+from server.courier_app.controller import DECLINE_REASONS
 from server.dispatch import service as dispatch
 from server.dispatch.rules import STAGE_NAMES
 from server.dispatch.scope import scope_of
@@ -85,6 +86,7 @@ async def _render(
         "stages": tuple(STAGE_NAMES.values()),
         "withdraw_reasons": WITHDRAW_REASONS,
         "failure_reasons": tuple(FAILURE_REASONS),
+        "decline_reasons": DECLINE_REASONS,
         "assignable": ASSIGNABLE,
         "cancellable": CANCELLABLE,
         "takeable": TAKEABLE,

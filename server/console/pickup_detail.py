@@ -53,6 +53,9 @@ ACTOR_KINDS = ("courier", "dispatcher", "admin", "partner", "customer", "system"
 OFFER_OUTCOMES = ("accepted", "declined", "withdrawn", "expired")
 # Free text a person typed, shown under the event (escaped by the template like everything else).
 _TEXT_FIELDS = ("reason", "text", "note", "comment")
+# Events whose `reason` is a code the system or the courier app chose, not words someone typed (the
+# drawer says those in words of its own, or not at all).
+_CODED_REASONS = frozenset({"pickup.offered", "pickup.withdrawn", "pickup.failed", "pickup.declined"})
 
 
 class OfferRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -173,8 +176,10 @@ def _moment(value: Any) -> datetime | None:
         return None
 
 
-def _text_of(data: dict[str, Any]) -> str:
-    parts = [str(data[k]).strip() for k in _TEXT_FIELDS if isinstance(data.get(k), str) and data[k].strip()]
+def _text_of(event_type: str, actor_kind: str, data: dict[str, Any]) -> str:
+    coded = event_type in _CODED_REASONS or actor_kind == "system"
+    fields = [k for k in _TEXT_FIELDS if not (coded and k == "reason")]
+    parts = [str(data[k]).strip() for k in fields if isinstance(data.get(k), str) and data[k].strip()]
     return " · ".join(parts)
 
 
@@ -263,7 +268,7 @@ async def pickup_detail(pickup_id: int, viewer: Actor, scope: Scope) -> PickupDe
                 actor_kind=e["actor_kind"],
                 actor_name=names.get(e["actor_kind"], {}).get(e["actor_id"]),
                 courier_name=couriers.get(about) if about is not None else None,
-                text=_text_of(data),
+                text=_text_of(e["type"], e["actor_kind"], data),
                 detail=data,
                 until=_moment(data.get("expires_at")),
             )
