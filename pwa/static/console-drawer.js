@@ -167,8 +167,11 @@
       close();
     });
 
-    // Rows come and go as the board updates: keep the open pickup's row marked.
-    document.body.addEventListener("htmx:afterSettle", markRow);
+    // Rows come and go as the board updates (console.js replaces a changed row, htmx the whole board):
+    // keep the open pickup's row marked. Only added and removed nodes are watched, so marking a row
+    // (a class change) does not wake the observer again.
+    const main = document.querySelector("#console .main-column");
+    if (main) new MutationObserver(() => current && markRow()).observe(main, { childList: true, subtree: true });
   } else {
     // The drawer as a page of its own (no console.js): a failed form says so, as on the console.
     const failed = (event, message) => {

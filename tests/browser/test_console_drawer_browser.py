@@ -79,6 +79,13 @@ async def test_the_drawer_opens_beside_the_board_and_follows_the_stream(desk: An
     await expect(drawer).to_be_hidden()
     assert await page.evaluate("window.__noReload") is True
 
+    # Opened on its own (a new tab): the same pickup as a page, under the console's top bar.
+    await page.goto(f"/console/pickups/{pickup['id']}")
+    await expect(page.locator(".topbar")).to_be_visible()
+    await expect(page.locator("#drawer .drawer-head")).to_contain_text(pickup["tracking_code"])
+    await expect(page.locator("#drawer-history li").last).to_contain_text(f"{zone.couriers[0]} 接单")
+    await shoot(page, "page")
+
     if SHOTS:
         await page.goto("/console?lang=en")
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
