@@ -8,9 +8,19 @@ import re
 import uuid
 from typing import Any
 
-from tests.conftest import Api, Personas, SSEStream, login_couriers, make_zone, new_waybill, pickup_body
+from tests.conftest import (
+    Api,
+    Database,
+    Personas,
+    SSEStream,
+    login_couriers,
+    make_zone,
+    new_waybill,
+    pickup_body,
+)
 from tests.test_console import HX, csrf, dispatcher
 from tests.test_scope import station_dispatcher
+from tests.test_webhooks import Receiver, new_partner, wait_for
 
 
 async def drawer(api: Api, pickup_id: int, lang: str = "") -> str:
@@ -211,6 +221,29 @@ async def test_a_note_is_kept_for_staff_only(people: Personas) -> None:
     assert "pickup.noted" not in [e["type"] for e in await partner_events(people, pickup_id)]
     page = await people.anonymous().get(f"/t/{pickup['tracking_code']}")
     assert page.status_code == 200 and "三点后" not in page.text
+
+
+async def test_the_partners_webhook_hears_of_the_cancel_but_not_of_the_note(
+    people: Personas, db: Database
+) -> None:
+    receiver = Receiver()
+    try:
+        partner = people.partner(new_partner(db))
+        r = await partner.put("/api/v1/partner/webhook", json={"url": receiver.url})
+        assert r.status_code == 200, r.text
+        zone = await make_zone(people)
+        pickup_id = (await partner.post("/api/v1/pickups", json=pickup_body(zone))).json()["id"]
+        api = await dispatcher(people)
+        assert (await post(api, pickup_id, "note", text="内部：客户脾气急")).status_code == 200
+        assert (await post(api, pickup_id, "cancel", reason="客户来电取消")).status_code == 200
+        await wait_for(lambda: any(e["type"] == "pickup.cancelled" for e in receiver.delivered()))
+        delivered = receiver.delivered()
+        assert "pickup.noted" not in [e["type"] for e in delivered]
+        assert "脾气急" not in str(delivered)
+        (cancelled,) = [e for e in delivered if e["type"] == "pickup.cancelled"]
+        assert cancelled["data"]["on_behalf_of"] == "customer"
+    finally:
+        receiver.close()
 
 
 # -- refusals ---------------------------------------------------------------------------------------------
