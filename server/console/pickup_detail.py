@@ -230,14 +230,15 @@ async def pickup_detail(pickup_id: int, viewer: Actor, scope: Scope) -> PickupDe
         for o in offers_raw
     ]
 
+    # The latest HISTORY_LIMIT events (what a dispatcher acts on), shown oldest first.
     events = (
         await Event.select(Event.id, Event.type, Event.actor_kind, Event.actor_id, Event.at, Event.data)
         .where(Event.pickup == pickup_id)
-        .order_by(Event.id)
+        .order_by(Event.id, ascending=False)
         .limit(HISTORY_LIMIT + 1)
     )
     cut = len(events) > HISTORY_LIMIT
-    events = events[:HISTORY_LIMIT]
+    events = events[:HISTORY_LIMIT][::-1]
     decoded = []
     for e in events:
         try:
