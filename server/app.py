@@ -32,6 +32,7 @@ from server.booking.controller import BookingController
 from server.console.controller import ConsoleController
 from server.console.couriers import CouriersController
 from server.console.stations import StationsPageController
+from server.console.drawer import DrawerController
 from server.courier.controller import CourierController
 from server.courier_app.controller import CourierAppController, service_worker
 from server.db.engine import close_engine, get_engine, open_engine
@@ -214,6 +215,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ConsoleController,
             CouriersController,
             StationsPageController,
+            DrawerController,
             BookingController,
             CourierAppController,
             TrackingController,

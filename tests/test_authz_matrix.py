@@ -72,6 +72,7 @@ COURIER_ZONES = "/api/v1/couriers/{courier_id:int}/zones"
 PUSH_SUBSCRIPTIONS = "/api/v1/courier/push-subscriptions"
 ROW = "/console/pickups/{pickup_id:int}/row"
 CONSOLE_COURIER = "/console/couriers/{courier_id:int}"
+DRAWER = "/console/pickups/{pickup_id:int}"
 STOP_SHIP = "/api/v1/stop-ship-areas"
 STOP_SHIP_AREA = STOP_SHIP + "/{area_id:int}"
 
@@ -179,6 +180,12 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("POST", "/console/zones", "create a zone in station 1"):          expect(303, 403, 403, 200, 422, 200, 403, 403),
     Route("POST", "/console/pickups/assign"):                               expect(303, 403, 403, 200, 404, 200, 403, 403),
     Route("POST", "/console/pickups/unassign"):                             expect(303, 403, 403, 200, 404, 200, 403, 403),
+    # The pickup drawer and its actions: another station's pickup is not found.
+    Route("GET", DRAWER):                                                   expect(303, 403, 403, 200, 404, 200, 403, 403),
+    Route("POST", DRAWER + "/assign"):                                      expect(303, 403, 403, 200, 404, 200, 403, 403),
+    Route("POST", DRAWER + "/unassign"):                                    expect(303, 403, 403, 200, 404, 200, 403, 403),
+    Route("POST", DRAWER + "/cancel"):                                      expect(303, 403, 403, 200, 404, 200, 403, 403),
+    Route("POST", DRAWER + "/note"):                                        expect(303, 403, 403, 200, 404, 200, 403, 403),
     # The courier app, the same way: the login page without a session, an HTML 403 page for others.
     Route("GET", "/app"):                                                   expect(303, 200, 200, 403, 403, 403, 403, 403),
     Route("GET", "/app/pickups"):                                           expect(303, 200, 200, 403, 403, 403, 403, 403),
@@ -1151,6 +1158,42 @@ async def console_assign(w: World, role: str, pickup: dict[str, Any]) -> httpx.R
 async def console_unassign(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
     form = {"pickup_ids": [str(pickup["id"])], "reason": "matrix"}
     return await w.api(role).post("/console/pickups/unassign", data=form, headers=w.csrf(role))
+
+
+@probe("GET", DRAWER)
+async def console_drawer(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).get(f"/console/pickups/{w.pickup['id']}")
+    if r.status_code == 200:
+        assert w.pickup["tracking_code"] in r.text
+    else:
+        assert w.pickup["tracking_code"] not in r.text
+    return r
+
+
+@probe("POST", DRAWER + "/assign", prepare=offered_pickup)
+async def drawer_assign(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    form = {"courier_id": str(w.couriers[1]), "reason": "matrix"}
+    return await w.api(role).post(f"/console/pickups/{pickup['id']}/assign", data=form, headers=w.csrf(role))
+
+
+@probe("POST", DRAWER + "/unassign", prepare=held_pickup)
+async def drawer_unassign(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    form = {"reason": "matrix"}
+    return await w.api(role).post(
+        f"/console/pickups/{pickup['id']}/unassign", data=form, headers=w.csrf(role)
+    )
+
+
+@probe("POST", DRAWER + "/cancel", prepare=offered_pickup)
+async def drawer_cancel(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    form = {"reason": "matrix"}
+    return await w.api(role).post(f"/console/pickups/{pickup['id']}/cancel", data=form, headers=w.csrf(role))
+
+
+@probe("POST", DRAWER + "/note", prepare=offered_pickup)
+async def drawer_note(w: World, role: str, pickup: dict[str, Any]) -> httpx.Response:
+    form = {"text": "matrix"}
+    return await w.api(role).post(f"/console/pickups/{pickup['id']}/note", data=form, headers=w.csrf(role))
 
 
 # serviceability and stop-ship areas

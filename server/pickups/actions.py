@@ -3,7 +3,9 @@ reschedule, change the address, rate and complain.
 
 One set of functions for both: the partner API calls them with Actor("partner", id) and may touch only
 its own pickups (another partner's is "not found", as everywhere); the customer's tracking page resolves
-the pickup from its unguessable code and calls them with Actor("customer").
+the pickup from its unguessable code and calls them with Actor("customer"). The console cancels on the
+customer's behalf with Actor("dispatcher", id) and the dispatcher's scope (another station's pickup is
+"not found" to it).
 
 Each loads the pickup (locked on PostgreSQL, so what was checked still holds when it is written), checks
 the state (409 "illegal_transition" with current_status), writes the change and its event in one unit of
@@ -29,6 +31,7 @@ from typing import Any
 from server.db.engine import is_postgres
 from server.dispatch.offers import close_offers
 from server.dispatch.rules import sla_timers
+from server.dispatch.scope import Scope
 from server.dispatch.service import (
     add_timer,
     drop_timers,
@@ -53,19 +56,22 @@ COMPLAINABLE_STATES = frozenset({"collected", "failed"})
 
 
 # -- loading and refusing -----------------------------------------------------------------------------
-async def _load(actor: Actor, pickup_id: int) -> dict[str, Any]:
+async def _load(actor: Actor, pickup_id: int, scope: Scope | None = None) -> dict[str, Any]:
     """The pickup, locked for this transaction on PostgreSQL, if `actor` may act on it; else 404."""
     query = Pickup.select().where(Pickup.id == pickup_id)
     if is_postgres(Pickup._meta.db):
         query = query.lock_rows("NO KEY UPDATE")
     pickup = await query.first()
-    if pickup is None or not _may_act(actor, pickup):
+    if pickup is None or not _may_act(actor, pickup, scope):
         # Another partner's pickup is "not found", never "forbidden": ids must not leak what exists.
         raise not_found("pickup")
     return pickup
 
 
-def _may_act(actor: Actor, pickup: dict[str, Any]) -> bool:
+def _may_act(actor: Actor, pickup: dict[str, Any], scope: Scope | None = None) -> bool:
+    if actor.kind in ("dispatcher", "admin"):
+        # Staff act for the customer only where they answer for the pickup's station.
+        return scope is not None and scope.covers_zone(pickup["zone"])
     if actor.kind == "partner":
         return actor.id is not None and pickup["partner"] == actor.id
     # The tracking page found the pickup by its code: holding the code is the customer's right to act.
@@ -96,12 +102,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 # -- cancel and chase ------------------------------------------------------------------------------------
-async def cancel(actor: Actor, pickup_id: int, reason: str) -> None:
-    """Cancel a pickup that is not collected yet: its offers withdrawn, the holder told, timers gone."""
+async def cancel(actor: Actor, pickup_id: int, reason: str, *, scope: Scope | None = None) -> None:
+    """Cancel a pickup that is not collected yet: its offers withdrawn, the holder told, timers gone.
+    Staff (the console) cancel on the customer's behalf, within `scope`; the event says so."""
     async with unit_of_work() as uow:
         # Timers before the pickup, as the scheduler takes them (see dispatch.service.drop_timers).
         await drop_timers([pickup_id], offer_expiry_only=False)
-        p = await _load(actor, pickup_id)
+        p = await _load(actor, pickup_id, scope)
         try:
             target = next_status(p["status"], Action.CANCEL)
         except IllegalTransition:
@@ -116,9 +123,10 @@ async def cancel(actor: Actor, pickup_id: int, reason: str) -> None:
         if not changed:
             raise ApiError(409, "conflict", "the pickup changed meanwhile; try again")
         await close_offers(uow, pickup_id, winner=None, actor=actor, reason="cancelled")
-        await uow.record(
-            "pickup.cancelled", actor=actor, pickup_id=pickup_id, to=_holder(p), data={"reason": reason}
-        )
+        data: dict[str, Any] = {"reason": reason}
+        if actor.kind in ("dispatcher", "admin"):
+            data["on_behalf_of"] = "customer"
+        await uow.record("pickup.cancelled", actor=actor, pickup_id=pickup_id, to=_holder(p), data=data)
 
 
 async def chase(actor: Actor, pickup_id: int) -> None:

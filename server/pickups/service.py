@@ -33,7 +33,7 @@ from server.pickups.schemas import (
     TimeWindow,
     ZoneRef,
 )
-from server.push.log import COURIER_SIDE_TYPES, Actor, UnitOfWork, unit_of_work, utcnow
+from server.push.log import COURIER_SIDE_TYPES, STAFF_ONLY_TYPES, Actor, UnitOfWork, unit_of_work, utcnow
 from server.tables import Courier, Event, Pickup
 from server.validation import MAX_ID
 from server.zones.service import ZoneInfo, directory
@@ -294,7 +294,7 @@ async def pickup_view(
     if with_events:
         query = Event.select().where(Event.pickup == pickup_id)
         if for_partner:
-            query = query.where(Event.type.not_in(list(COURIER_SIDE_TYPES)))
+            query = query.where(Event.type.not_in(sorted(COURIER_SIDE_TYPES | STAFF_ONLY_TYPES)))
         rows = await query.order_by(Event.id)
         events = [
             EventOut(

@@ -31,6 +31,9 @@ SYSTEM = Actor("system")
 COURIER_SIDE_TYPES = frozenset(
     {"pickup.declined", "pickup.offer_seen", "pickup.alert_sent", "pickup.arrived"}
 )
+# Between Lanshou's staff: a dispatcher's note on a pickup (the console's drawer). Never in a partner's
+# history or webhooks, nor on the customer's tracking page (its allowlist leaves it out).
+STAFF_ONLY_TYPES = frozenset({"pickup.noted"})
 
 
 class PushMessage(msgspec.Struct, frozen=True):

@@ -41,7 +41,7 @@ import msgspec
 from server.db.engine import is_postgres
 from server.errors import ApiError
 from server.periodic import repeat
-from server.push.log import COURIER_SIDE_TYPES
+from server.push.log import COURIER_SIDE_TYPES, STAFF_ONLY_TYPES
 from server.tables import Event, Partner
 from server.webhooks import deliveries
 from server.webhooks.destinations import (
@@ -71,8 +71,8 @@ BATCHES_PER_TURN = 20
 # On PostgreSQL ids come from a sequence and transactions commit out of id order: wait this long
 # before reading past an event, so a slower transaction's smaller id is not jumped over.
 SETTLE = timedelta(seconds=1)
-# What partners are told about (withdrawals are between Lanshou and its couriers).
-INTERNAL_TYPES = {"pickup.withdrawn", *COURIER_SIDE_TYPES}
+# What partners are told about (withdrawals are between Lanshou and its couriers, notes between its staff).
+INTERNAL_TYPES = {"pickup.withdrawn", *COURIER_SIDE_TYPES, *STAFF_ONLY_TYPES}
 INTERNAL_KEYS = {"couriers", "pickup", "to"}
 _encoder = msgspec.json.Encoder()
 

@@ -26,6 +26,8 @@ from jinja2 import nodes
 from server import api_language, i18n
 from server.booking import service as booking
 from server.console import controller as console
+from server.console import drawer as console_drawer
+from server.console import pickup_detail
 from server.console.queries import SECTIONS
 from server.courier.schemas import FailureReason
 from server.courier_app import controller as courier_app
@@ -46,6 +48,11 @@ DYNAMIC_TEMPLATE_KEYS: dict[str, list[str]] = {
     "console.status.{}": [s.value for s in Status],
     "console.sla.{}": ["warning", "breached"],
     "console.datum.{}": list(console.DATUMS),
+    "console.drawer.ev.{}": list(pickup_detail.EVENT_NAMES),
+    "console.drawer.actor.{}": list(pickup_detail.ACTOR_KINDS),
+    "console.drawer.outcome.{}": list(pickup_detail.OFFER_OUTCOMES),
+    "console.drawer.stage.{}": list(console_drawer.STAGE_NAMES.values()),
+    "console.drawer.why.{}": list(console_drawer.WITHDRAW_REASONS),
     "courier.status.{}": [s.value for s in HELD_STATES],
     "courier.reason.{}": list(get_args(FailureReason)),
     "courier.decline.{}": list(courier_app.DECLINE_REASONS),
