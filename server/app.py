@@ -31,8 +31,8 @@ from server.auth.session_store import DatabaseSessionStore, SessionConfig
 from server.booking.controller import BookingController
 from server.console.controller import ConsoleController
 from server.console.couriers import CouriersController
-from server.console.stations import StationsPageController
 from server.console.drawer import DrawerController
+from server.console.stations import StationsPageController
 from server.courier.controller import CourierController
 from server.courier_app.controller import CourierAppController, service_worker
 from server.db.engine import close_engine, get_engine, open_engine
