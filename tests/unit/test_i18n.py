@@ -25,6 +25,7 @@ from jinja2 import nodes
 
 from server import api_language, i18n
 from server.booking import service as booking
+from server.console import board as console_board
 from server.console import controller as console
 from server.console.queries import SECTIONS
 from server.courier.schemas import FailureReason
@@ -45,6 +46,8 @@ DYNAMIC_TEMPLATE_KEYS: dict[str, list[str]] = {
     "console.section.{}.hint": list(SECTIONS),
     "console.status.{}": [s.value for s in Status],
     "console.sla.{}": ["warning", "breached"],
+    "console.board.attention.{}": list(console_board.ATTENTION),
+    "console.board.sort.{}": list(console_board.SORTS),
     "console.datum.{}": list(console.DATUMS),
     "courier.status.{}": [s.value for s in HELD_STATES],
     "courier.reason.{}": list(get_args(FailureReason)),
