@@ -28,9 +28,16 @@ STATEMENTS = [
     "CREATE INDEX IF NOT EXISTS pickups_sender_phone ON pickups (sender_phone)",
     "CREATE INDEX IF NOT EXISTS pickups_partner_order_no_alone ON pickups (partner_order_no)",
     "CREATE INDEX IF NOT EXISTS pickups_status_updated_at ON pickups (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS pickups_zone_status_updated_at ON pickups (zone, status, updated_at)",
 ]
 # The column index too: SQLite cannot drop an indexed column.
-DROPS = ["pickups_sender_phone_last4", "pickups_sender_phone", "pickups_partner_order_no_alone", "pickups_status_updated_at"]
+DROPS = [
+    "pickups_sender_phone_last4",
+    "pickups_sender_phone",
+    "pickups_partner_order_no_alone",
+    "pickups_status_updated_at",
+    "pickups_zone_status_updated_at",
+]
 
 
 async def forwards():

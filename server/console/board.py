@@ -4,8 +4,9 @@ paged on the server, with exact counts per section for the current filter.
 A station's real day is thousands of open pickups, and the database holds every pickup ever made; so
 nothing here reads more than one page per section, every search key is an indexed equality (the phone's
 last four digits are a stored, indexed column), and the counts are one grouped query over the open
-statuses plus the recent closed ones (index pickups_status_updated_at). The board is always read whole
-(counts and pages in one request), so that a section's badge and its "showing X–Y of N" never disagree.
+statuses plus the recent failed and closed ones (index ranges). The board is always read whole (counts
+and pages in one request), so that a section's badge and its "showing X–Y of N" never disagree, and
+console.js reads it again after every change rather than patching counts.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ FAILED_WINDOW = timedelta(days=7)
 ATTENTION = ("pending", "escalated", "breached", "chased", "failed")
 SORTS = ("due", "newest", "oldest", "updated")
 STATUSES = tuple(s.value for s in Status)
+FINISHED = [s for s in CLOSED_STATES if s != "failed"]  # the "recently closed" section
 FILTER_KEYS = ("q", "status", "station", "zone", "courier", "partner", "attention", "sort")
 Q_MAX = 64
 _DIGITS = re.compile(r"[0-9]{4}")
@@ -147,7 +149,7 @@ def search_terms(q: str) -> Any:
     return where
 
 
-async def _filter_clause(f: BoardFilter, scope: Scope) -> tuple[Any, ZoneRef | None, str | None, list[str]]:
+async def filter_clause(f: BoardFilter, scope: Scope) -> tuple[Any, ZoneRef | None, str | None, list[str]]:
     """The WHERE clause shared by every section and count; the zone and courier it names; what named
     nothing (shown to the dispatcher, and matching no pickup rather than being ignored)."""
     clauses: list[Any] = []
@@ -211,7 +213,7 @@ def _attention(kind: str) -> Any:
     return Pickup.status == "failed"
 
 
-def _section_clause(key: str, now: Any) -> Any:
+def _section_clause(key: str, since: dict[str, Any]) -> Any:
     escalated = Pickup.escalation_stage >= ESCALATED_TO_DISPATCHER
     if key == "queue":
         return (Pickup.status == "pending") | ((Pickup.status == "offered") & escalated)
@@ -220,29 +222,50 @@ def _section_clause(key: str, now: Any) -> Any:
     if key == "held":
         return Pickup.status.is_in([s.value for s in HELD_STATES])
     if key == "failed":
-        return (Pickup.status == "failed") & (Pickup.updated_at >= now - FAILED_WINDOW)
-    return Pickup.status.is_in([s for s in CLOSED_STATES if s != "failed"]) & (
-        Pickup.updated_at >= now - CLOSED_WINDOW
-    )
+        clause = Pickup.status == "failed"
+    else:
+        clause = Pickup.status.is_in(FINISHED)
+    return clause & (Pickup.updated_at >= since[key]) if key in since else clause
 
 
-async def _counts(where: Any, now: Any) -> dict[str, int]:
-    """Exact totals per section, in one statement (one snapshot: the badges add up)."""
-    visible = (
-        Pickup.status.is_in([s.value for s in OPEN_STATES])
-        | ((Pickup.status == "failed") & (Pickup.updated_at >= now - FAILED_WINDOW))
-        | (
-            Pickup.status.is_in([s for s in CLOSED_STATES if s != "failed"])
-            & (Pickup.updated_at >= now - CLOSED_WINDOW)
-        )
-    )
-    query = Pickup.select(Pickup.status, Pickup.escalation_stage, Count(alias="n")).where(
-        visible if where is None else visible & where
-    )
+def _windows(f: BoardFilter) -> dict[str, Any]:
+    """Since when failed and closed pickups are shown: a search looks through all of history (its keys
+    are indexed equalities), the board otherwise shows the recent ones."""
+    if f.q:
+        return {}
+    now = utcnow()
+    return {"failed": now - FAILED_WINDOW, "closed": now - CLOSED_WINDOW}
+
+
+def count_queries(where: Any, since: dict[str, Any]) -> list[Any]:
+    """Exact totals per section: the open ones grouped by state, then failed and closed ones. Three
+    statements, each an index range (pickups_status_updated_at, or pickups_zone_status_updated_at
+    under a zone filter); one OR of the three would scan the whole status index."""
+    parts = [
+        Pickup.status.is_in([s.value for s in OPEN_STATES]),
+        _section_clause("failed", since),
+        _section_clause("closed", since),
+    ]
+    return [
+        Pickup.select(Pickup.status, Pickup.escalation_stage, Count(alias="n"))
+        .where(part if where is None else part & where)
+        .group_by(Pickup.status, Pickup.escalation_stage)
+        for part in parts
+    ]
+
+
+async def _counts(where: Any, since: dict[str, Any]) -> dict[str, int]:
     totals = dict.fromkeys(SECTIONS, 0)
-    for r in await query.group_by(Pickup.status, Pickup.escalation_stage):
-        totals[section_of(r["status"], r["escalation_stage"])] += r["n"]
+    for query in count_queries(where, since):
+        for r in await query:
+            totals[section_of(r["status"], r["escalation_stage"])] += r["n"]
     return totals
+
+
+def page_query(key: str, where: Any, since: dict[str, Any], sort: str, page: int, page_size: int) -> Any:
+    clause = _section_clause(key, since)
+    query = Pickup.select(*ROW_COLUMNS).where(clause if where is None else clause & where)
+    return _ordered(query, key, sort).limit(page_size).offset((page - 1) * page_size)
 
 
 def _ordered(query: Any, key: str, sort: str) -> Any:
@@ -263,9 +286,9 @@ def _ordered(query: Any, key: str, sort: str) -> Any:
 
 async def read_board(f: BoardFilter, scope: Scope = EVERYTHING, page_size: int = PAGE_SIZE) -> Board:
     """The board for this filter: each section's current page and its exact total."""
-    now = utcnow()
-    where, zone, courier_name, unknown = await _filter_clause(f, scope)
-    totals = await _counts(where, now)
+    since = _windows(f)
+    where, zone, courier_name, unknown = await filter_clause(f, scope)
+    totals = await _counts(where, since)
     sections = []
     for key in SECTIONS:
         total = totals[key]
@@ -273,10 +296,7 @@ async def read_board(f: BoardFilter, scope: Scope = EVERYTHING, page_size: int =
         page = min(f.pages.get(key, 1), pages)
         rows: list[PickupRow] = []
         if total:
-            clause = _section_clause(key, now)
-            query = Pickup.select(*ROW_COLUMNS).where(clause if where is None else clause & where)
-            query = _ordered(query, key, f.sort).limit(page_size).offset((page - 1) * page_size)
-            rows = [to_row(r) for r in await query]
+            rows = [to_row(r) for r in await page_query(key, where, since, f.sort, page, page_size)]
         first = (page - 1) * page_size + 1 if rows else 0
         sections.append(
             Page(
