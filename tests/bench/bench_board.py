@@ -117,7 +117,7 @@ def cases(target: dict[str, Any]) -> dict[str, dict[str, str]]:
         "search waybill": {"q": target["waybill_no"]},
         "zone CS-TX-02": {"zone": "CS-TX-02"},
         "needs attention: failed": {"attention": "failed"},
-        "closed, page 40": {"closed_page": "40"},
+        "closed, page 20": {"closed_page": "20"},
     }
 
 
@@ -187,7 +187,13 @@ async def show_plans(url: str, board: Any, f: Any, scope: Any) -> None:
     prefix = "EXPLAIN " if url.startswith("postgres") else "EXPLAIN QUERY PLAN "
     for name, query in queries.items():
         plan = await Pickup.raw(prefix + str(query))
-        print(f"    {name}: " + " | ".join(str(list(row.values())[-1]) for row in plan))
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            await query
+            times.append((time.perf_counter() - start) * 1000)
+        steps = " | ".join(str(list(row.values())[-1]) for row in plan)
+        print(f"    {name} {statistics.median(times):.1f} ms: {steps[:300]}")
 
 
 def main() -> None:
