@@ -270,11 +270,10 @@ def page_query(key: str, where: Any, since: dict[str, Any], sort: str, page: int
     return _ordered(query, key, sort).limit(page_size).offset((page - 1) * page_size)
 
 
-async def _page_rows(ids: list[int]) -> list[PickupRow]:
+async def _page_rows(ids: list[int]) -> dict[int, PickupRow]:
     if not ids:
-        return []
-    found = {r["id"]: r for r in await Pickup.select(*ROW_COLUMNS).where(Pickup.id.is_in(ids))}
-    return [to_row(found[i]) for i in ids if i in found]
+        return {}
+    return {r["id"]: to_row(r) for r in await Pickup.select(*ROW_COLUMNS).where(Pickup.id.is_in(ids))}
 
 
 def _ordered(query: Any, key: str, sort: str) -> Any:
@@ -298,15 +297,18 @@ async def read_board(f: BoardFilter, scope: Scope = EVERYTHING, page_size: int =
     since = _windows(f)
     where, zone, courier_name, unknown = await filter_clause(f, scope)
     totals = await _counts(where, since)
-    sections = []
+    placed: list[tuple[str, int, int, int, list[int]]] = []
     for key in SECTIONS:
         total = totals[key]
         pages = max((total + page_size - 1) // page_size, 1)
         page = min(f.pages.get(key, 1), pages)
-        rows: list[PickupRow] = []
-        if total:
-            ids = [r["id"] for r in await page_query(key, where, since, f.sort, page, page_size)]
-            rows = await _page_rows(ids)
+        ids = [r["id"] for r in await page_query(key, where, since, f.sort, page, page_size)] if total else []
+        placed.append((key, total, page, pages, ids))
+    # The rows of every section's page in one query (a round trip fewer per section on PostgreSQL).
+    found = await _page_rows([i for *_, ids in placed for i in ids])
+    sections = []
+    for key, total, page, pages, ids in placed:
+        rows = [found[i] for i in ids if i in found]
         first = (page - 1) * page_size + 1 if rows else 0
         sections.append(
             Page(
