@@ -187,13 +187,18 @@ async def test_every_column_shows_side_by_side(desk: Any, people: Personas) -> N
     await partner.post("/api/v1/pickups", json=body)
     assert (await courier.post(f"/api/v1/courier/pickups/{held['id']}/accept", json={})).status_code == 200
     await partner.post(f"/api/v1/pickups/{held['id']}/chase", json={})
+    # A failed one too: its reason is a second line in the status column.
+    failed = (await partner.post("/api/v1/pickups", json=body)).json()
+    assert (await courier.post(f"/api/v1/courier/pickups/{failed['id']}/accept", json={})).status_code == 200
+    r = await courier.post(f"/api/v1/courier/pickups/{failed['id']}/fail", json={"reason": "packaging_unfit"})
+    assert r.status_code == 200, r.text
     await sign_in_to_the_console(desk)
     await desk.goto(f"/console?zone={zone.code}")
     await expect(desk.locator(f"#pickup-{held['id']}")).to_be_visible()
 
     layout = await desk.evaluate(COLUMNS)
     assert layout["pageWidth"] <= layout["viewport"], "the page scrolls sideways"
-    assert {s["section"] for s in layout["sections"]} == {"offered", "held"}
+    assert {s["section"] for s in layout["sections"]} == {"offered", "held", "failed"}
     for s in layout["sections"]:
         assert s["scrollWidth"] <= s["clientWidth"] + 1, s  # no column cut off at the right
         for boxes in (s["heads"], s["cells"]):
