@@ -175,6 +175,9 @@ class Pickup(Table, tablename="pickups"):
     courier = ForeignKey(Courier, null=True, on_delete=OnDelete.restrict, index=True)
     sender_name = Varchar(length=64)
     sender_phone = Varchar(length=20)
+    # The phone's last four digits, for the console's search (a suffix LIKE can use no index); written
+    # with the phone (pickups/service.py insert_pickups).
+    sender_phone_last4 = Varchar(length=4, default="", index=True)
     province = Varchar(length=32)
     city = Varchar(length=32)
     district = Varchar(length=32)
@@ -199,6 +202,9 @@ class Pickup(Table, tablename="pickups"):
     offer_round = Integer(default=0)
     # 0 zone's couriers, 1 backup couriers, 2 whole station, 3 the dispatcher (see dispatch/rules.py).
     escalation_stage = Integer(default=0)
+    # True while a held pickup is one a dispatcher assigned and its courier has not accepted it
+    # (dispatch/service.py _hand_over sets it, the courier's accept clears it): the console says so.
+    assigned_by_dispatcher = Boolean(default=False)
     sla_state = Varchar(length=12, default="ok")  # ok | warning | breached
     chase_count = Integer(default=0)
     chased_at = Timestamptz(null=True, default=None)

@@ -136,7 +136,8 @@ async def test_a_pickup_no_zone_matches_waits_in_the_queue(people: Personas) -> 
     api = await dispatcher(people)
     html = await row_html(api, pickup_id)
     assert 'data-section="queue"' in html and "未匹配片区" in html
-    board = (await api.get("/console/board", headers=HX)).text
+    # The queue is paged (and shared with every test's unmatched pickups): find this one by its code.
+    board = (await api.get(f"/console/board?q={r.json()['tracking_code']}", headers=HX)).text
     queue = board.split('id="rows-queue"')[1].split("</tbody>")[0]
     assert f'id="pickup-{pickup_id}"' in queue
 

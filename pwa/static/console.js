@@ -7,8 +7,9 @@
   if (!root) return;
   const lang = root.dataset.lang || "zh-CN";
   const T = JSON.parse(document.getElementById("console-i18n").textContent);
-  const ROW_BATCH_LIMIT = 40; // more changed rows than this at once: re-fetch the whole board instead
-  const MAX_ROWS = 250; // per section, to keep the page light on a busy day
+  // Changes to the board are gathered this long before the board is read again (at most one read in
+  // flight): a burst of hundreds of events costs a few reads, and every read has exact counts.
+  const BOARD_REFRESH_MS = 400;
 
   function t(key, values) {
     let text = T[key] || key;
@@ -70,62 +71,25 @@
     if (event.target.matches && event.target.matches('input[name="pickup_ids"]')) showSelection();
   });
 
-  // -- rows -------------------------------------------------------------------------------------------
-  function adjustCount(section, delta) {
-    const el = document.querySelector(`#board section[data-section="${section}"] .count`);
-    if (!el) return;
-    const n = Math.max(parseInt(el.dataset.count || "0", 10) + delta, 0);
-    el.dataset.count = String(n);
-    el.textContent = String(n);
+  // -- the board: search, filters, paging, live refresh -----------------------------------------------
+  // The server pages and counts (server/console/board.py); the board is always read whole, so that a
+  // section's badge and its "showing X–Y of N" come from one answer and never disagree. Live changes
+  // read it again (the current filter and pages) rather than patching rows and counts here.
+  const FILTER_KEYS = ["q", "status", "station", "zone", "courier", "partner", "attention", "sort"];
+  const SECTIONS = ["queue", "offered", "held", "failed", "closed"];
+  const PAGE_KEYS = SECTIONS.map((key) => key + "_page");
+  const BOARD_KEYS = [...FILTER_KEYS, ...PAGE_KEYS];
+
+  function filterFrom(params) {
+    const out = {};
+    for (const key of BOARD_KEYS) {
+      const value = params.get(key);
+      if (value) out[key] = value;
+    }
+    return out;
   }
 
-  function removeRow(row) {
-    adjustCount(row.dataset.section, -1);
-    row.remove();
-  }
-
-  function insertSorted(tbody, row) {
-    const key = row.dataset.sort;
-    for (const other of tbody.rows) {
-      if (other.dataset.sort > key) {
-        tbody.insertBefore(row, other);
-        return;
-      }
-    }
-    tbody.appendChild(row);
-  }
-
-  function applyRow(pickupId, html) {
-    const existing = document.getElementById("pickup-" + pickupId);
-    if (html === null) {
-      if (existing) removeRow(existing);
-      return;
-    }
-    // The row partial is our own server's HTML, user text in it escaped by Jinja2's autoescape; a
-    // <template> keeps it inert (no scripts, no image loads) until the row is in place.
-    const template = document.createElement("template");
-    template.innerHTML = html.trim();
-    const row = template.content.querySelector("tr");
-    if (!row) return;
-    const filter = board() ? board().dataset.zone : "";
-    if (filter && row.dataset.zone !== filter) {
-      if (existing) removeRow(existing);
-      return;
-    }
-    const tbody = document.getElementById("rows-" + row.dataset.section);
-    if (!tbody) return;
-    const wasChecked = existing && existing.querySelector('input[name="pickup_ids"]:checked');
-    if (existing) removeRow(existing);
-    const box = row.querySelector('input[name="pickup_ids"]');
-    if (wasChecked && box) box.checked = true;
-    insertSorted(tbody, row);
-    adjustCount(row.dataset.section, +1);
-    while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(-1);
-    tick(row);
-    row.classList.add("flash");
-    setTimeout(() => row.classList.remove("flash"), 2500);
-    showSelection();
-  }
+  let currentFilter = filterFrom(new URLSearchParams(location.search));
 
   async function fetchHtml(path) {
     const response = await fetch(path, { credentials: "same-origin", headers: { "HX-Request": "true" } });
@@ -138,34 +102,158 @@
     return response.text();
   }
 
-  const changed = new Set();
-  let flushing = null;
-
-  function rowChanged(pickupId) {
-    changed.add(pickupId);
-    if (!flushing) flushing = setTimeout(flushRows, 120);
+  function setBoardStatus(text) {
+    const el = document.getElementById("board-status");
+    if (!el) return;
+    el.textContent = text;
+    el.hidden = !text;
   }
 
-  async function flushRows() {
-    const ids = Array.from(changed);
-    changed.clear();
-    try {
-      if (ids.length > ROW_BATCH_LIMIT) {
-        await refreshBoard();
-        return;
+  // The filter bar shows the filter in force, however it was set (the form, the map, a chip, a link).
+  function syncForm() {
+    const form = document.getElementById("board-filter");
+    if (!form) return;
+    for (const key of FILTER_KEYS) {
+      const field = form.elements.namedItem(key);
+      if (!field || field === document.activeElement) continue;
+      const value = currentFilter[key] || (key === "sort" ? "due" : "");
+      if (field.tagName === "SELECT" && value && !Array.from(field.options).some((o) => o.value === value)) {
+        field.add(new Option(value, value)); // a zone or courier the list does not have (yet)
       }
-      const rows = await Promise.all(ids.map((id) => fetchHtml(url(`/console/pickups/${id}/row`)).catch(() => undefined)));
-      ids.forEach((id, i) => rows[i] !== undefined && applyRow(id, rows[i]));
-    } finally {
-      flushing = null;
-      if (changed.size) flushing = setTimeout(flushRows, 120);
+      field.value = value;
     }
   }
 
-  function refreshBoard(zone) {
-    const current = zone === undefined ? (board() ? board().dataset.zone : "") : zone;
-    return htmx.ajax("GET", url("/console/board", { zone: current }), { target: "#board", swap: "outerHTML" });
+  const flashIds = new Set();
+
+  function swapBoard(html) {
+    // The partial is our own server's HTML, user text in it escaped by Jinja2's autoescape; a <template>
+    // keeps it inert until it is in place.
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    const fresh = template.content.getElementById("board");
+    const old = board();
+    if (!fresh || !old) return;
+    // Ticked rows stay ticked (the dispatch form reads them) when they are still on the page.
+    const ticked = new Set(Array.from(selectedBoxes(), (box) => box.value));
+    for (const box of fresh.querySelectorAll('input[name="pickup_ids"]')) if (ticked.has(box.value)) box.checked = true;
+    for (const id of flashIds) {
+      const row = fresh.querySelector("#pickup-" + id);
+      if (row) {
+        row.classList.add("flash");
+        setTimeout(() => row.classList.remove("flash"), 2500);
+      }
+    }
+    flashIds.clear();
+    old.replaceWith(fresh);
+    if (typeof htmx !== "undefined") htmx.process(fresh);
+    tick(fresh);
+    showSelection();
+    highlightZone();
   }
+
+  let boardLoad = null;
+  let loadAgain = false;
+  let refreshTimer = null;
+
+  function loadBoard() {
+    if (boardLoad) {
+      loadAgain = true;
+      return boardLoad;
+    }
+    boardLoad = (async () => {
+      try {
+        do {
+          loadAgain = false;
+          const filter = { ...currentFilter };
+          const el = board();
+          if (el) el.setAttribute("aria-busy", "true");
+          const html = await fetchHtml(url("/console/board", filter));
+          if (html === null) throw new Error("HTTP 404");
+          if (!loadAgain) swapBoard(html); // a newer filter is on its way: skip this answer
+        } while (loadAgain);
+        setBoardStatus("");
+        const shown = url("/console", currentFilter);
+        if (location.pathname + location.search !== shown) history.replaceState(null, "", shown);
+        document.dispatchEvent(new CustomEvent("console:board-filter", { detail: { ...currentFilter } }));
+      } catch (err) {
+        console.warn("board:", err);
+        setBoardStatus(t("console.board.failed_load"));
+        setTimeout(() => boardChanged(), 5000);
+      } finally {
+        const el = board();
+        if (el) el.setAttribute("aria-busy", "false");
+        boardLoad = null;
+      }
+    })();
+    return boardLoad;
+  }
+
+  // A pickup changed (or the stream came back): read the board again soon.
+  function boardChanged(pickupId) {
+    if (pickupId) flashIds.add(String(pickupId));
+    if (!refreshTimer) {
+      refreshTimer = setTimeout(() => {
+        refreshTimer = null;
+        loadBoard();
+      }, BOARD_REFRESH_MS);
+    }
+  }
+
+  // Merge `params` into the filter (an empty value removes a key) and load the board. A change of the
+  // filter itself starts every section again from its first page.
+  function setFilter(params) {
+    const next = { ...currentFilter };
+    let filterChanged = false;
+    for (const [key, raw] of Object.entries(params || {})) {
+      if (!BOARD_KEYS.includes(key)) continue;
+      const value = raw === null || raw === undefined ? "" : String(raw).trim();
+      if ((next[key] || "") === value) continue;
+      if (FILTER_KEYS.includes(key)) filterChanged = true;
+      if (value) next[key] = value;
+      else delete next[key];
+    }
+    if (filterChanged) for (const key of PAGE_KEYS) delete next[key];
+    currentFilter = next;
+    syncForm();
+    return loadBoard();
+  }
+
+  window.consoleBoard = {
+    setFilter,
+    filter: () => ({ ...currentFilter }),
+  };
+
+  function clearFilter() {
+    currentFilter = {};
+    syncForm();
+    return loadBoard();
+  }
+
+  const filterForm = document.getElementById("board-filter");
+  if (filterForm) {
+    filterForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const params = {};
+      for (const key of FILTER_KEYS) {
+        const field = filterForm.elements.namedItem(key);
+        params[key] = field ? field.value : "";
+      }
+      if (params.sort === "due") params.sort = "";
+      setFilter(params);
+    });
+    filterForm.addEventListener("change", (event) => {
+      if (event.target.tagName === "SELECT") filterForm.requestSubmit();
+    });
+  }
+
+  document.addEventListener("click", (event) => {
+    const target = event.target.closest ? event.target.closest("[data-board-clear], a[data-board-page]") : null;
+    if (!target || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    if (target.hasAttribute("data-board-clear")) clearFilter();
+    else setFilter({ [target.dataset.section + "_page"]: target.dataset.boardPage });
+  });
 
   let couriersTimer = null;
   function couriersChanged() {
@@ -191,8 +279,8 @@
   function onEvent(type, data) {
     if (type === "ready") {
       setLive(true);
-      // A long gap (or a replay cut at the log's page size) is cheaper and safer as one board fetch.
-      if (replayed > ROW_BATCH_LIMIT) refreshBoard();
+      // Whatever happened while the stream was away (a replay may be cut at the log's page size).
+      if (replayed) boardChanged();
       replayed = 0;
       return;
     }
@@ -207,7 +295,7 @@
     // instead of opening their own: detail is {id, type, pickup_id, replayed} (replayed: sent again
     // after a reconnect, before `ready`).
     document.dispatchEvent(new CustomEvent("console:event", { detail: { ...body, type, replayed: !live } }));
-    if (body.pickup_id && board()) rowChanged(body.pickup_id); // pages without the board (couriers) skip rows
+    if (body.pickup_id && board()) boardChanged(body.pickup_id); // pages without the board skip it
     if (COURIER_EVENTS.test(type)) couriersChanged();
     if (type === "zones.changed") loadZones();
   }
@@ -323,8 +411,7 @@
   }
 
   function filterByZone(code) {
-    history.replaceState(null, "", url("/console", { zone: code }));
-    refreshBoard(code);
+    setFilter({ zone: code });
   }
 
   // -- wiring -----------------------------------------------------------------------------------------
@@ -374,6 +461,8 @@
   }
 
   setupMap();
+  syncForm();
+  document.dispatchEvent(new CustomEvent("console:board-filter", { detail: { ...currentFilter } }));
   tick(document);
   setInterval(() => tick(board()), 30000);
   stream();

@@ -25,6 +25,7 @@ from litestar.response import Redirect, ServerSentEvent, Template
 
 from server.auth.principal import Principal, dispatcher_only
 from server.console import courier_admin, queries
+from server.console.board import ATTENTION, SORTS, STATUSES, BoardFilter, filter_options, read_board
 from server.dispatch import service as dispatch
 from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
@@ -52,6 +53,8 @@ JS_STRINGS = (
     "console.dispatch.selected",
     "console.form.unreachable",
     "console.form.failed",
+    "console.board.loading",
+    "console.board.failed_load",
 )
 
 
@@ -85,7 +88,7 @@ class Formatter:
         return translate("console.dur.day", self.lang, n=minutes // (24 * 60))
 
     def remaining(self, row: queries.PickupRow) -> str:
-        if row.due_at is None or row.section == "closed":
+        if row.due_at is None or row.section in ("failed", "closed"):
             return ""
         left = (row.due_at - self.now).total_seconds()
         if left >= 0:
@@ -111,9 +114,15 @@ def _base_context(request: Request[Principal, Any, Any], lang: str) -> dict[str,
     }
 
 
-async def _board_context(zone_code: str | None, scope: Scope) -> dict[str, Any]:
-    zone = await queries.zone_by_code(zone_code) if zone_code else None
-    return {"zone": zone, "sections": await queries.board(zone, scope=scope)}
+async def _board_context(board_filter: BoardFilter, scope: Scope) -> dict[str, Any]:
+    board = await read_board(board_filter, scope)
+    return {
+        "board": board,
+        "bf": board.filter,
+        "zone": board.zone,
+        "sections": board.sections,
+        "board_choices": {"statuses": STATUSES, "attention": ATTENTION, "sorts": SORTS},
+    }
 
 
 def _dispatch_context(couriers: list[queries.CourierRow], **form: Any) -> dict[str, Any]:
@@ -133,7 +142,7 @@ def _block(block: str, context: dict[str, Any], status: int = 200, **kwargs: Any
 async def _page(
     request: Request[Principal, Any, Any],
     lang: str,
-    zone_code: str | None,
+    board_filter: BoardFilter | None,
     *,
     dispatch: dict[str, Any] | None = None,
     zone_result: dict[str, Any] | None = None,
@@ -145,7 +154,8 @@ async def _page(
     # rendering the page and connecting the stream is missed.
     context["last_event_id"] = await latest_event_id()
     scope = await scope_of(request.user)
-    context.update(await _board_context(zone_code, scope))
+    context.update(await _board_context(board_filter or BoardFilter(), scope))
+    context["filter_options"] = await filter_options(scope)
     couriers = await queries.couriers(scope=scope)
     context.update(_dispatch_context(couriers, **(dispatch or {})))
     context.update(await _zone_form_context(**(zone_result or {})))
@@ -338,14 +348,18 @@ class ConsoleController(Controller):
     include_in_schema = False
     exception_handlers = {NotAuthorizedException: _to_login, PermissionDeniedException: _forbidden}
 
+    # The board's filter is the query string (q, status, station, zone, courier, partner, attention,
+    # sort, <section>_page: see board.py); a value that makes no sense is dropped, never a 4xx.
     @get("/")
-    async def page(self, request: Request[Principal, Any, Any], zone: str | None = None) -> Template:
-        return await _page(request, request_language(request), zone)
+    async def page(self, request: Request[Principal, Any, Any]) -> Template:
+        board_filter = BoardFilter.from_params(request.query_params)
+        return await _page(request, request_language(request), board_filter)
 
     @get("/board")
-    async def board(self, request: Request[Principal, Any, Any], zone: str | None = None) -> Template:
+    async def board(self, request: Request[Principal, Any, Any]) -> Template:
+        board_filter = BoardFilter.from_params(request.query_params)
         context = _base_context(request, request_language(request)) | await _board_context(
-            zone, await scope_of(request.user)
+            board_filter, await scope_of(request.user)
         )
         return _block("board", context)
 

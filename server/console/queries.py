@@ -1,7 +1,6 @@
-"""Read-only queries behind the dispatcher's console: the board of pickups and the list of couriers.
+"""Read-only queries behind the dispatcher's console: a board row, the list of couriers, stations.
 
-Nothing here writes. Each open section of the board is capped (a province can have tens of thousands of
-open pickups; a person reads the first screens), and the section totals come from the status index.
+Nothing here writes. The board itself (search, filters, paging, counts) is in board.py.
 """
 
 from __future__ import annotations
@@ -10,8 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from piccolo.query.functions.aggregate import Count, Max
-from piccolo.query.mixins import OrderByRaw
+from piccolo.query.functions.aggregate import Max
 
 from server.dispatch.offers import open_load
 from server.dispatch.scope import EVERYTHING, Scope
@@ -19,10 +17,9 @@ from server.domain.pickup_states import HELD_STATES
 from server.pages import DEFAULT_TIMEZONE
 from server.tables import Courier, CourierZone, Event, Pickup, Station, Zone
 
-SECTION_LIMIT = 200
 # escalation_stage 3: the rules gave up on the couriers and handed the pickup to the dispatcher.
 ESCALATED_TO_DISPATCHER = 3
-SECTIONS = ("queue", "offered", "held", "closed")
+SECTIONS = ("queue", "offered", "held", "failed", "closed")
 CLOSED_STATES = ("collected", "failed", "cancelled")
 
 
@@ -42,6 +39,8 @@ class PickupRow(msgspec.Struct, frozen=True, kw_only=True):
     sla_state: str
     chase_count: int
     escalation_stage: int
+    failure_reason: str | None
+    assigned_by_dispatcher: bool  # held, handed over by a dispatcher, not (yet) accepted by the courier
     created_at: datetime
     updated_at: datetime
 
@@ -52,17 +51,11 @@ class PickupRow(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def sort_key(self) -> str:
         """Ascending order inside the row's section (console.js inserts live rows by it)."""
-        if self.section == "closed":
+        if self.section in ("failed", "closed"):
             # Newest first: invert the timestamp so that ascending string order is newest first.
             return f"{10**13 - int(self.updated_at.timestamp() * 1000):013d}|{self.id:012d}"
         due = self.due_at.isoformat() if self.due_at else "9999"
         return f"{due}|{self.created_at.isoformat()}|{self.id:012d}"
-
-
-class Section(msgspec.Struct, kw_only=True):
-    key: str
-    rows: list[PickupRow]
-    total: int | None  # None where counting would mean scanning all history (closed pickups)
 
 
 class CourierRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +82,8 @@ def section_of(status: str, escalation_stage: int) -> str:
         return "offered"
     if status in HELD_STATES:
         return "held"
+    if status == "failed":
+        return "failed"  # waiting for re-dispatch: a queue of its own, not among the closed
     return "closed"
 
 
@@ -98,7 +93,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-_ROW_COLUMNS = (
+ROW_COLUMNS = (
     Pickup.id,
     Pickup.tracking_code,
     Pickup.status,
@@ -109,6 +104,8 @@ _ROW_COLUMNS = (
     Pickup.sla_state,
     Pickup.chase_count,
     Pickup.escalation_stage,
+    Pickup.failure_reason,
+    Pickup.assigned_by_dispatcher,
     Pickup.zone,
     Pickup.created_at,
     Pickup.updated_at,
@@ -119,7 +116,7 @@ _ROW_COLUMNS = (
 )
 
 
-def _row(r: dict[str, Any]) -> PickupRow:
+def to_row(r: dict[str, Any]) -> PickupRow:
     created = _utc(r["created_at"])
     updated = _utc(r["updated_at"])
     assert created is not None and updated is not None
@@ -139,20 +136,11 @@ def _row(r: dict[str, Any]) -> PickupRow:
         sla_state=r["sla_state"],
         chase_count=r["chase_count"],
         escalation_stage=r["escalation_stage"],
+        failure_reason=r["failure_reason"],
+        assigned_by_dispatcher=bool(r["assigned_by_dispatcher"]) and r["status"] in HELD_STATES,
         created_at=created,
         updated_at=updated,
     )
-
-
-def _section_filter(key: str) -> Any:
-    escalated = Pickup.escalation_stage >= ESCALATED_TO_DISPATCHER
-    if key == "queue":
-        return (Pickup.status == "pending") | ((Pickup.status == "offered") & escalated)
-    if key == "offered":
-        return (Pickup.status == "offered") & (Pickup.escalation_stage < ESCALATED_TO_DISPATCHER)
-    if key == "held":
-        return Pickup.status.is_in([s.value for s in HELD_STATES])
-    return Pickup.status.is_in(list(CLOSED_STATES))
 
 
 async def zone_by_code(code: str) -> ZoneRef | None:
@@ -160,54 +148,9 @@ async def zone_by_code(code: str) -> ZoneRef | None:
     return ZoneRef(row["id"], row["code"], row["name"]) if row else None
 
 
-async def board(zone: ZoneRef | None, limit: int = SECTION_LIMIT, scope: Scope = EVERYTHING) -> list[Section]:
-    """The four sections of the board, optionally for one zone, within what the dispatcher answers for."""
-    sections = []
-    totals = await _open_totals(zone, scope)
-    in_scope = scope.pickup_filter(Pickup.zone)
-    for key in SECTIONS:
-        where = _section_filter(key)
-        if zone is not None:
-            where = where & (Pickup.zone == zone.id)
-        if in_scope is not None:
-            where = where & in_scope
-        query = Pickup.select(*_ROW_COLUMNS).where(where).limit(limit)
-        if key == "closed":
-            query = query.order_by(Pickup.updated_at, ascending=False).order_by(Pickup.id, ascending=False)
-        else:
-            # Nearest time limit first; pickups without one (no zone, no window) after those that have one.
-            query = (
-                query.order_by(OrderByRaw('"pickups"."due_at" IS NULL'))
-                .order_by(Pickup.due_at)
-                .order_by(Pickup.created_at)
-                .order_by(Pickup.id)
-            )
-        rows = [_row(r) for r in await query]
-        sections.append(Section(key=key, rows=rows, total=totals.get(key)))
-    return sections
-
-
-async def _open_totals(zone: ZoneRef | None, scope: Scope) -> dict[str, int]:
-    open_statuses = ["pending", "offered", *(s.value for s in HELD_STATES)]
-    where: Any = Pickup.status.is_in(open_statuses)
-    if zone is not None:
-        where = where & (Pickup.zone == zone.id)
-    if (in_scope := scope.pickup_filter(Pickup.zone)) is not None:
-        where = where & in_scope
-    rows = (
-        await Pickup.select(Pickup.status, Pickup.escalation_stage, Count(alias="n"))
-        .where(where)
-        .group_by(Pickup.status, Pickup.escalation_stage)
-    )
-    totals = dict.fromkeys(("queue", "offered", "held"), 0)
-    for r in rows:
-        totals[section_of(r["status"], r["escalation_stage"])] += r["n"]
-    return totals
-
-
 async def pickup_row(pickup_id: int, scope: Scope = EVERYTHING) -> PickupRow | None:
-    row = await Pickup.select(*_ROW_COLUMNS).where(Pickup.id == pickup_id).first()
-    return _row(row) if row and scope.covers_zone(row["zone"]) else None
+    row = await Pickup.select(*ROW_COLUMNS).where(Pickup.id == pickup_id).first()
+    return to_row(row) if row and scope.covers_zone(row["zone"]) else None
 
 
 async def couriers(zone: ZoneRef | None = None, scope: Scope = EVERYTHING) -> list[CourierRow]:

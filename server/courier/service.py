@@ -115,6 +115,7 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
                 {
                     Pickup.status: next_status("offered", Action.ACCEPT).value,
                     Pickup.courier: courier_id,
+                    Pickup.assigned_by_dispatcher: False,
                     Pickup.version: Pickup.version + 1,
                     Pickup.updated_at: now,
                 }

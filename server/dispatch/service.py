@@ -407,6 +407,7 @@ async def _hand_over(
         {
             Pickup.status: "accepted",
             Pickup.courier: courier_id,
+            Pickup.assigned_by_dispatcher: True,
             Pickup.version: Pickup.version + 1,
             Pickup.updated_at: now,
         }

@@ -235,6 +235,7 @@ async def insert_pickups(
                 zone=c.zone.id if c.zone else None,
                 sender_name=data.sender.name.strip(),
                 sender_phone=c.phone,
+                sender_phone_last4=c.phone[-4:],
                 province=c.address.province.strip(),
                 city=c.address.city.strip(),
                 district=c.address.district.strip(),

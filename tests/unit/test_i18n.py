@@ -25,6 +25,7 @@ from jinja2 import nodes
 
 from server import api_language, i18n
 from server.booking import service as booking
+from server.console import board as console_board
 from server.console import controller as console
 from server.console import drawer as console_drawer
 from server.console import pickup_detail
@@ -47,6 +48,8 @@ DYNAMIC_TEMPLATE_KEYS: dict[str, list[str]] = {
     "console.section.{}.hint": list(SECTIONS),
     "console.status.{}": [s.value for s in Status],
     "console.sla.{}": ["warning", "breached"],
+    "console.board.attention.{}": list(console_board.ATTENTION),
+    "console.board.sort.{}": list(console_board.SORTS),
     "console.datum.{}": list(console.DATUMS),
     "console.drawer.ev.{}": list(pickup_detail.EVENT_NAMES),
     "console.drawer.actor.{}": list(pickup_detail.ACTOR_KINDS),
