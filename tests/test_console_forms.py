@@ -4,6 +4,7 @@ and the favicon."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import msgspec
@@ -75,7 +76,9 @@ async def test_a_zone_upload_that_is_not_json_says_where_in_chinese(people: Pers
     text = '{"type": "FeatureCollection",\n "features": [,]}'
     r = await api.post("/console/zones", data={"geojson": text}, headers=csrf(api))
     assert r.status_code == 422
-    assert "不是有效的 JSON：第 2 行第 15 列，这里有无法识别的字符" in r.text
+    # About the whole upload: a sentence, not a table row with a "body" field.
+    assert '<p class="general">不是有效的 JSON：第 2 行第 15 列，这里有无法识别的字符</p>' in r.text
+    assert 'class="errors"' not in r.text
     assert "malformed" not in r.text and "byte" not in r.text
     r = await api.post("/console/zones?lang=en", data={"geojson": text}, headers=csrf(api))
     assert "Not valid JSON: line 2, column 15: a character here is not allowed" in r.text
@@ -117,3 +120,18 @@ async def test_a_refusal_reads_as_a_sentence_on_the_english_page(people: Persona
     assert "allow_outside_zone" not in message.group(1) and "nothing was changed" in message.group(1)
     r = await api.post("/console/pickups/assign", data=form, headers=csrf(api))
     assert "该揽投员不负责此片区" in r.text
+
+
+async def test_a_feature_error_names_the_field_within_its_feature(people: Personas) -> None:
+    api = await dispatcher(people)
+    collection = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "geometry": None, "properties": {"code": "X1", "station": "ST-TX"}}],
+    }
+    r = await api.post("/console/zones", data={"geojson": json.dumps(collection)}, headers=csrf(api))
+    assert r.status_code == 422
+    # The first column says which feature; the field column the path inside it, breakable at its dots,
+    # with the whole path on hover.
+    assert (
+        '<td>#0</td><td><code title="features[0].properties.name">properties.<wbr>name</code></td>' in r.text
+    )

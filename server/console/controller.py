@@ -241,12 +241,29 @@ def localise_geo_message(message: str, lang: str) -> str:
     return message
 
 
+# Errors about the upload as a whole rather than a place in it: said as sentences, not table rows.
+_UPLOAD_FIELDS = ("", "body", "file", "geojson", "datum")
+
+
 def _zone_errors(raw: list[tuple[int | None, str, str]], lang: str) -> list[dict[str, Any]]:
     out = []
     for index, field, message in raw:
         if index is None and (match := _FEATURE_INDEX.match(field)):
             index = int(match.group(1))
-        out.append({"index": index, "field": field, "message": localise_geo_message(message, lang)})
+        short = (
+            field[match.end() + 1 :]
+            if (match := _FEATURE_INDEX.match(field)) and match.end() < len(field)
+            else field
+        )
+        out.append(
+            {
+                "index": index,
+                "field": field,
+                "short_field": short,
+                "message": localise_geo_message(message, lang),
+                "general": index is None and field in _UPLOAD_FIELDS,
+            }
+        )
     return out
 
 
