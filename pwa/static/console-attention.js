@@ -14,7 +14,8 @@
 //
 // Browsers refuse to play sound before the user has interacted with the page: until then the sound
 // button says "click to enable sound". Each sound that played is counted on #attention (data-played,
-// data-played-at), so that a test, or support on the phone, can see that it did.
+// data-played-at, and per kind: data-played-breach, …; data-alerts-breach, … count the alerts), so that a
+// test, or support on the phone, can see that it did.
 (function () {
   "use strict";
 
@@ -91,7 +92,11 @@
       soundButton.textContent = soundButton.dataset["text" + state[0].toUpperCase() + state.slice(1)];
     }
 
-    function play() {
+    function bump(name) {
+      panel.dataset[name] = String(parseInt(panel.dataset[name] || "0", 10) + 1);
+    }
+
+    function play(kind) {
       if (!settings.sound || !audio) return;
       const now = Date.now();
       if (now - lastSound < SOUND_GAP_MS) return;
@@ -102,7 +107,8 @@
       playing.then(
         () => {
           blocked = false;
-          panel.dataset.played = String(parseInt(panel.dataset.played || "0", 10) + 1);
+          bump("played");
+          if (kind) bump("played" + kind[0].toUpperCase() + kind.slice(1)); // data-played-breach, …
           panel.dataset.playedAt = String(Date.now());
           showSound();
         },
@@ -149,9 +155,10 @@
       if (!settings[kind]) return;
       count += 1;
       panel.dataset.lastKind = kind;
+      bump("alerts" + kind[0].toUpperCase() + kind.slice(1)); // data-alerts-breach, … (since the page opened)
       showCount();
       // What was missed while the stream was down is counted, but is old news: no sound for it.
-      if (!replayed) play();
+      if (!replayed) play(kind);
     }
 
     // Pickups the stream named lately (id → replayed?), to tell a row the stream brought into the

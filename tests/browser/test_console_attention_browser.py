@@ -46,8 +46,10 @@ async def sign_in(page: Any, lang: str = "") -> None:
 async def attention(page: Any) -> dict[str, Any]:
     return await page.evaluate(
         """() => { const a = document.getElementById('attention');
-                   return {count: +a.dataset.count, played: +a.dataset.played, kind: a.dataset.lastKind || '',
-                           playedAt: +(a.dataset.playedAt || 0), title: document.title}; }"""
+                   const d = a.dataset;
+                   return {count: +d.count, played: +d.played, kind: d.lastKind || '', title: document.title,
+                           breaches: +(d.alertsBreach || 0), chases: +(d.alertsChase || 0),
+                           breachSounds: +(d.playedBreach || 0)}; }"""
     )
 
 
@@ -89,9 +91,10 @@ async def test_a_breach_plays_the_sound_and_counts_in_the_title_until_switched_o
     await expect(desk.locator(f"#pickup-{first['id']}")).to_have_class(
         re.compile(r"sla-breached"), timeout=30_000
     )
-    await wait_for_attention(desk, f"+a.played > {before['played']} && a.lastKind === 'breach'")
+    # Other tests' pickups may call for attention meanwhile: the breach is told by its own counters.
+    await wait_for_attention(desk, "+a.playedBreach > 0")
     after = await attention(desk)
-    assert after["count"] > before["count"]
+    assert after["breaches"] >= 1 and after["count"] > before["count"]
     assert after["title"].startswith(f"({after['count']}) ") and "调度台" in after["title"]
     await expect(desk.locator("#attention-count")).to_be_visible()
 
@@ -113,10 +116,10 @@ async def test_a_breach_plays_the_sound_and_counts_in_the_title_until_switched_o
     # The stream keeps its order: once the chase after the breach has counted, the breach was heard.
     r = await partner.post(f"/api/v1/pickups/{second['id']}/chase", json={})
     assert r.status_code == 200, r.text
-    await wait_for_attention(desk, "a.lastKind === 'chase'")
+    await wait_for_attention(desk, "+a.alertsChase > 0")
     state = await attention(desk)
-    assert state["count"] == 1 and state["title"].startswith("(1) ")
-    assert state["played"] <= 1  # the chase's chime at most, never the breach's
+    assert state["breaches"] == 0 and state["breachSounds"] == 0
+    assert state["count"] >= 1 and state["title"].startswith(f"({state['count']}) ")
     assert (
         json.loads(await desk.evaluate("localStorage.getItem('lanshou.console.attention')"))["breach"]
         is False
@@ -130,7 +133,8 @@ async def test_a_pickup_nobody_can_take_counts_as_new_in_the_queue(desk: Any, pe
     before = await attention(desk)
     created = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
     await expect(desk.locator(f"#rows-queue #pickup-{created['id']}")).to_be_visible()
-    await wait_for_attention(desk, f"+a.count > {before['count']} && a.lastKind === 'queue'")
+    await wait_for_attention(desk, "+a.alertsQueue > 0")
+    assert (await attention(desk))["count"] > before["count"]
     assert (await desk.title()).startswith("(")
 
     # The title count switched off: the alert still counts on the panel, the title stays plain.
