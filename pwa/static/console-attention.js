@@ -151,7 +151,7 @@
     });
 
     // -- alerts -------------------------------------------------------------------------------------
-    function alert(kind, replayed) {
+    function callAttention(kind, replayed) {
       if (!settings[kind]) return;
       count += 1;
       panel.dataset.lastKind = kind;
@@ -170,8 +170,8 @@
 
     document.addEventListener("console:event", (event) => {
       const { type, pickup_id: pickupId, replayed } = event.detail || {};
-      if (type === "pickup.sla_breached") alert("breach", replayed);
-      else if (type === "pickup.chased") alert("chase", replayed);
+      if (type === "pickup.sla_breached") callAttention("breach", replayed);
+      else if (type === "pickup.chased") callAttention("chase", replayed);
       if (pickupId) {
         recent.set(String(pickupId), { replayed: Boolean(replayed), at: Date.now() });
       }
@@ -186,7 +186,7 @@
         const seen = recent.get(id);
         if (!inQueue.has(id) && seen) {
           recent.delete(id);
-          alert("queue", seen.replayed);
+          callAttention("queue", seen.replayed);
         }
       }
       inQueue = now;
