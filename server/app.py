@@ -18,7 +18,7 @@ from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.logging import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPluginProtocol
-from litestar.response import Redirect
+from litestar.response import File, Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -90,6 +90,17 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(
         {"ok": ready, "push_ready": ready, "connections": hub.connection_count()},
         status_code=200 if ready else 503,
+    )
+
+
+@get("/favicon.ico", include_in_schema=False)
+async def favicon() -> File:
+    """Browsers ask for it at the root on every page; without it each page load logs a 404."""
+    return File(
+        path=PWA / "favicon.ico",
+        media_type="image/x-icon",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=86400"},
     )
 
 
@@ -200,6 +211,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             health,
             index,
+            favicon,
             me,
             AuthController,
             PickupController,

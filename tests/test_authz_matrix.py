@@ -199,6 +199,7 @@ MATRIX: dict[Route, dict[str, int]] = {
 PUBLIC = {
     ("GET", "/"): 302,
     ("GET", "/health"): 200,
+    ("GET", "/favicon.ico"): 200,
     ("GET", "/sw.js"): 200,  # the courier app's service worker, from the root so its scope covers /app
     ("GET", "/auth/login"): 200,
     ("POST", "/auth/login"): 200,

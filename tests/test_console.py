@@ -285,7 +285,7 @@ async def test_a_refused_assignment_shows_the_reason_in_the_page_language(people
     assert r.status_code == 422
     assert "该揽投员不在岗" in r.text and 'role="alert"' in r.text
     r = await api.post("/console/pickups/assign?lang=en", data=form, headers=csrf(api))
-    assert "this courier is off duty" in r.text
+    assert "This courier is off duty" in r.text
     r = await api.post("/console/pickups/assign", data={"reason": "x", "courier_id": "1"}, headers=csrf(api))
     assert r.status_code == 422 and "请先勾选运单" in r.text
     r = await api.post("/console/pickups/assign", data={**form, "reason": " "}, headers=csrf(api))

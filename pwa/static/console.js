@@ -432,11 +432,24 @@
 
   document.body.addEventListener("zones-changed", () => loadZones());
 
+  // Taking back pickups that couriers already hold (accepted, contacted) takes work out of their hands:
+  // ask first, naming how many. Offers still open are withdrawn without asking.
+  document.body.addEventListener("htmx:confirm", (event) => {
+    const button = event.detail.elt;
+    if (!button || button.id !== "dispatch-unassign") return;
+    const held = Array.from(selectedBoxes()).filter((box) => box.closest('tr[data-section="held"]')).length;
+    if (!held) return;
+    event.preventDefault();
+    if (window.confirm(button.dataset.confirmHeld.replace("{n}", String(held)))) event.detail.issueRequest(true);
+  });
+
   // A form whose request failed (server down, or a 5xx that swaps nothing) says so inside the form,
   // instead of the button simply coming back to life.
   function formFailed(event, message) {
     const form = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest("form") : null;
     if (!form) return;
+    // An earlier outcome ("assigned 3 to …") would read as this attempt's: only the failure stays.
+    for (const earlier of form.querySelectorAll(".msg:not([data-failure])")) earlier.remove();
     let note = form.querySelector("p.msg[data-failure]");
     if (!note) {
       note = document.createElement("p");

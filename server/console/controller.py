@@ -30,7 +30,7 @@ from server.dispatch import service as dispatch
 from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
 from server.errors import ApiError
-from server.i18n import known, translate
+from server.i18n import MESSAGES, translate
 from server.pages import forbidden_page, is_htmx, request_language, station_timezone
 from server.push.log import Actor, PushMessage, all_events_since, latest_event_id, utcnow
 from server.push.sse import event_stream, parse_last_event_id, to_console_sse
@@ -253,21 +253,80 @@ def localise_geo_message(message: str, lang: str) -> str:
     return message
 
 
+# Errors about the upload as a whole rather than a place in it: said as sentences, not table rows.
+_UPLOAD_FIELDS = ("", "body", "file", "geojson", "datum")
+
+
 def _zone_errors(raw: list[tuple[int | None, str, str]], lang: str) -> list[dict[str, Any]]:
     out = []
     for index, field, message in raw:
         if index is None and (match := _FEATURE_INDEX.match(field)):
             index = int(match.group(1))
-        out.append({"index": index, "field": field, "message": localise_geo_message(message, lang)})
+        short = (
+            field[match.end() + 1 :]
+            if (match := _FEATURE_INDEX.match(field)) and match.end() < len(field)
+            else field
+        )
+        out.append(
+            {
+                "index": index,
+                "field": field,
+                "short_field": short,
+                "message": localise_geo_message(message, lang),
+                "general": index is None and field in _UPLOAD_FIELDS,
+            }
+        )
     return out
 
 
 def localise_api_error(exc: ApiError, lang: str) -> str:
-    """The service's message in the page language: by its code when the catalogue knows it."""
+    """The service's message in the page language: by its code when that language's catalogue knows
+    it; otherwise (English only: every code the console meets has Chinese) the API's own text, which
+    is written for programs ("set allow_outside_zone to insist"), made a sentence."""
     key = f"console.error.{exc.code}"
-    if lang != "en" and known(key):
+    if key in MESSAGES[lang]:
         return translate(key, lang)
-    return exc.message
+    text = exc.message.strip()
+    if not text:
+        return translate("console.form.failed", lang, status=exc.status_code)
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+# msgspec's reasons for refusing JSON text ("JSON is malformed: expected ':' (byte 5)"), in words.
+_JSON_REASONS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), key)
+    for p, key in (
+        (r"object keys must be strings", "console.zones.json.keys"),
+        (r"trailing comma", "console.zones.json.trailing_comma"),
+        (r"trailing characters", "console.zones.json.trailing"),
+        (r"expected ':'", "console.zones.json.colon"),
+        (r"expected ',' or '(?P<bracket>[\]}])'", "console.zones.json.comma"),
+        (r"invalid character|invalid escape|invalid number", "console.zones.json.character"),
+        (r"truncated", "console.zones.json.truncated"),
+    )
+]
+_JSON_BYTE = re.compile(r"\(byte (\d+)\)")
+
+
+def json_error_message(exc: msgspec.DecodeError, source: str, lang: str) -> str:
+    """Where and why msgspec refused the text, as a person reads it: line and column (msgspec gives a
+    byte offset into the UTF-8 text) and the reason in the page language."""
+    detail = str(exc)
+    reason = detail
+    for pattern, key in _JSON_REASONS:
+        if match := pattern.search(detail):
+            reason = translate(key, lang, **match.groupdict())
+            break
+    if match := _JSON_BYTE.search(detail):
+        offset = int(match.group(1))
+        if "trailing characters" in detail:
+            offset -= 1  # msgspec counts that one past the first extra character
+        before = source.encode("utf-8")[: max(offset, 0)].decode("utf-8", errors="ignore")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        return translate("console.zones.bad_json_at", lang, line=line, column=column, reason=reason)
+    return translate("console.zones.bad_json", lang, detail=reason)
 
 
 # -- access: anonymous browsers go to the login page, others get a page saying why not ------------------
@@ -459,7 +518,7 @@ class ConsoleController(Controller):
                     scope=await scope_of(request.user),
                 )
             except msgspec.DecodeError as exc:
-                errors.append((None, "body", translate("console.zones.bad_json", lang, detail=str(exc))))
+                errors.append((None, "body", json_error_message(exc, source, lang)))
             except _TooDeep:
                 errors.append((None, "body", translate("console.zones.too_deep", lang, n=ZONE_MAX_DEPTH)))
             except GeoJSONError as exc:
@@ -523,7 +582,9 @@ class ConsoleController(Controller):
                     )
                     name = await queries.courier_name(courier_id)
                     done = translate("console.dispatch.done_assign", lang, n=len(changed), courier=name)
-                kept["reason"] = ""
+                # Done: the next action starts afresh; a forgotten "allow outside zone" would let the
+                # next assignment skip the zone check without anyone noticing.
+                kept.update(reason="", allow_outside_zone=False)
             except ApiError as exc:
                 error, status = localise_api_error(exc, lang), exc.status_code
         kept.update(error=error, done=done)

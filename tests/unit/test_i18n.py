@@ -125,7 +125,7 @@ def template_keys() -> set[str]:
 
 def code_keys() -> set[str]:
     literal = extracted("python", "**.py", {"translate": None, "forbidden_page": (2,)})
-    geo = {key for _, key in console._GEO_MESSAGES}
+    geo = {key for _, key in console._GEO_MESSAGES} | {key for _, key in console._JSON_REASONS}
     built = {pattern.format(value) for pattern, values in DYNAMIC_CODE_KEYS.items() for value in values}
     booking_errors = set(booking.ERRORS.values())
     api_errors = set(api_language.KEYS)  # the API's error messages in Chinese (server/api_language.py)
