@@ -30,6 +30,7 @@ from server.auth.principal import AuthMiddleware
 from server.auth.session_store import DatabaseSessionStore, SessionConfig
 from server.booking.controller import BookingController
 from server.console.controller import ConsoleController
+from server.console.map import ConsoleMapController
 from server.courier.controller import CourierController
 from server.courier_app.controller import CourierAppController, service_worker
 from server.db.engine import close_engine, get_engine, open_engine
@@ -210,6 +211,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DispatchController,
             WebhookController,
             ConsoleController,
+            ConsoleMapController,
             BookingController,
             CourierAppController,
             TrackingController,
