@@ -130,7 +130,7 @@
       }).addTo(map);
       zonesLayer.bringToBack();
       if (!fitted && zonesLayer.getLayers().length) {
-        map.fitBounds(zonesLayer.getBounds(), { padding: [12, 12] });
+        map.fitBounds(zonesLayer.getBounds(), { padding: [12, 12], animate: false });
         fitted = true;
       }
       highlightZone();
@@ -413,9 +413,7 @@
     pickup: (id) => pickupMarkers.get(id) || null,
     courier: (id) => courierMarkers.get(id) || null,
     reload: () => Promise.all([loadZones(), loadPickups(), loadCouriers()]),
+    ready: null, // settles once the first zones, pickups and couriers are drawn
   };
-
-  loadZones();
-  loadPickups();
-  loadCouriers();
+  window.consoleMap.ready = window.consoleMap.reload();
 })();
