@@ -69,7 +69,11 @@
         iconSize: L.point(30, 30),
       });
   }
+  // Not animated: the cluster animation puts a CSS transition on every marker of the map pane for its
+  // duration, leaflet-draw's invisible mouse marker included, which then lags behind the pointer and
+  // lets a quick click fall through to the map (a missed vertex).
   const clusterOptions = (kind) => ({
+    animate: false,
     disableClusteringAtZoom: CLUSTER_BELOW_ZOOM,
     maxClusterRadius: 40,
     showCoverageOnHover: false,
@@ -412,6 +416,7 @@
     map,
     pickup: (id) => pickupMarkers.get(id) || null,
     courier: (id) => courierMarkers.get(id) || null,
+    drawer,
     reload: () => Promise.all([loadZones(), loadPickups(), loadCouriers()]),
     ready: null, // settles once the first zones, pickups and couriers are drawn
   };
