@@ -165,11 +165,12 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", "/console/events", "replayed"):                            expect(303, 403, 403, 200, 200, 200, 403, 403),
     # The zone form lists a zone outside the dispatcher's stations among the file's errors (422).
     Route("POST", "/console/zones", "create a zone in station 1"):          expect(303, 403, 403, 200, 422, 200, 403, 403),
-    # The console's map data (JSON): 401 without a session; each dispatcher sees their own stations'.
-    Route("GET", "/console/map/zones"):                                     expect(401, 403, 403, 200, 200, 200, 403, 403),
-    Route("GET", "/console/map/pickups"):                                   expect(401, 403, 403, 200, 200, 200, 403, 403),
-    Route("GET", "/console/map/couriers"):                                  expect(401, 403, 403, 200, 200, 200, 403, 403),
-    Route("POST", "/console/map/zones", "draw a zone in station 1"):        expect(401, 403, 403, 201, 403, 201, 403, 403),
+    # The console's map data (JSON; refusals like the rest of the console): each dispatcher sees their
+    # own stations'; a zone drawn outside them is an error of the form (422), as on the GeoJSON form.
+    Route("GET", "/console/map/zones"):                                     expect(303, 403, 403, 200, 200, 200, 403, 403),
+    Route("GET", "/console/map/pickups"):                                   expect(303, 403, 403, 200, 200, 200, 403, 403),
+    Route("GET", "/console/map/couriers"):                                  expect(303, 403, 403, 200, 200, 200, 403, 403),
+    Route("POST", "/console/map/zones", "draw a zone in station 1"):        expect(303, 403, 403, 201, 422, 201, 403, 403),
     Route("POST", "/console/pickups/assign"):                               expect(303, 403, 403, 200, 404, 200, 403, 403),
     Route("POST", "/console/pickups/unassign"):                             expect(303, 403, 403, 200, 404, 200, 403, 403),
     # The courier app, the same way: the login page without a session, an HTML 403 page for others.

@@ -17,9 +17,10 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
 from server.auth.principal import Principal, dispatcher_only
-from server.console.controller import localise_api_error, localise_geo_message
+from server.console.controller import _forbidden, _to_login, localise_api_error, localise_geo_message
 from server.console.queries import section_of
 from server.dispatch.offers import open_load
 from server.dispatch.scope import Scope, scope_of
@@ -223,6 +224,9 @@ class ConsoleMapController(Controller):
     path = "/console/map"
     guards = [dispatcher_only]
     include_in_schema = False
+    # Like the rest of the console: a browser without a session goes to the login page, others get a page
+    # saying why not (console-map.js then simply draws nothing).
+    exception_handlers = {NotAuthorizedException: _to_login, PermissionDeniedException: _forbidden}
 
     @get("/zones")
     async def zones(self, request: Request[Principal, Any, Any]) -> dict[str, Any]:
