@@ -279,7 +279,8 @@ class ConsoleMapController(Controller):
                 {"field": e.get("field") or "", "message": localise_geo_message(e.get("message") or "", lang)}
                 for e in exc.errors
             ]
-            return _errors(
-                exc.status_code, errors or [{"field": "", "message": localise_api_error(exc, lang)}]
-            )
+            # A refusal (a station outside the dispatcher's, say) is an error of the form, as on the
+            # console's GeoJSON form: 422 with the reasons.
+            status = 422 if exc.status_code in (403, 404) else exc.status_code
+            return _errors(status, errors or [{"field": "", "message": localise_api_error(exc, lang)}])
         return Response(content={"code": code, "summary": summary}, status_code=201)
