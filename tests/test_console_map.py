@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.conftest import (
     Api,
     Database,
     Personas,
+    ServerProcess,
     demo_server,
     free_port,
     login_couriers,
@@ -186,47 +188,55 @@ def test_the_server_refuses_to_start_with_an_unknown_tile_datum(db: Database) ->
     assert b"LANSHOU_MAP_TILE_DATUM" in proc.stdout + proc.stderr
 
 
-async def test_with_gcj02_tiles_the_map_speaks_gcj02_both_ways() -> None:
+@pytest.fixture(scope="module")
+def gcj02_server() -> Iterator[tuple[ServerProcess, str]]:
+    """A server of its own whose map tiles are GCJ-02 (made outside the event loop: on PostgreSQL the
+    database is created with asyncio.run)."""
     with demo_server("lanshou-map-", LANSHOU_MAP_TILE_DATUM="gcj02") as (_, server, api_key):
-        people = Personas(server, api_key)
-        try:
-            zone = await make_zone(people, couriers=1)
-            (courier,) = await login_couriers(people, zone)
-            await courier.post("/api/v1/courier/heartbeat", json={"lng": zone.lng, "lat": zone.lat})
-            created = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
-            dispatcher = await people.user("dispatch")
-            shifted = from_wgs84(zone.lng, zone.lat, "gcj02")
-            assert abs(shifted[0] - zone.lng) > 0.003  # a few hundred metres in Changsha
+        yield server, api_key
 
-            data = (await dispatcher.get("/console/map/pickups", params={"ids": str(created["id"])})).json()
-            assert data["datum"] == "gcj02"
-            (pickup,) = data["pickups"]
-            assert (pickup["lng"], pickup["lat"]) == (pytest.approx(shifted[0]), pytest.approx(shifted[1]))
-            couriers = (await dispatcher.get("/console/map/couriers")).json()["couriers"]
-            (mine,) = [c for c in couriers if c["id"] == zone.courier_ids[0]]
-            assert (mine["lng"], mine["lat"]) == (pytest.approx(shifted[0]), pytest.approx(shifted[1]))
-            features = (await dispatcher.get("/console/map/zones")).json()["features"]
-            (drawn_zone,) = [f for f in features if f["properties"]["code"] == zone.code]
-            corner = drawn_zone["geometry"]["coordinates"][0][0]
-            expected = from_wgs84(
-                zone.lng - 0.002, zone.lat - 0.002, "gcj02"
-            )  # make_zone's south-west corner
-            assert corner == [pytest.approx(expected[0], abs=1e-6), pytest.approx(expected[1], abs=1e-6)]
 
-            # A shape drawn on GCJ-02 tiles is stored in WGS-84.
-            code = f"GCJ-{uuid.uuid4().hex[:6]}"
-            body = {
-                "code": code,
-                "name": "火星区",
-                "station": zone.station,
-                "geometry": square(113.5, 28.5, 0.01),
-            }
-            r = await dispatcher.post("/console/map/zones", json=body, headers=await csrf(dispatcher))
-            assert r.status_code == 201, r.text
-            zones = (await dispatcher.get("/api/v1/zones")).json()["features"]
-            (stored,) = [f for f in zones if f["properties"]["code"] == code]
-            wgs = to_wgs84(113.5, 28.5, "gcj02")
-            first = stored["geometry"]["coordinates"][0][0]
-            assert first == [pytest.approx(wgs[0], abs=1e-6), pytest.approx(wgs[1], abs=1e-6)]
-        finally:
-            await people.close()
+async def test_with_gcj02_tiles_the_map_speaks_gcj02_both_ways(
+    gcj02_server: tuple[ServerProcess, str],
+) -> None:
+    server, api_key = gcj02_server
+    people = Personas(server, api_key)
+    try:
+        zone = await make_zone(people, couriers=1)
+        (courier,) = await login_couriers(people, zone)
+        await courier.post("/api/v1/courier/heartbeat", json={"lng": zone.lng, "lat": zone.lat})
+        created = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+        dispatcher = await people.user("dispatch")
+        shifted = from_wgs84(zone.lng, zone.lat, "gcj02")
+        assert abs(shifted[0] - zone.lng) > 0.003  # a few hundred metres in Changsha
+
+        data = (await dispatcher.get("/console/map/pickups", params={"ids": str(created["id"])})).json()
+        assert data["datum"] == "gcj02"
+        (pickup,) = data["pickups"]
+        assert (pickup["lng"], pickup["lat"]) == (pytest.approx(shifted[0]), pytest.approx(shifted[1]))
+        couriers = (await dispatcher.get("/console/map/couriers")).json()["couriers"]
+        (mine,) = [c for c in couriers if c["id"] == zone.courier_ids[0]]
+        assert (mine["lng"], mine["lat"]) == (pytest.approx(shifted[0]), pytest.approx(shifted[1]))
+        features = (await dispatcher.get("/console/map/zones")).json()["features"]
+        (drawn_zone,) = [f for f in features if f["properties"]["code"] == zone.code]
+        corner = drawn_zone["geometry"]["coordinates"][0][0]
+        expected = from_wgs84(zone.lng - 0.002, zone.lat - 0.002, "gcj02")  # make_zone's south-west corner
+        assert corner == [pytest.approx(expected[0], abs=1e-6), pytest.approx(expected[1], abs=1e-6)]
+
+        # A shape drawn on GCJ-02 tiles is stored in WGS-84.
+        code = f"GCJ-{uuid.uuid4().hex[:6]}"
+        body = {
+            "code": code,
+            "name": "火星区",
+            "station": zone.station,
+            "geometry": square(113.5, 28.5, 0.01),
+        }
+        r = await dispatcher.post("/console/map/zones", json=body, headers=await csrf(dispatcher))
+        assert r.status_code == 201, r.text
+        zones = (await dispatcher.get("/api/v1/zones")).json()["features"]
+        (stored,) = [f for f in zones if f["properties"]["code"] == code]
+        wgs = to_wgs84(113.5, 28.5, "gcj02")
+        first = stored["geometry"]["coordinates"][0][0]
+        assert first == [pytest.approx(wgs[0], abs=1e-6), pytest.approx(wgs[1], abs=1e-6)]
+    finally:
+        await people.close()

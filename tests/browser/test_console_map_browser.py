@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -196,31 +197,41 @@ async def test_drawing_a_zone_on_the_map_creates_it(
     assert_same_corners(await stored_ring(people, code), [(p["lng"], p["lat"]) for p in latlngs])
 
 
-async def test_with_gcj02_tiles_a_drawn_zone_is_stored_shifted_back_to_wgs84(browser: Any) -> None:
+@pytest.fixture(scope="module")
+def gcj02_server() -> Iterator[tuple[ServerProcess, str]]:
+    """A server of its own whose map tiles are GCJ-02 (made outside the event loop: on PostgreSQL the
+    database is created with asyncio.run)."""
     with demo_server("lanshou-mapb-", LANSHOU_MAP_TILE_DATUM="gcj02") as (_, server, api_key):
-        people = Personas(server, api_key)
-        try:
-            station = await make_station(people)
-            zone = await make_zone(people)
-            created = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
-            code = f"GCJ-{uuid.uuid4().hex[:6]}"
-            async with open_page(browser, server, **viewport((1280, 800))) as page:
-                await sign_in_to_the_console(page)
-                await expect(page.locator(".map-datum")).to_contain_text("GCJ-02")
-                # The pickup sits where GCJ-02 tiles show its WGS-84 position.
-                lng, lat = from_wgs84(zone.lng, zone.lat, "gcj02")
-                await show(page, lat, lng)
-                pickup = f'#map .map-pickup[data-pickup-id="{created["id"]}"]'
-                await expect(page.locator(pickup)).to_be_visible(timeout=15000)
-                await assert_drawn_at(page, pickup, lat, lng)
+        yield server, api_key
 
-                await show(page, 28.62, 113.62, 15)
-                latlngs = await draw_square(page, code, station)
-                await page.screenshot(path=f"{SHOTS}/map-gcj02-1280x800.png")
-            ring = await stored_ring(people, code)
-            assert_same_corners(ring, [to_wgs84(p["lng"], p["lat"], "gcj02") for p in latlngs])
-            # A few hundred metres from where the clicks were in GCJ-02 (in Changsha).
-            shift = abs(latlngs[0]["lng"] - min(p[0] for p in ring))
-            assert 0.003 < shift < 0.008, shift
-        finally:
-            await people.close()
+
+async def test_with_gcj02_tiles_a_drawn_zone_is_stored_shifted_back_to_wgs84(
+    browser: Any, gcj02_server: tuple[ServerProcess, str]
+) -> None:
+    server, api_key = gcj02_server
+    people = Personas(server, api_key)
+    try:
+        station = await make_station(people)
+        zone = await make_zone(people)
+        created = (await people.partner().post("/api/v1/pickups", json=pickup_body(zone))).json()
+        code = f"GCJ-{uuid.uuid4().hex[:6]}"
+        async with open_page(browser, server, **viewport((1280, 800))) as page:
+            await sign_in_to_the_console(page)
+            await expect(page.locator(".map-datum")).to_contain_text("GCJ-02")
+            # The pickup sits where GCJ-02 tiles show its WGS-84 position.
+            lng, lat = from_wgs84(zone.lng, zone.lat, "gcj02")
+            await show(page, lat, lng)
+            pickup = f'#map .map-pickup[data-pickup-id="{created["id"]}"]'
+            await expect(page.locator(pickup)).to_be_visible(timeout=15000)
+            await assert_drawn_at(page, pickup, lat, lng)
+
+            await show(page, 28.62, 113.62, 15)
+            latlngs = await draw_square(page, code, station)
+            await page.screenshot(path=f"{SHOTS}/map-gcj02-1280x800.png")
+        ring = await stored_ring(people, code)
+        assert_same_corners(ring, [to_wgs84(p["lng"], p["lat"], "gcj02") for p in latlngs])
+        # A few hundred metres from where the clicks were in GCJ-02 (in Changsha).
+        shift = abs(latlngs[0]["lng"] - min(p[0] for p in ring))
+        assert 0.003 < shift < 0.008, shift
+    finally:
+        await people.close()
