@@ -33,6 +33,7 @@ from server.console.controller import ConsoleController
 from server.console.couriers import CouriersController
 from server.console.drawer import DrawerController
 from server.console.stations import StationsPageController
+from server.console.map import ConsoleMapController
 from server.courier.controller import CourierController
 from server.courier_app.controller import CourierAppController, service_worker
 from server.db.engine import close_engine, get_engine, open_engine
@@ -228,6 +229,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CouriersController,
             StationsPageController,
             DrawerController,
+            ConsoleMapController,
             BookingController,
             CourierAppController,
             TrackingController,

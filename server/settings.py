@@ -22,6 +22,9 @@ from server.webpush.keys import vapid_private_key, write_once
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+# The datums a tile server can draw in: WGS-84 (OpenStreetMap and most of the world) or GCJ-02 (AMap,
+# Tencent). The console converts its WGS-84 shapes and positions into the tiles' datum before drawing.
+TILE_DATUMS = ("wgs84", "gcj02")
 
 
 class SettingsError(ValueError):
@@ -50,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_give_up_s: int = 86_400
     # Tile server for the dispatcher's map (any XYZ template; OpenStreetMap by default).
     map_tile_url: str = DEFAULT_TILE_URL
+    # The datum of those tiles (wgs84 or gcj02): with the wrong one every shape sits a few hundred metres off.
+    map_tile_datum: str = "wgs84"
     # Largest request body accepted, in bytes (a batch of 500 pickups fits comfortably).
     max_body_bytes: int = 1_048_576
     # Internal destinations webhooks may reach besides the public internet (on-premise integrations):
@@ -138,6 +143,13 @@ def _allowed_hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
                 f"(e.g. 10.1.0.0/16); {raw.strip()!r}: {exc}"
             ) from None
     return tuple(dict.fromkeys(entries))
+
+
+def _tile_datum(env: Mapping[str, str]) -> str:
+    raw = env.get("LANSHOU_MAP_TILE_DATUM", "").strip().lower() or "wgs84"
+    if raw not in TILE_DATUMS:
+        raise SettingsError(f"LANSHOU_MAP_TILE_DATUM must be one of {', '.join(TILE_DATUMS)}, got {raw!r}")
+    return raw
 
 
 def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
@@ -244,6 +256,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_interval_ms=_int(env, "LANSHOU_WEBHOOK_INTERVAL_MS", 1000, 10, 60_000),
         webhook_give_up_s=_int(env, "LANSHOU_WEBHOOK_GIVE_UP_S", 86_400, 1, 30 * 86_400),
         map_tile_url=env.get("LANSHOU_MAP_TILE_URL", "").strip() or DEFAULT_TILE_URL,
+        map_tile_datum=_tile_datum(env),
         max_body_bytes=_int(env, "LANSHOU_MAX_BODY_BYTES", 1_048_576, 1024, 100 * 1_048_576),
         webhook_allowed_hosts=_allowed_hosts(env, "LANSHOU_WEBHOOK_ALLOWED_HOSTS"),
         login_failures_per_user=_int(env, "LANSHOU_LOGIN_FAILURES_PER_USER", 10, 1, 1_000_000),

@@ -178,6 +178,12 @@ MATRIX: dict[Route, dict[str, int]] = {
     Route("GET", "/console/events", "replayed"):                            expect(303, 403, 403, 200, 200, 200, 403, 403),
     # The zone form lists a zone outside the dispatcher's stations among the file's errors (422).
     Route("POST", "/console/zones", "create a zone in station 1"):          expect(303, 403, 403, 200, 422, 200, 403, 403),
+    # The console's map data (JSON; refusals like the rest of the console): each dispatcher sees their
+    # own stations'; a zone drawn outside them is an error of the form (422), as on the GeoJSON form.
+    Route("GET", "/console/map/zones"):                                     expect(303, 403, 403, 200, 200, 200, 403, 403),
+    Route("GET", "/console/map/pickups"):                                   expect(303, 403, 403, 200, 200, 200, 403, 403),
+    Route("GET", "/console/map/couriers"):                                  expect(303, 403, 403, 200, 200, 200, 403, 403),
+    Route("POST", "/console/map/zones", "draw a zone in station 1"):        expect(303, 403, 403, 201, 422, 201, 403, 403),
     Route("POST", "/console/pickups/assign"):                               expect(303, 403, 403, 200, 404, 200, 403, 403),
     Route("POST", "/console/pickups/unassign"):                             expect(303, 403, 403, 200, 404, 200, 403, 403),
     # The pickup drawer and its actions: another station's pickup is not found.
@@ -1147,6 +1153,60 @@ async def console_events_replayed(w: World, role: str, _: None) -> httpx.Respons
 async def upload_zones(w: World, role: str, feature: dict[str, Any]) -> httpx.Response:
     form = {"geojson": json.dumps(collection(feature)), "datum": "wgs84"}
     return await w.api(role).post("/console/zones", data=form, headers=w.csrf(role))
+
+
+@probe("GET", "/console/map/zones")
+async def map_zones(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).get("/console/map/zones")
+    if r.status_code == 200:
+        codes = {f["properties"]["code"] for f in r.json()["features"]}
+        for n, zone in w.zones.items():
+            shown = zone["properties"]["code"] in codes
+            assert shown == (n in SEES[role]), f"{role}'s map and station {n}'s zone: {shown}"
+    return r
+
+
+@probe("GET", "/console/map/pickups")
+async def map_pickups(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).get("/console/map/pickups")
+    if r.status_code == 200:
+        ids = {p["id"] for p in r.json()["pickups"]}
+        for n, pickup in ((1, w.pickup), (2, w.pickup2)):
+            assert (pickup["id"] in ids) == (n in SEES[role]), f"{role}'s map and station {n}'s pickup"
+        # Asked for by id, another station's pickup is not answered either.
+        r2 = await w.api(role).get(
+            "/console/map/pickups", params={"ids": f"{w.pickup['id']},{w.pickup2['id']}"}
+        )
+        asked = {p["id"] for p in r2.json()["pickups"]}
+        assert asked == {p["id"] for n, p in ((1, w.pickup), (2, w.pickup2)) if n in SEES[role]}, r2.text
+    return r
+
+
+async def couriers_located(w: World, role: str) -> None:
+    """Both stations' couriers send a heartbeat with a position (the map shows only located couriers)."""
+    for n, suffix in ((1, ""), (2, "2")):
+        lng, lat = w.zones[n]["geometry"]["coordinates"][0][0]
+        r = await w.api("courier" + suffix).post(
+            "/api/v1/courier/heartbeat", json={"lng": lng + 0.001, "lat": lat + 0.001, "datum": "wgs84"}
+        )
+        assert r.status_code == 200, r.text
+
+
+@probe("GET", "/console/map/couriers", prepare=couriers_located)
+async def map_couriers(w: World, role: str, _: None) -> httpx.Response:
+    r = await w.api(role).get("/console/map/couriers")
+    if r.status_code == 200:
+        ids = {c["id"] for c in r.json()["couriers"]}
+        for n, courier_id in w.couriers.items():
+            assert (courier_id in ids) == (n in SEES[role]), f"{role}'s map and station {n}'s courier"
+    return r
+
+
+@probe("POST", "/console/map/zones", "draw a zone in station 1", prepare=unsaved_zone_1)
+async def draw_zone(w: World, role: str, feature: dict[str, Any]) -> httpx.Response:
+    p = feature["properties"]
+    body = {"code": p["code"], "name": p["name"], "station": p["station"], "geometry": feature["geometry"]}
+    return await w.api(role).post("/console/map/zones", json=body, headers=w.csrf(role))
 
 
 @probe("POST", "/console/pickups/assign", prepare=offered_pickup)

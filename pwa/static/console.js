@@ -1,4 +1,4 @@
-// The dispatcher's console: live rows over SSE, the zone map, selection and small niceties.
+// The dispatcher's console: live rows over SSE, selection and small niceties (the map is console-map.js).
 // The page works as server-rendered HTML with htmx; this file adds what htmx attributes cannot say.
 (function () {
   "use strict";
@@ -30,13 +30,6 @@
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  // What users typed (zone names and codes) goes into the page as text, never as HTML: Leaflet's
-  // bindTooltip/bindPopup would parse a string as HTML, so they are given a node instead.
-  function textElement(text) {
-    const el = document.createElement("span");
-    el.textContent = text;
-    return el;
-  }
   const board = () => document.getElementById("board");
 
   // -- times ------------------------------------------------------------------------------------------
@@ -149,7 +142,6 @@
     if (typeof htmx !== "undefined") htmx.process(fresh);
     tick(fresh);
     showSelection();
-    highlightZone();
   }
 
   let boardLoad = null;
@@ -297,7 +289,6 @@
     document.dispatchEvent(new CustomEvent("console:event", { detail: { ...body, type, replayed: !live } }));
     if (body.pickup_id && board()) boardChanged(body.pickup_id); // pages without the board skip it
     if (COURIER_EVENTS.test(type)) couriersChanged();
-    if (type === "zones.changed") loadZones();
   }
 
   async function readStream(response) {
@@ -348,75 +339,8 @@
     }
   }
 
-  // -- the zone map -----------------------------------------------------------------------------------
-  let map = null;
-  let zonesLayer = null;
-  let fitted = false;
-  const ZONE_STYLE = { color: "#2f6fdf", weight: 1.5, fillColor: "#2f6fdf", fillOpacity: 0.08 };
-  const SELECTED_STYLE = { color: "#d9480f", weight: 3, fillColor: "#fd7e14", fillOpacity: 0.22 };
-
-  function setupMap() {
-    const el = document.getElementById("map");
-    if (!el || typeof L === "undefined") return;
-    map = L.map(el, { zoomSnap: 0.25 }).setView([28.19, 112.98], 12);
-    const tiles = root.dataset.tileUrl;
-    // Leaflet shows the attribution as HTML: this one is ours, not typed by a user.
-    const attribution = /openstreetmap/.test(tiles) ? "&copy; OpenStreetMap contributors" : "";
-    L.tileLayer(tiles, { maxZoom: 19, attribution }).addTo(map);
-    loadZones();
-  }
-
-  function highlightZone() {
-    if (!zonesLayer) return;
-    const current = board() ? board().dataset.zone : "";
-    zonesLayer.eachLayer((layer) => {
-      const selected = layer.feature.properties.code === current;
-      layer.setStyle(selected ? SELECTED_STYLE : ZONE_STYLE);
-      if (selected) layer.bringToFront();
-    });
-  }
-
-  async function loadZones() {
-    if (!map) return;
-    try {
-      const response = await fetch("/api/v1/zones", { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (!response.ok) return;
-      const collection = await response.json();
-      collection.features = collection.features.filter((f) => f.geometry);
-      if (zonesLayer) zonesLayer.remove();
-      zonesLayer = L.geoJSON(collection, {
-        style: () => ZONE_STYLE,
-        onEachFeature: (feature, layer) => {
-          const p = feature.properties;
-          // Names on the map while they fit; beyond that, on hover.
-          const permanent = collection.features.length <= 30;
-          layer.bindTooltip(textElement(permanent ? p.name : `${p.name} · ${p.code}`), {
-            permanent,
-            sticky: !permanent,
-            direction: "center",
-            className: permanent ? "zone-label" : "",
-          });
-          layer.on("click", () => filterByZone(p.code));
-          layer.on("add", () => layer.getElement() && layer.getElement().setAttribute("data-zone", p.code));
-        },
-      }).addTo(map);
-      if (!fitted && zonesLayer.getLayers().length) {
-        map.fitBounds(zonesLayer.getBounds(), { padding: [12, 12] });
-        fitted = true;
-      }
-      highlightZone();
-    } catch (err) {
-      console.warn("zones:", err);
-    }
-  }
-
-  function filterByZone(code) {
-    setFilter({ zone: code });
-  }
-
   // -- wiring -----------------------------------------------------------------------------------------
   document.body.addEventListener("htmx:afterSettle", () => {
-    highlightZone();
     tick(board());
     showSelection();
   });
@@ -429,8 +353,6 @@
       showSelection();
     }
   });
-
-  document.body.addEventListener("zones-changed", () => loadZones());
 
   // Taking back pickups that couriers already hold (accepted, contacted) takes work out of their hands:
   // ask first, naming how many. Offers still open are withdrawn without asking.
@@ -473,7 +395,6 @@
     });
   }
 
-  setupMap();
   syncForm();
   document.dispatchEvent(new CustomEvent("console:board-filter", { detail: { ...currentFilter } }));
   tick(document);

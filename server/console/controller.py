@@ -56,6 +56,26 @@ JS_STRINGS = (
     "console.board.loading",
     "console.board.failed_load",
 )
+# Strings console-map.js needs (server/console/map.py serves its data).
+MAP_JS_STRINGS = (
+    *(f"console.status.{s}" for s in ("pending", "offered", "accepted", "contacted", "failed")),
+    "console.section.queue",
+    "console.courier.on_duty",
+    "console.courier.off_duty",
+    "console.courier.last_seen",
+    "console.map.stale",
+    "console.map.open_count",
+    "console.map.truncated",
+    "console.map.draw.hint",
+    "console.map.draw.start",
+    "console.map.draw.cont",
+    "console.map.draw.end",
+    "console.map.draw.crossing",
+    "console.map.draw.saving",
+    "console.map.draw.done",
+    "console.form.unreachable",
+    "console.form.failed",
+)
 
 
 def _url(lang: str, path: str, **params: str | None) -> str:
@@ -162,7 +182,9 @@ async def _page(
     context.update(
         couriers=couriers,
         tile_url=request.app.state.settings.map_tile_url,
+        tile_datum=request.app.state.settings.map_tile_datum,
         js_strings={key: translate(key, lang) for key in JS_STRINGS},
+        map_strings={key: translate(key, lang) for key in MAP_JS_STRINGS},
     )
     return Template(template_name=TEMPLATE, context=context, status_code=status)
 

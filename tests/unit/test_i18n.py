@@ -134,6 +134,7 @@ def code_keys() -> set[str]:
         | geo
         | built
         | set(console.JS_STRINGS)
+        | set(console.MAP_JS_STRINGS)
         | set(courier_app.JS_STRINGS)
         | booking_errors
         | api_errors
