@@ -70,9 +70,9 @@ async def test_the_drawer_shows_the_pickup_its_offers_and_its_history_in_order(p
     html = await drawer(api, pickup_id)
     assert pickup["tracking_code"] in html and order_no in html
     assert "李四" in html and "放在门口鞋柜上" in html and "2.5 kg" in html
-    # A dispatcher sees the phone masked and no house number (server/domain/visibility.py).
+    # A dispatcher sees the phone masked and the exact address (server/domain/visibility.py).
     assert "139****5678" in html and "13912345678" not in html
-    assert "1号楼2单元" not in html and "门牌仅揽投员可见" in html
+    assert "1号楼2单元" in html and "门牌仅揽投员可见" not in html
     assert "望城区白箬铺镇" in html
     # The status says the courier took it themselves.
     assert f"{zone.couriers[1]}自行接单" in html

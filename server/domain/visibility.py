@@ -5,8 +5,9 @@
 - a courier only offered it: the phone masked, the address in full (enough to decide and navigate);
 - the customer on the tracking page: the phone and the address detail masked (a tracking link gets
   forwarded: the customer recognises their own, someone with the link learns neither number nor door);
-- everyone else (dispatchers, admins, other couriers and partners): the phone masked, no address detail
-  (the console shows district and street).
+- dispatchers and admins (only ever for pickups of their stations): the phone masked, the address in
+  full (the pickup drawer shows the exact address, to re-dispatch it or send someone to the door);
+- other partners: the phone masked, no address detail.
 Pure: the caller says who is looking (anything with `kind` and `id`, like push.log.Actor).
 """
 
@@ -52,7 +53,7 @@ def sees_phone(viewer: Viewer, pickup: Mapping[str, Any]) -> bool:
 def sees_address(viewer: Viewer, pickup: Mapping[str, Any]) -> bool:
     if viewer.kind == "partner":
         return viewer.id is not None and viewer.id == pickup["partner"]
-    return viewer.kind == "courier"
+    return viewer.kind in ("courier", "dispatcher", "admin")
 
 
 def contact_for(viewer: Viewer, pickup: Mapping[str, Any]) -> ContactView:

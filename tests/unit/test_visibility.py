@@ -19,8 +19,8 @@ PICKUP = {"partner": 7, "courier": 3, "sender_phone": "13912345678", "address_de
         (OFFERED_COURIER, "139****5678", "5号楼2单元301"),  # an offer: enough to decide and go
         (Actor("courier", 4), "139****5678", "5号楼2单元301"),  # a courier it was offered to, not held by
         (Actor("customer"), "139****5678", "*号楼*单元***"),  # the tracking page: a link gets forwarded
-        (Actor("dispatcher", 1), "139****5678", ""),  # the console shows district and street
-        (Actor("admin", 1), "139****5678", ""),
+        (Actor("dispatcher", 1), "139****5678", "5号楼2单元301"),  # the drawer's exact address
+        (Actor("admin", 1), "139****5678", "5号楼2单元301"),
     ],
 )
 def test_each_viewer_sees_the_contact_it_may(viewer: Actor, phone: str, detail: str) -> None:
