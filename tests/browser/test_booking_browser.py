@@ -34,7 +34,7 @@ async def test_a_customer_books_on_a_phone_and_lands_on_the_tracking_page(phone:
     # The keyboard's "go" books as the button does (the tracking page's browser test taps the button):
     # no hidden button of the swapped pickers comes first.
     await phone.press("#detail", "Enter")
-    await phone.wait_for_url(re.compile(r"/t/[A-Za-z0-9_-]+$"))
+    await phone.wait_for_url(re.compile(r"/t/[A-Za-z0-9_-]+$"), timeout=30_000)
 
 
 async def test_the_pickers_say_when_the_server_cannot_be_reached_until_it_answers(phone: Any) -> None:
@@ -85,4 +85,4 @@ async def test_a_booking_the_server_fails_is_said_beside_the_button_in_english(p
     await phone.screenshot(path=f"{SHOTS}/book-failed-en-360.png", full_page=True)
     await phone.unroute("**/book?lang=en")
     await submit.tap()
-    await phone.wait_for_url(re.compile(r"/t/[A-Za-z0-9_-]+\?lang=en$"))
+    await phone.wait_for_url(re.compile(r"/t/[A-Za-z0-9_-]+\?lang=en$"), timeout=30_000)

@@ -56,7 +56,7 @@ async def test_the_page_goes_live_to_collected_and_takes_a_rating(phone: Any, pe
     await phone.fill("#phone", "13907312345")
     await phone.fill("#detail", "麓谷小镇 3 栋 1201")
     await phone.get_by_role("button", name="预约取件").tap()
-    await phone.wait_for_url(re.compile(r"/t/LS[A-Z0-9]{20}$"))
+    await phone.wait_for_url(re.compile(r"/t/LS[A-Z0-9]{20}$"), timeout=30_000)
     code = phone.url.rsplit("/", 1)[-1]
     # The courier's screen has it on offer (the customer's page never shows the pickup's id).
     offers = (await courier.get("/api/v1/courier/pickups")).json()["offers"]
