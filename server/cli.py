@@ -88,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
+        log_format=settings.log_format,
         header_timeout_s=settings.header_timeout_s,
         parser=args.http,
     )

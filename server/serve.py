@@ -25,6 +25,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 # httptools comes with uvicorn[standard], a dependency of Lanshou (pyproject.toml): always importable.
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from server.ops.logs import uvicorn_log_config
+
 
 def _response_408() -> bytes:
     body = b"the request headers took too long to arrive\n"
@@ -149,7 +151,14 @@ class Server(uvicorn.Server):
 
 
 def serve(
-    app: Any, *, host: str, port: int, log_level: str, header_timeout_s: int, parser: str = "auto"
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    header_timeout_s: int,
+    parser: str = "auto",
+    log_format: str = "text",
 ) -> None:
     """Run `app` until SIGINT or SIGTERM; returns once it has shut down."""
     config = uvicorn.Config(
@@ -157,6 +166,9 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=uvicorn_log_config(log_format),
+        # JSON: the app writes the access lines itself (server/ops/metrics.py), with each one's duration.
+        access_log=log_format != "json",
         http=http_protocol(parser, header_timeout_s),
         # Streams are ended at the signal; this bounds what is left (a slow upload, a stuck handler).
         timeout_graceful_shutdown=3,

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from server.db.engine import is_postgres
 from server.dispatch.rules import epoch_ms
 from server.dispatch.service import TIMER_HANDLERS
+from server.ops.metrics import SCHEDULER_LAG
 from server.periodic import repeat
 from server.push.log import unit_of_work
 from server.tables import Timer
@@ -48,6 +50,8 @@ async def fire(timer_id: int, now_ms: int) -> bool:
             if timer is None:
                 return False
             await Timer.delete().where(Timer.id == timer_id)
+            # Seconds past its due time, by the wall clock now (the pass may have started a while ago).
+            SCHEDULER_LAG.observe(max(0.0, time.time() - timer["due_ms"] / 1000))
             handler = TIMER_HANDLERS.get(timer["kind"])
             if handler is not None:
                 follow_up = await handler(uow, timer)
