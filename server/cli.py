@@ -79,10 +79,11 @@ def report_migrations(applied: list[str]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    # Settings first: they check PROMETHEUS_MULTIPROC_DIR, which the app's metrics use once imported.
+    settings = _settings()
     from server.app import create_app
     from server.serve import serve
 
-    settings = _settings()
     serve(
         create_app(settings),
         host=args.host or settings.host,

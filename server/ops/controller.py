@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from litestar import Request, Response, get
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -34,6 +34,9 @@ from server.settings import Settings
 from server.tables import Timer
 
 log = logging.getLogger("lanshou.ops")
+
+# The classic text format every Prometheus reads (Litestar adds the charset); our names need nothing newer.
+EXPOSITION_TYPE = "text/plain; version=0.0.4"
 
 # A scrape or a readiness probe that waits longer than this on the database reports it as failing.
 DATABASE_TIMEOUT_S = 2.0
@@ -177,7 +180,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
     # Reading the other processes' files is blocking I/O: off the event loop.
     body = await asyncio.to_thread(_exposition, families)
-    return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+    return Response(body, media_type=EXPOSITION_TYPE, headers={"Cache-Control": "no-store"})
 
 
 async def _check_database(settings: Settings) -> str | None:
