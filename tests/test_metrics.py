@@ -318,50 +318,61 @@ def test_a_bad_setting_stops_the_server_with_its_name(tmp_path: Path, name: str,
 # -- readiness ------------------------------------------------------------------------------------------
 
 
-async def test_readyz_answers_503_naming_the_database_once_it_is_gone() -> None:
-    with migrated_database("lanshou-readyz-") as database:
-        server = ServerProcess(database).start()
-        try:
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-                r = await client.get("/readyz")
-                assert r.status_code == 200 and r.json() == {"status": "ok", "checks": {"database": "ok"}}
-                if ON_POSTGRES:
-                    await _pg_admin(PG_ADMIN_URL, f'DROP DATABASE "{database.name}" WITH (FORCE)')
-                else:
-                    database.path.rename(database.path.with_suffix(".moved"))
-                r = await client.get("/readyz")
-                assert r.status_code == 503, r.text
-                body = r.json()
-                assert body["status"] == "unavailable" and body["checks"]["database"] != "ok"
-                assert database.name not in r.text  # the detail goes to the log, not to a prober
-                # The metrics still answer; on PostgreSQL they say they could not read the database (a
-                # SQLite connection still reads the moved file: only /readyz checks the path).
-                samples = await scrape(server.url)
-                if ON_POSTGRES:
-                    assert value(samples, "lanshou_metrics_database_up") == 0
-        finally:
-            server.stop()
+@pytest.fixture
+def own_database() -> Iterator[Database]:
+    with migrated_database("lanshou-metrics-own-") as database:
+        yield database
+
+
+async def test_readyz_answers_503_naming_the_database_once_it_is_gone(own_database: Database) -> None:
+    database = own_database
+    server = ServerProcess(database).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            r = await client.get("/readyz")
+            assert r.status_code == 200 and r.json() == {"status": "ok", "checks": {"database": "ok"}}
+            if ON_POSTGRES:
+                await _pg_admin(PG_ADMIN_URL, f'DROP DATABASE "{database.name}" WITH (FORCE)')
+            else:
+                database.path.rename(database.path.with_suffix(".moved"))
+            r = await client.get("/readyz")
+            assert r.status_code == 503, r.text
+            body = r.json()
+            assert body["status"] == "unavailable" and body["checks"]["database"] != "ok"
+            assert database.name not in r.text  # the detail goes to the log, not to a prober
+            # The metrics still answer; on PostgreSQL they say they could not read the database (a
+            # SQLite connection still reads the moved file: only /readyz checks the path).
+            samples = await scrape(server.url)
+            if ON_POSTGRES:
+                assert value(samples, "lanshou_metrics_database_up") == 0
+    finally:
+        server.stop()
 
 
 # -- several processes ------------------------------------------------------------------------------
 
 
-async def test_processes_sharing_a_multiprocess_directory_add_up(tmp_path: Path) -> None:
+async def test_processes_sharing_a_multiprocess_directory_add_up(
+    tmp_path: Path, own_database: Database
+) -> None:
     shared = tmp_path / "prometheus"
     shared.mkdir()
-    with migrated_database("lanshou-multiproc-") as database:
-        first = ServerProcess(database, PROMETHEUS_MULTIPROC_DIR=str(shared)).start()
-        second = ServerProcess(database, PROMETHEUS_MULTIPROC_DIR=str(shared)).start()
-        try:
-            series = {"method": "GET", "route": "/readyz", "status": "2xx"}
-            for server, times in ((first, 2), (second, 3)):
-                async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-                    for _ in range(times):
-                        assert (await client.get("/readyz")).status_code == 200
-            # Either process answers for both.
-            for server in (first, second):
-                assert value(await scrape(server.url), "lanshou_http_requests_total", **series) == 5
-            assert any(name.endswith(".db") for name in os.listdir(shared))
-        finally:
-            first.stop()
-            second.stop()
+    database = own_database
+    first = ServerProcess(database, PROMETHEUS_MULTIPROC_DIR=str(shared)).start()
+    second = ServerProcess(database, PROMETHEUS_MULTIPROC_DIR=str(shared)).start()
+    try:
+        series = {"method": "GET", "route": "/readyz", "status": "2xx"}
+        for server, times in ((first, 2), (second, 3)):
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                for _ in range(times):
+                    assert (await client.get("/readyz")).status_code == 200
+        # Either process answers for both.
+        for server in (first, second):
+            assert value(await scrape(server.url), "lanshou_http_requests_total", **series) == 5
+        assert any(name.endswith(".db") for name in os.listdir(shared))
+        # A process that stopped still counts in the totals (counters never go back).
+        first.stop()
+        assert value(await scrape(second.url), "lanshou_http_requests_total", **series) >= 5
+    finally:
+        first.stop()
+        second.stop()

@@ -51,7 +51,7 @@ async def fire(timer_id: int, now_ms: int) -> bool:
                 return False
             await Timer.delete().where(Timer.id == timer_id)
             # Seconds past its due time, by the wall clock now (the pass may have started a while ago).
-            SCHEDULER_LAG.observe(max(0.0, time.time() - timer["due_ms"] / 1000))
+            lag_s = max(0.0, time.time() - timer["due_ms"] / 1000)
             handler = TIMER_HANDLERS.get(timer["kind"])
             if handler is not None:
                 follow_up = await handler(uow, timer)
@@ -59,6 +59,7 @@ async def fire(timer_id: int, now_ms: int) -> bool:
         log.exception("timer %s failed; retrying later", timer_id)
         await _retry_later(timer_id, now_ms)
         return False
+    SCHEDULER_LAG.observe(lag_s)  # once committed: a failed attempt is retried, and counted then
     if follow_up is not None:
         _start_follow_up(timer_id, follow_up)
     return True
