@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -161,6 +162,8 @@ def serve(
     log_format: str = "text",
 ) -> None:
     """Run `app` until SIGINT or SIGTERM; returns once it has shut down."""
+    if log_format == "json":
+        logging.captureWarnings(True)  # Python's warnings as JSON lines too, not bare text on stderr
     config = uvicorn.Config(
         app,
         host=host,
