@@ -45,6 +45,9 @@ from server.errors import EXCEPTION_HANDLERS
 from server.intake import stop_ship
 from server.intake.controller import ServiceabilityController, StopShipController
 from server.openapi import openapi_config
+from server.ops import metrics as ops_metrics
+from server.ops.controller import metrics, readyz
+from server.ops.logs import JSON_FORMATTER, TEXT_FORMAT
 from server.partnerapi.middleware import partner_api_middleware
 from server.photos.controller import CourierPhotoController, PickupPhotoController
 from server.pickups.controller import PickupController
@@ -70,6 +73,8 @@ PUBLIC_PATHS = [
     "^/schema",
     "^/static",
     "^/health",
+    "^/readyz$",
+    "^/metrics$",  # its own check: a bearer token, or loopback clients only (server/ops/controller.py)
     "^/$",
     "^/favicon.ico",
     "^/sw.js$",
@@ -184,6 +189,7 @@ class Runtime(InitPluginProtocol):
             self.hub.close_all()
             await stop_task(hub_task)
             await close_engine(engine)
+            ops_metrics.process_stopped()
 
     async def on_message(self, message: PushMessage) -> None:
         if message.type in ("zones.changed", "station.created"):
@@ -208,9 +214,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # No method is exempt from authentication, OPTIONS included (see AuthMiddleware).
     auth = DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS, exclude_http_methods=[])
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
+            readyz,
+            metrics,
             index,
             favicon,
             me,
@@ -256,7 +264,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         logging_config=LoggingConfig(
             root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]},
+            formatters={"standard": JSON_FORMATTER if settings.log_format == "json" else TEXT_FORMAT},
             log_exceptions="always" if settings.log_level == "debug" else "debug",
         ),
         debug=False,
     )
+    # Around everything Litestar does for a request (routing and error handling included), so 404s and
+    # 500s are counted too. In JSON mode it also writes the access log, with the request's duration.
+    app.asgi_handler = ops_metrics.RequestMetrics(app.asgi_handler, log_access=settings.log_format == "json")
+    return app

@@ -79,15 +79,17 @@ def report_migrations(applied: list[str]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    # Settings first: they check PROMETHEUS_MULTIPROC_DIR, which the app's metrics use once imported.
+    settings = _settings()
     from server.app import create_app
     from server.serve import serve
 
-    settings = _settings()
     serve(
         create_app(settings),
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
+        log_format=settings.log_format,
         header_timeout_s=settings.header_timeout_s,
         parser=args.http,
     )

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -24,6 +25,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 # httptools comes with uvicorn[standard], a dependency of Lanshou (pyproject.toml): always importable.
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from server.ops.logs import uvicorn_log_config
 
 
 def _response_408() -> bytes:
@@ -149,14 +152,26 @@ class Server(uvicorn.Server):
 
 
 def serve(
-    app: Any, *, host: str, port: int, log_level: str, header_timeout_s: int, parser: str = "auto"
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    header_timeout_s: int,
+    parser: str = "auto",
+    log_format: str = "text",
 ) -> None:
     """Run `app` until SIGINT or SIGTERM; returns once it has shut down."""
+    if log_format == "json":
+        logging.captureWarnings(True)  # Python's warnings as JSON lines too, not bare text on stderr
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        log_config=uvicorn_log_config(log_format),
+        # JSON: the app writes the access lines itself (server/ops/metrics.py), with each one's duration.
+        access_log=log_format != "json",
         http=http_protocol(parser, header_timeout_s),
         # Streams are ended at the signal; this bounds what is left (a slow upload, a stuck handler).
         timeout_graceful_shutdown=3,

@@ -21,6 +21,7 @@ from server.webhooks.destinations import RefusedDestination, normalise_allowed_h
 from server.webpush.keys import vapid_private_key, write_once
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 # The datums a tile server can draw in: WGS-84 (OpenStreetMap and most of the world) or GCJ-02 (AMap,
 # Tencent). The console converts its WGS-84 shapes and positions into the tiles' datum before drawing.
@@ -37,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # text (uvicorn's and Python's usual lines) or json (one JSON object per line, for a log shipper).
+    log_format: str = "text"
+    # Bearer token for GET /metrics (empty: /metrics answers loopback clients only).
+    metrics_token: str = ""
     data_dir: str = "var"
     # Empty: in-memory channels (one process). redis://… or postgresql://… to share push between processes.
     channels_url: str = ""
@@ -242,12 +247,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = env.get("LANSHOU_LOG_LEVEL", "info").strip().lower() or "info"
     if log_level not in LOG_LEVELS:
         raise SettingsError(f"LANSHOU_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    log_format = env.get("LANSHOU_LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in LOG_FORMATS:
+        raise SettingsError(f"LANSHOU_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    metrics_token = env.get("LANSHOU_METRICS_TOKEN", "").strip()
+    if metrics_token and len(metrics_token) < 16:
+        raise SettingsError("LANSHOU_METRICS_TOKEN must be at least 16 characters (or empty: loopback only)")
+    _check_multiprocess_dir(env)
     return Settings(
         database_url=_database_url(env, data_dir),
         secret_key=_secret_key(env, data_dir),
         host=env.get("LANSHOU_HOST", "").strip() or "127.0.0.1",
         port=_int(env, "LANSHOU_PORT", 8000, 1, 65535),
         log_level=log_level,
+        log_format=log_format,
+        metrics_token=metrics_token,
         data_dir=str(data_dir),
         channels_url=_channels_url(env),
         channels_prefix=env.get("LANSHOU_CHANNELS_PREFIX", "").strip() or "lanshou",
@@ -277,6 +291,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         idempotency_wait_s=_int(env, "LANSHOU_IDEMPOTENCY_WAIT_S", 10, 1, 60),
         **_alert_gateway(env),
     )
+
+
+def _check_multiprocess_dir(env: Mapping[str, str]) -> None:
+    """prometheus_client's multiprocess mode (several server processes, one /metrics): its directory
+    must exist and be writable, or every request would fail writing its counters."""
+    raw = env.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if raw and not (os.path.isdir(raw) and os.access(raw, os.W_OK)):
+        raise SettingsError(f"PROMETHEUS_MULTIPROC_DIR must be an existing writable directory, got {raw!r}")
 
 
 def _alert_gateway(env: Mapping[str, str]) -> dict[str, Any]:

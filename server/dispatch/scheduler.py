@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from server.db.engine import is_postgres
 from server.dispatch.rules import epoch_ms
 from server.dispatch.service import TIMER_HANDLERS
+from server.ops.metrics import SCHEDULER_LAG
 from server.periodic import repeat
 from server.push.log import unit_of_work
 from server.tables import Timer
@@ -48,6 +50,8 @@ async def fire(timer_id: int, now_ms: int) -> bool:
             if timer is None:
                 return False
             await Timer.delete().where(Timer.id == timer_id)
+            # Seconds past its due time, by the wall clock now (the pass may have started a while ago).
+            lag_s = max(0.0, time.time() - timer["due_ms"] / 1000)
             handler = TIMER_HANDLERS.get(timer["kind"])
             if handler is not None:
                 follow_up = await handler(uow, timer)
@@ -55,6 +59,7 @@ async def fire(timer_id: int, now_ms: int) -> bool:
         log.exception("timer %s failed; retrying later", timer_id)
         await _retry_later(timer_id, now_ms)
         return False
+    SCHEDULER_LAG.observe(lag_s)  # once committed: a failed attempt is retried, and counted then
     if follow_up is not None:
         _start_follow_up(timer_id, follow_up)
     return True

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 from litestar.channels import ChannelsPlugin
 
+from server.ops.metrics import SSE_STREAMS
 from server.push.log import PushMessage, decode_event_row, events_with_zone
 from server.tables import Event, EventRecipient
 
@@ -79,11 +80,13 @@ class PushHub:
     def attach_courier(self, courier_id: int) -> Connection:
         conn = Connection(courier_id)
         self._couriers.setdefault(courier_id, set()).add(conn)
+        SSE_STREAMS.labels("courier").inc()
         return conn
 
     def attach_console(self) -> Connection:
         conn = Connection(None)
         self._consoles.add(conn)
+        SSE_STREAMS.labels("console").inc()
         return conn
 
     def attach_pickup(
@@ -99,6 +102,7 @@ class PushHub:
         conn = Connection(None, pickup_id, client)
         self._pickups.setdefault(pickup_id, set()).add(conn)
         self._public_clients[client] = self._public_clients.get(client, 0) + 1
+        SSE_STREAMS.labels("tracking").inc()
         return conn
 
     def detach(self, conn: Connection) -> None:
@@ -114,13 +118,17 @@ class PushHub:
                 self._public_clients[conn.client] = left
             else:
                 self._public_clients.pop(conn.client, None)
+            SSE_STREAMS.labels("tracking").dec()
             return
         if conn.courier_id is None:
-            self._consoles.discard(conn)
+            if conn in self._consoles:
+                self._consoles.discard(conn)
+                SSE_STREAMS.labels("console").dec()
             return
         conns = self._couriers.get(conn.courier_id)
-        if conns is not None:
+        if conns is not None and conn in conns:
             conns.discard(conn)
+            SSE_STREAMS.labels("courier").dec()
             if not conns:
                 del self._couriers[conn.courier_id]
 
