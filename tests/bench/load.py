@@ -96,25 +96,38 @@ def pickup_body(lng: float, lat: float, n: int) -> bytes:
 
 
 class Pool:
-    """Keep-alive connections to one server, opened as needed up to `limit` at once."""
+    """Keep-alive connections to one server, opened as needed up to `limit` at once.
+
+    A connection idle for IDLE_S or more is not reused: uvicorn closes kept-alive connections after 5 s
+    idle, and a request written just as the server closes one would fail with nothing to say whether
+    the server had it (a create must not be sent twice, so it is not retried)."""
+
+    IDLE_S = 2.0
 
     def __init__(self, port: int, limit: int) -> None:
         self.port = port
         self.host = f"127.0.0.1:{port}"
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.slots = asyncio.Semaphore(limit)
         self.all: set[asyncio.StreamWriter] = set()
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self.idle:
+            reader, writer, since = self.idle.pop()
+            if clock() - since < self.IDLE_S and not reader.at_eof():
+                return reader, writer
+            writer.close()
+            self.all.discard(writer)
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.all.add(writer)
+        return reader, writer
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
         data = build_request(method, path, host=self.host, body=body, headers=headers)
         async with self.slots:
-            if self.idle:
-                reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                self.all.add(writer)
+            reader, writer = await self._connection()
             try:
                 writer.write(data)
                 status, answer, closes = await _read_response(reader)
@@ -126,7 +139,7 @@ class Pool:
                 writer.close()
                 self.all.discard(writer)
             else:
-                self.idle.append((reader, writer))
+                self.idle.append((reader, writer, clock()))
             return status, answer
 
     def close(self) -> None:
@@ -719,8 +732,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     raise_fd_limit(args.couriers)
-    # Ctrl+C and SIGTERM end the run through the finally below (servers stopped, database dropped).
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     tmp = Path(tempfile.mkdtemp(prefix="lanshou-load-"))
     db: Database | None = None
     result: dict[str, Any] = {}
@@ -786,7 +797,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    # Ctrl+C and SIGTERM end the run through main's clean-up (servers stopped, database dropped).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
     except KeyboardInterrupt:
