@@ -53,4 +53,5 @@ def test_the_load_harness_loses_nothing_under_a_modest_load(tmp_path: Path) -> N
     assert result["server"]["cpu_ms_per_create"] > 0
     assert result["server"]["rss_mib_peak"] > 0
     assert result["ceiling"]["per_second"] > 0 and result["ceiling"]["bad"] == 0
+    assert result["server_log_errors"] == 0, report
     assert "creates/s" in run.stdout and "bare-endpoint ceiling" in run.stdout  # the table

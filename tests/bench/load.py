@@ -95,6 +95,14 @@ def pickup_body(lng: float, lat: float, n: int) -> bytes:
 # -- HTTP over raw keep-alive connections ----------------------------------------------------------------
 
 
+class TransportError(Exception):
+    """A request that got no answer: what broke, and whether on a new or a kept-alive connection."""
+
+    def __init__(self, exc: BaseException, reused: bool) -> None:
+        super().__init__(f"{type(exc).__name__} on a {'kept-alive' if reused else 'new'} connection")
+        self.kind = str(self)
+
+
 class Pool:
     """Keep-alive connections to one server, opened as needed up to `limit` at once.
 
@@ -111,29 +119,34 @@ class Pool:
         self.slots = asyncio.Semaphore(limit)
         self.all: set[asyncio.StreamWriter] = set()
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
         while self.idle:
             reader, writer, since = self.idle.pop()
             if clock() - since < self.IDLE_S and not reader.at_eof():
-                return reader, writer
+                return reader, writer, True
             writer.close()
             self.all.discard(writer)
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError as exc:
+            raise TransportError(exc, False) from exc
         self.all.add(writer)
-        return reader, writer
+        return reader, writer, False
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
         data = build_request(method, path, host=self.host, body=body, headers=headers)
         async with self.slots:
-            reader, writer = await self._connection()
+            reader, writer, reused = await self._connection()
             try:
                 writer.write(data)
                 status, answer, closes = await _read_response(reader)
-            except BaseException:
+            except BaseException as exc:
                 writer.close()
                 self.all.discard(writer)
+                if isinstance(exc, TRANSPORT_ERRORS):
+                    raise TransportError(exc, reused) from exc
                 raise
             if closes:
                 writer.close()
@@ -276,10 +289,6 @@ def pid_of(served: Served) -> int:
     return served.proc.pid
 
 
-def error_kind(exc: BaseException) -> str:
-    return type(exc).__name__
-
-
 def _code(body: bytes) -> str:
     try:
         code = msgspec.json.decode(body).get("code", "")
@@ -292,6 +301,7 @@ async def drive(
     args: argparse.Namespace, seeded: dict[str, Any], servers: list[Served]
 ) -> tuple[Figures, dict[str, Any]]:
     figures = Figures()
+    load_before = os.getloadavg()
     zones = seeded["zones"]
     couriers = seeded["couriers"]
     ports = [s.port for s in servers]
@@ -305,8 +315,8 @@ async def drive(
         path = f"/api/v1/courier/pickups/{pickup_id}/{action}"
         try:
             status, answer = await pool.request("POST", path, body, headers)
-        except TRANSPORT_ERRORS as exc:
-            figures.errors[f"{action} {error_kind(exc)}"] += 1
+        except TransportError as exc:
+            figures.errors[f"{action}: {exc.kind}"] += 1
             return 0
         if status >= 500:
             figures.errors[f"{action} {status}"] += 1
@@ -373,9 +383,9 @@ async def drive(
             status, answer = await pool.request(
                 "POST", "/api/v1/pickups", bodies[n % len(bodies)], partner_headers
             )
-        except TRANSPORT_ERRORS as exc:
+        except TransportError as exc:
             record.answered = clock()
-            figures.errors[f"create {error_kind(exc)}"] += 1
+            figures.errors[f"create: {exc.kind}"] += 1
             return
         record.answered = clock()
         record.status = status
@@ -426,6 +436,8 @@ async def drive(
     if figures.actions:
         await asyncio.wait(list(figures.actions), timeout=max(1.0, drain_until - clock()))
     await asyncio.sleep(0.2)  # late duplicates, if any, still count
+    if figures.actions:
+        figures.errors["courier action unanswered at the end"] = len(figures.actions)
     wall = clock() - started
     sampling = False
     await sampler
@@ -437,9 +449,11 @@ async def drive(
     await asyncio.gather(*(s.task for s in streams if s.task is not None), return_exceptions=True)
     for pool in partner_pools + courier_pools:
         pool.close()
-    for task in tasks:
-        if not task.done():
-            task.cancel()
+    unanswered = [task for task in tasks if not task.done()]
+    if unanswered:
+        figures.errors["create unanswered at the end"] = len(unanswered)
+    for task in unanswered:
+        task.cancel()
     process = [
         {
             "port": s.port,
@@ -456,6 +470,7 @@ async def drive(
         "late_sends": late,
         "client_cpu_seconds": client_cpu,
         "processes": process,
+        "load_average_before": load_before,
     }
     return figures, timing
 
@@ -540,7 +555,8 @@ def summarise(
         },
         "machine": {
             "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
+            "load_average_before": timing["load_average_before"],
+            "load_average_after": os.getloadavg(),
             "python": platform.python_version(),
         },
         "creates": {
@@ -608,7 +624,8 @@ def table(result: dict[str, Any]) -> str:
         f"Lanshou load · {s['database']} · {s['workers']} process(es), push {s['channels']} · "
         f"{s['couriers']:,} couriers in {s['zones']:,} {s['mode']} zones · {s['rate']:g} creates/s for "
         f"{s['seconds']:g} s · accept {s['accept']:.0%}, {s['racers']} racing · "
-        f"{result['machine']['cpus']} CPUs, load average {result['machine']['load_average'][0]:.2f}",
+        f"{result['machine']['cpus']} CPUs, load average {result['machine']['load_average_before'][0]:.2f} "
+        f"before, {result['machine']['load_average_after'][0]:.2f} after",
         "",
         f"{'':42}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'n':>9}",
     ]
@@ -769,6 +786,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cmd = [sys.executable, "-m", "server", "serve"]
                 servers.append(stack.enter_context(Served(cmd, db.env(**env), tmp / f"server-{k}.log")))
             figures, timing = run(drive(args, seeded, servers))
+            logs = [(s.log_path, s.log_path.stat().st_size) for s in servers]
         ids = [c.pickup_id for c in figures.creates if c.pickup_id is not None]
         db_state = check_database(db, ids)
         ceiling = None
@@ -777,16 +795,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ceiling = bare_ceiling(tmp, args, seeded["zones"][0])
         result = summarise(args, figures, timing, seeded, db_state, ceiling)
         print(table(result))
+        # What the servers logged while under load (not while being stopped, when an overloaded server
+        # cancels its open requests and logs each).
+        server_errors = [
+            line
+            for path, size in logs
+            for line in path.read_bytes()[:size].decode(errors="replace").splitlines()
+            if line.startswith(("ERROR", "Traceback", "CRITICAL"))
+        ]
+        result["server_log_errors"] = len(server_errors)
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-        server_errors = "".join(
-            line + "\n"
-            for k in range(args.workers)
-            for line in (tmp / f"server-{k}.log").read_text(errors="replace").splitlines()
-            if "Traceback" in line or "ERROR" in line
-        )
         if server_errors:
-            print(f"server logs (in {tmp}) report errors:\n{server_errors[:2000]}", file=sys.stderr)
+            args.keep = True
+            print(f"the servers logged {len(server_errors)} errors under load (logs kept):", file=sys.stderr)
+            print("\n".join(server_errors[:20]), file=sys.stderr)
     finally:
         if db is not None:
             try:
