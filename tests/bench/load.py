@@ -737,6 +737,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ceiling-seconds", type=float, default=3, help="bare-endpoint run (0: skip it)")
     parser.add_argument("--ceiling-concurrency", type=int, default=16)
     parser.add_argument("--json", metavar="PATH", help="write every figure here as JSON")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run the servers under cProfile, writing DIR/server-K.prof (slower: for where, not how fast)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE", help="more env")
     args = parser.parse_args(argv)
@@ -784,6 +789,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             servers = []
             for k in range(args.workers):
                 cmd = [sys.executable, "-m", "server", "serve"]
+                if args.profile:
+                    out = Path(args.profile).resolve() / f"server-{k}.prof"
+                    cmd = [sys.executable, "-m", "tests.bench.profiled_serve", str(out)]
                 servers.append(stack.enter_context(Served(cmd, db.env(**env), tmp / f"server-{k}.log")))
             figures, timing = run(drive(args, seeded, servers))
             logs = [(s.log_path, s.log_path.stat().st_size) for s in servers]
