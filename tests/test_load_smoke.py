@@ -39,6 +39,7 @@ def test_the_load_harness_loses_nothing_under_a_modest_load(tmp_path: Path) -> N
     assert offers["heard"] == offers["in_database"], report
     assert offers["lost"] == offers["duplicated"] == offers["unexpected"] == 0, report
     assert offers["pickups_not_heard"] == 0, report
+    assert offers["stream_reconnects"] == 0, report  # no stream cut off for falling behind
 
     couriers = result["couriers"]
     assert couriers["accepted"] == couriers["collected"] == 400, report

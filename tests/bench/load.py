@@ -169,7 +169,11 @@ class _EventData(msgspec.Struct):
 
 class CourierStream:
     """One courier's SSE stream over a raw socket: chunked body decoded by hand, each event's type and
-    pickup id handed to `on_event(courier_index, type, pickup_id, arrival_time)`."""
+    pickup id handed to `on_event(courier_index, type, pickup_id, arrival_time)`.
+
+    Like a browser's EventSource it reconnects when the stream ends or breaks (the server cuts off a
+    client too far behind), sending Last-Event-ID so the server replays what was missed from its log;
+    `reconnects` counts how often."""
 
     _decode = msgspec.json.Decoder(_EventData).decode
 
@@ -183,38 +187,50 @@ class CourierStream:
         self.ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
+        self.last_id = ""
+        self.reconnects = 0
 
     async def run(self, connecting: asyncio.Semaphore) -> None:
-        try:
-            async with connecting:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
-                writer.write(
-                    (
-                        "GET /api/v1/courier/events HTTP/1.1\r\n"
-                        f"host: 127.0.0.1:{self.port}\r\naccept: text/event-stream\r\n"
-                        f"cookie: lanshou_session={self.session}\r\n\r\n"
-                    ).encode()
-                )
-                head = await reader.readuntil(b"\r\n\r\n")
-                if not head.startswith(b"HTTP/1.1 200") or b"transfer-encoding: chunked" not in head.lower():
-                    raise RuntimeError(f"stream refused: {head[:200]!r}")
+        while True:
             try:
-                buffer = b""
-                while True:
-                    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                    chunk = await reader.readexactly(size + 2)
-                    if size == 0:
-                        return
-                    buffer += chunk[:-2]
-                    while (end := buffer.find(b"\r\n\r\n")) >= 0:
-                        block, buffer = buffer[:end], buffer[end + 4 :]
-                        self._event(block)
-            finally:
+                await self._stream(connecting)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                if not self.ready.is_set():
+                    self.error = exc  # never connected: the harness stops
+                    return
+            self.reconnects += 1
+            await asyncio.sleep(0.1)
+
+    async def _stream(self, connecting: asyncio.Semaphore) -> None:
+        async with connecting:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
+            resume = f"last-event-id: {self.last_id}\r\n" if self.last_id else ""
+            writer.write(
+                (
+                    "GET /api/v1/courier/events HTTP/1.1\r\n"
+                    f"host: 127.0.0.1:{self.port}\r\naccept: text/event-stream\r\n{resume}"
+                    f"cookie: lanshou_session={self.session}\r\n\r\n"
+                ).encode()
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200") or b"transfer-encoding: chunked" not in head.lower():
                 writer.close()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self.error = exc
+                raise RuntimeError(f"stream refused: {head[:200]!r}")
+        try:
+            buffer = b""
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                chunk = await reader.readexactly(size + 2)
+                if size == 0:
+                    return
+                buffer += chunk[:-2]
+                while (end := buffer.find(b"\r\n\r\n")) >= 0:
+                    block, buffer = buffer[:end], buffer[end + 4 :]
+                    self._event(block)
+        finally:
+            writer.close()
 
     def _event(self, block: bytes) -> None:
         now = clock()
@@ -224,6 +240,8 @@ class CourierStream:
                 event_type = line[7:].decode()
             elif line.startswith(b"data: "):
                 data = line[6:]
+            elif line.startswith(b"id: "):
+                self.last_id = line[4:].decode()
         if event_type == "ready":
             self.ready.set()
         elif event_type:
@@ -298,8 +316,8 @@ def _code(body: bytes) -> str:
 
 
 async def drive(
-    args: argparse.Namespace, seeded: dict[str, Any], servers: list[Served]
-) -> tuple[Figures, dict[str, Any]]:
+    args: argparse.Namespace, seeded: dict[str, Any], servers: list[Served], db: Database
+) -> tuple[Figures, dict[str, Any], dict[str, Any]]:
     figures = Figures()
     load_before = os.getloadavg()
     zones = seeded["zones"]
@@ -435,6 +453,23 @@ async def drive(
         await asyncio.sleep(0.05)
     if figures.actions:
         await asyncio.wait(list(figures.actions), timeout=max(1.0, drain_until - clock()))
+    # Then every offer the database holds for an answered create, heard by its courier: an overloaded
+    # server's events arrive late, and late is not lost. What is still missing after this is reported.
+    courier_index = {c["id"]: i for i, c in enumerate(couriers)}
+    answered_ids = {c.pickup_id for c in figures.creates if c.pickup_id is not None}
+    offers_until = clock() + args.drain
+    while True:
+        db_state = await asyncio.to_thread(check_database, db)
+        missing = [
+            (courier_index[courier], pickup)
+            for pickup, courier in db_state["offers"]
+            if pickup in answered_ids
+            and courier in courier_index
+            and (courier_index[courier], pickup) not in figures.heard
+        ]
+        if not missing or clock() > offers_until:
+            break
+        await asyncio.sleep(0.5)
     await asyncio.sleep(0.2)  # late duplicates, if any, still count
     if figures.actions:
         figures.errors["courier action unanswered at the end"] = len(figures.actions)
@@ -471,11 +506,12 @@ async def drive(
         "client_cpu_seconds": client_cpu,
         "processes": process,
         "load_average_before": load_before,
+        "stream_reconnects": sum(stream.reconnects for stream in streams),
     }
-    return figures, timing
+    return figures, timing, db_state
 
 
-def check_database(db: Database, pickup_ids: list[int]) -> dict[str, Any]:
+def check_database(db: Database) -> dict[str, Any]:
     """The offers, accepts and collections as the database has them (for the event-log check)."""
     offers_sql = "SELECT pickup, courier FROM pickup_offers"
     accepts_sql = "SELECT pickup, COUNT(*) FROM events WHERE type = 'pickup.accepted' GROUP BY pickup"
@@ -579,6 +615,7 @@ def summarise(
             "unexpected": unexpected,
             "pickups_heard": sum(1 for i in ids if i in figures.first_heard),
             "pickups_not_heard": sum(1 for i in ids if i not in figures.first_heard),
+            "stream_reconnects": timing["stream_reconnects"],
         },
         "couriers": {
             "accept_attempts": sum(figures.racers.values()),
@@ -641,9 +678,10 @@ def table(result: dict[str, Any]) -> str:
         f"creates: {fmt(c['created'])} of {fmt(c['due'])} due ({fmt(c['per_second'])}/s achieved), "
         f"{fmt(c['offered'])} offered, {fmt(c['late_sends'])} sent late by the client"
         + (f"; {c['share_of_ceiling']:.1%} of the bare-endpoint ceiling" if "share_of_ceiling" in c else ""),
-        f"offers: {fmt(o['in_database'])} in the database, {fmt(o['heard'])} heard, {fmt(o['lost'])} lost, "
+        f"offers: {fmt(o['in_database'])} in the database, {fmt(o['heard'])} heard, {fmt(o['lost'])} never heard, "
         f"{fmt(o['duplicated'])} duplicated, {fmt(o['unexpected'])} unexpected; "
-        f"{fmt(o['pickups_not_heard'])} pickups heard by nobody",
+        f"{fmt(o['pickups_not_heard'])} pickups heard by nobody; {fmt(o['stream_reconnects'])} stream "
+        "reconnects",
         f"couriers: {fmt(k['accepted'])} accepted, {fmt(k['accept_conflicts'])} accept conflicts "
         f"{k['accept_conflicts_by_code'] or ''}, {fmt(k['accepted_twice'])} accepted twice, "
         f"{fmt(k['collected'])} collected",
@@ -793,10 +831,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     out = Path(args.profile).resolve() / f"server-{k}.prof"
                     cmd = [sys.executable, "-m", "tests.bench.profiled_serve", str(out)]
                 servers.append(stack.enter_context(Served(cmd, db.env(**env), tmp / f"server-{k}.log")))
-            figures, timing = run(drive(args, seeded, servers))
+            figures, timing, db_state = run(drive(args, seeded, servers, db))
             logs = [(s.log_path, s.log_path.stat().st_size) for s in servers]
-        ids = [c.pickup_id for c in figures.creates if c.pickup_id is not None]
-        db_state = check_database(db, ids)
         ceiling = None
         if args.ceiling_seconds > 0:
             print("bare-endpoint ceiling …", file=sys.stderr, flush=True)
