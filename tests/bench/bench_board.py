@@ -139,7 +139,8 @@ async def over_http(base_url: str, target: dict[str, Any], requests: int) -> Non
             if name.startswith("search"):
                 assert f">{target['tracking_code']}</a>" in r.text, name
             print(
-                f"  HTTP  {name:28} p50 {statistics.median(samples):6.1f} ms   p99 {_pct(samples, 99):6.1f} ms"
+                f"  HTTP  {name:28} p50 {statistics.median(samples):6.1f} ms   p90 {_pct(samples, 90):6.1f} ms"
+                f"   p99 {_pct(samples, 99):6.1f} ms   max {max(samples):6.1f} ms"
             )
 
 
