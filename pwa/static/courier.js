@@ -405,6 +405,16 @@ function errorMessage(result, action) {
   return t("courier.error.other", { message: answer.message || status });
 }
 
+// Show (or clear) an error message. The element was found when the courier acted; a refresh of the list
+// brought by a stream event while the request was out may have swapped the card for a new one since, so
+// the message goes on the element that now holds that id (every [data-error] has one: courier.html).
+function showError(target, message) {
+  const element = target && !target.isConnected && target.id ? document.getElementById(target.id) : target;
+  if (!element) return;
+  element.textContent = message;
+  element.hidden = !message;
+}
+
 // Worth sending again later: the network failed, or the server did (a 4xx would only be refused again).
 const sendAgain = (result) => result.status === undefined || result.status >= 500 || result.status === 401;
 
@@ -557,11 +567,7 @@ async function act(pickupId, action, fields, errorTarget, busy) {
   }
   busy.forEach((el) => { el.disabled = false; el.removeAttribute("aria-busy"); });
   if (SILENT.has(action)) return result;
-  if (errorTarget) {
-    const failed = !result.ok && !result.queued;
-    errorTarget.textContent = failed ? errorMessage(result, action) : "";
-    errorTarget.hidden = !failed;
-  }
+  showError(errorTarget, !result.ok && !result.queued ? errorMessage(result, action) : "");
   if (result.queued) await readOutbox();
   else if (action !== "seen" && (result.ok || result.status === 409)) await refreshList(); // seen changes nothing shown
   return result;
@@ -687,8 +693,7 @@ app.addEventListener("submit", async (event) => {
   if (form.dataset.action === "collect") {
     const waybill = form.elements.waybill_no.value.replace(/\s+/g, "").toUpperCase();
     if (!waybill) {
-      error.textContent = t("courier.waybill.required");
-      error.hidden = false;
+      showError(error, t("courier.waybill.required"));
       return;
     }
     // Pieces, weight, re-packed; the photo is uploaded first and sent as its id (scanner.js).
@@ -697,8 +702,7 @@ app.addEventListener("submit", async (event) => {
     const details = scanner ? await scanner.collectDetails(form) : { ok: false, message: t("courier.error.network") };
     busy.forEach((el) => { el.disabled = false; });
     if (!details.ok) {
-      error.textContent = details.message;
-      error.hidden = false;
+      showError(error, details.message);
       return;
     }
     const result = await act(id, "collect", { waybill_no: waybill, ...details.fields }, error, busy);
@@ -710,8 +714,7 @@ app.addEventListener("submit", async (event) => {
     if (newTime) {
       const at = new Date(newTime);
       if (Number.isNaN(at.getTime()) || at <= new Date()) {
-        error.textContent = t("courier.fail.new_time.invalid");
-        error.hidden = false;
+        showError(error, t("courier.fail.new_time.invalid"));
         return;
       }
       fields.new_time = at.toISOString();

@@ -226,6 +226,40 @@ async def test_a_waybill_typed_while_the_list_refreshes_is_kept(phone: Any, peop
     await phone.unroute("**/app/pickups*")
 
 
+async def test_a_refusal_answered_after_the_list_refreshed_is_shown(phone: Any, people: Personas) -> None:
+    # A wrong waybill is sent; before the server's refusal comes back, a new offer arrives and the list is
+    # swapped for a new one. The refusal must show on the card that is on screen now, not on the old one.
+    zone = await make_zone(people, couriers=1)
+    await sign_in_and_go_on_duty(phone, zone)
+    pickup_id, _ = await ring_time(phone, people, zone)
+    await phone.locator(f"#offer-{pickup_id} button[data-action=accept]").tap()
+    held = phone.locator(f"#held-{pickup_id}")
+    await expect(held).to_have_attribute("data-status", "accepted")
+
+    release = asyncio.Event()
+    sent = asyncio.Event()
+
+    async def slow_collect(route: Any) -> None:
+        sent.set()
+        await release.wait()
+        await route.continue_()
+
+    await phone.route("**/api/v1/courier/pickups/*/collect", slow_collect)
+    await held.locator("input[name=waybill_no]").fill("EA123456784CN")  # the check digit should be 5
+    await held.locator("form.collect button[type=submit]").tap()
+    await asyncio.wait_for(sent.wait(), 10)
+    old_card = await held.element_handle()
+    r = await people.partner().post("/api/v1/pickups", json=pickup_body(zone))
+    assert r.status_code == 201, r.text
+    await expect(phone.locator(f"#offer-{r.json()['id']}")).to_be_visible()
+    assert await old_card.evaluate("(card) => !card.isConnected")  # the card was swapped meanwhile
+    release.set()
+    await expect(held.locator("form.collect [data-error]")).to_have_text(
+        "运单号不正确（校验位不符），请重新扫描或输入"
+    )
+    await phone.unroute("**/api/v1/courier/pickups/*/collect")
+
+
 async def test_going_on_duty_shares_the_position_and_offers_say_how_far(phone: Any, people: Personas) -> None:
     # The phone lets the app know where it is (granted at the on-duty tap); the courier is ~1.1 km south.
     zone = await make_zone(people, couriers=1)
