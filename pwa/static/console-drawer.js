@@ -18,12 +18,7 @@
   let refreshTimer = null;
   let loading = 0; // a sequence number: only the latest answer is shown
 
-  function url(path) {
-    const u = new URL(path, location.origin);
-    const lang = new URL(location.href).searchParams.get("lang");
-    if (lang) u.searchParams.set("lang", lang);
-    return u.pathname + u.search;
-  }
+  const url = window.consoleCommon.url;
 
   function markRow() {
     for (const row of document.querySelectorAll("#board tr.drawer-open")) row.classList.remove("drawer-open");

@@ -16,18 +16,8 @@
   const MAX_IDS = 100; // per request (the server's limit); more changed pickups: reload them all
   const CLUSTER_BELOW_ZOOM = 16; // from this zoom on, every marker stands alone
 
-  function t(key, values) {
-    let text = T[key] || key;
-    for (const [k, v] of Object.entries(values || {})) text = text.replace("{" + k + "}", v);
-    return text;
-  }
-
-  function url(path, params) {
-    const u = new URL(path, location.origin);
-    for (const [k, v] of Object.entries(params || {})) if (v) u.searchParams.set(k, v);
-    if (lang === "en") u.searchParams.set("lang", "en");
-    return u.pathname + u.search;
-  }
+  const t = window.consoleCommon.translator(T);
+  const url = window.consoleCommon.url;
 
   // What users typed (zone names, courier names) reaches the page as text, never as HTML: Leaflet's
   // bindTooltip would parse a string as HTML, so it gets a node built with textContent.

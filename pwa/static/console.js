@@ -5,24 +5,13 @@
 
   const root = document.getElementById("console");
   if (!root) return;
-  const lang = root.dataset.lang || "zh-CN";
   const T = JSON.parse(document.getElementById("console-i18n").textContent);
   // Changes to the board are gathered this long before the board is read again (at most one read in
   // flight): a burst of hundreds of events costs a few reads, and every read has exact counts.
   const BOARD_REFRESH_MS = 400;
 
-  function t(key, values) {
-    let text = T[key] || key;
-    for (const [k, v] of Object.entries(values || {})) text = text.replace("{" + k + "}", v);
-    return text;
-  }
-
-  function url(path, params) {
-    const u = new URL(path, location.origin);
-    for (const [k, v] of Object.entries(params || {})) if (v) u.searchParams.set(k, v);
-    if (lang === "en") u.searchParams.set("lang", "en");
-    return u.pathname + u.search;
-  }
+  const t = window.consoleCommon.translator(T);
+  const url = window.consoleCommon.url;
 
   function loginUrl() {
     return "/auth/login?" + new URLSearchParams({ next: url("/console") }).toString();
