@@ -334,9 +334,18 @@ def main() -> None:
     parser.add_argument(
         "--keep", default="", help="a folder to keep the seeded database in (and reuse it from, if there)"
     )
+    parser.add_argument(
+        "--server-root",
+        default="",
+        help="serve (and migrate) from another checkout of Lanshou, e.g. an older commit for a baseline",
+    )
     args = parser.parse_args()
     if args.postgres:
         os.environ["LANSHOU_TEST_DATABASE_URL"] = args.postgres
+    if args.server_root:
+        import tests.conftest
+
+        tests.conftest.ROOT = Path(args.server_root).resolve()
     from tests.conftest import ServerProcess  # reads LANSHOU_TEST_DATABASE_URL
 
     with _database(args) as (database, api_key):
