@@ -305,8 +305,8 @@ async def read_board(f: BoardFilter, scope: Scope = EVERYTHING, page_size: int =
     # The counts and every section's page at once (each its own index range; on PostgreSQL each on a
     # connection of the pool, on SQLite on the reader threads): the board waits for the slowest of them,
     # not for their sum. A page asked for beyond its section's end is read again as the last page.
-    totals, *first_ids = await asyncio.gather(
-        _counts(where, since), *(page_ids(key, f.pages.get(key, 1)) for key in SECTIONS)
+    totals, first_ids = await asyncio.gather(
+        _counts(where, since), asyncio.gather(*(page_ids(key, f.pages.get(key, 1)) for key in SECTIONS))
     )
     placed: list[tuple[str, int, int, int, list[int]]] = []
     for key, section_ids in zip(SECTIONS, first_ids, strict=True):

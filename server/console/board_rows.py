@@ -51,7 +51,7 @@ def row_html(row: PickupRow, lang: str, u: Url, fmt: Any) -> Markup:
         else ""
     )
     if row.zone_code:
-        zone = f"{escape(row.zone_name)} <small>{escape(row.zone_code)}</small>"
+        zone = f"{escape(row.zone_name or '')} <small>{escape(row.zone_code)}</small>"
     else:
         zone = f'<span class="muted">{_word("console.no_zone", lang)}</span>'
     addr = escape(row.district) + (f" · {escape(row.street)}" if row.street else "")
