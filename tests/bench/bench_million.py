@@ -212,11 +212,20 @@ async def seed(url: str, n: int, n_open: int) -> dict[str, Any]:
         await close_engine(engine)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The server process's CPU time so far (user + system, all its threads), from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _timed(
-    client: httpx.AsyncClient, name: str, requests: int, path: Any, **kwargs: Any
+    client: httpx.AsyncClient, pid: int, name: str, requests: int, path: Any, **kwargs: Any
 ) -> tuple[str, list[float]]:
     samples = []
+    cpu = 0.0
     for i in range(requests + 5):
+        if i == 5:
+            cpu = _cpu_seconds(pid)
         url = path(i) if callable(path) else path
         start = time.perf_counter()
         r = await client.get(url, **kwargs)
@@ -224,15 +233,17 @@ async def _timed(
         assert r.status_code == 200, (name, r.status_code, r.text[:500])
         if i >= 5:  # warm-up
             samples.append(elapsed * 1000)
+    # Server CPU per request: on a machine shared with other work, latency follows the load; this less.
+    cpu_ms = (_cpu_seconds(pid) - cpu) * 1000 / requests
     print(
-        f"  {name:34} p50 {statistics.median(samples):6.1f} ms   p90 {_pct(samples, 90):6.1f} ms"
-        f"   p99 {_pct(samples, 99):6.1f} ms   max {max(samples):6.1f} ms",
+        f"  {name:30} p50 {statistics.median(samples):6.1f} ms  p90 {_pct(samples, 90):6.1f} ms"
+        f"  p99 {_pct(samples, 99):6.1f} ms  max {max(samples):6.1f} ms  server CPU {cpu_ms:5.1f} ms/request",
         flush=True,
     )
     return name, samples
 
 
-async def over_http(base_url: str, api_key: str, requests: int) -> dict[str, list[float]]:
+async def over_http(base_url: str, pid: int, api_key: str, requests: int) -> dict[str, list[float]]:
     partner = {"Authorization": f"Bearer {api_key}"}
     results: dict[str, list[float]] = {}
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
@@ -258,10 +269,11 @@ async def over_http(base_url: str, api_key: str, requests: int) -> dict[str, lis
             ("partner list, pending", "/api/v1/pickups", {"status": "pending"}),
             ("partner list, 200 pages back", "/api/v1/pickups", {"cursor": cursor}),
         ):
-            key, samples = await _timed(client, name, requests, path, params=params, headers=partner)
+            key, samples = await _timed(client, pid, name, requests, path, params=params, headers=partner)
             results[key] = samples
         key, samples = await _timed(
             client,
+            pid,
             "pickup read (with its events)",
             requests,
             lambda i: f"/api/v1/pickups/{read_ids[i % len(read_ids)]}",
@@ -271,7 +283,12 @@ async def over_http(base_url: str, api_key: str, requests: int) -> dict[str, lis
         r = await client.post("/auth/login", json={"username": "dispatch", "password": "demo"})
         r.raise_for_status()
         key, samples = await _timed(
-            client, "console board, first page", requests, "/console/board", headers={"HX-Request": "true"}
+            client,
+            pid,
+            "console board, first page",
+            requests,
+            "/console/board",
+            headers={"HX-Request": "true"},
         )
         results[key] = samples
     return results
@@ -354,7 +371,8 @@ def main() -> None:
         server = ServerProcess(database).start()
         try:
             try:
-                asyncio.run(over_http(server.url, api_key, args.requests))
+                assert server.proc is not None
+                asyncio.run(over_http(server.url, server.proc.pid, api_key, args.requests))
             except AssertionError:
                 print(server.log()[-3000:])
                 raise
