@@ -206,6 +206,23 @@ async def test_every_pickup_is_reachable_through_the_pages_with_exact_totals(peo
     assert "显示 101–120 / 共 120" in page
 
 
+async def test_a_live_row_is_the_same_html_as_the_boards_row(people: Personas) -> None:
+    """console.js swaps in /console/pickups/{id}/row when the stream says a pickup changed: it must be
+    the row the board itself shows (both come from board_rows.py), in either language."""
+    zone = await make_zone(people, couriers=1)
+    pickup = await create(people, zone)
+    api = await dispatcher(people)
+    for lang in ("zh-CN", "en"):
+        params = {"zone": zone.code} | ({"lang": "en"} if lang == "en" else {})
+        html = await board(api, **params)
+        match = re.search(rf'<tr id="pickup-{pickup["id"]}".*?</tr>', html, re.S)
+        assert match, html
+        r = await api.get(f"/console/pickups/{pickup['id']}/row", params=params, headers=HX)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text
+        assert r.text.strip() == match.group(0), lang
+        assert "?lang=en" in r.text if lang == "en" else "?lang=" not in r.text
+
+
 # -- scope and bad parameters ------------------------------------------------------------------------------
 
 

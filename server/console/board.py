@@ -11,6 +11,7 @@ console.js reads it again after every change rather than patching counts.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from typing import Any
@@ -255,10 +256,11 @@ def count_queries(where: Any, since: dict[str, Any]) -> list[Any]:
 async def _counts(where: Any, since: dict[str, Any]) -> dict[str, int]:
     totals = dict.fromkeys(SECTIONS, 0)
     open_query, failed_query, closed_query = count_queries(where, since)
-    for r in await open_query:
+    open_rows, totals["failed"], totals["closed"] = await asyncio.gather(
+        open_query, failed_query, closed_query
+    )
+    for r in open_rows:
         totals[section_of(r["status"], r["escalation_stage"])] += r["n"]
-    totals["failed"] = await failed_query
-    totals["closed"] = await closed_query
     return totals
 
 
@@ -296,14 +298,24 @@ async def read_board(f: BoardFilter, scope: Scope = EVERYTHING, page_size: int =
     """The board for this filter: each section's current page and its exact total."""
     since = _windows(f)
     where, zone, courier_name, unknown = await filter_clause(f, scope)
-    totals = await _counts(where, since)
+
+    async def page_ids(key: str, page: int) -> list[int]:
+        return [r["id"] for r in await page_query(key, where, since, f.sort, page, page_size)]
+
+    # The counts and every section's page at once (each its own index range; on PostgreSQL each on a
+    # connection of the pool, on SQLite on the reader threads): the board waits for the slowest of them,
+    # not for their sum. A page asked for beyond its section's end is read again as the last page.
+    totals, first_ids = await asyncio.gather(
+        _counts(where, since), asyncio.gather(*(page_ids(key, f.pages.get(key, 1)) for key in SECTIONS))
+    )
     placed: list[tuple[str, int, int, int, list[int]]] = []
-    for key in SECTIONS:
+    for key, section_ids in zip(SECTIONS, first_ids, strict=True):
         total = totals[key]
         pages = max((total + page_size - 1) // page_size, 1)
         page = min(f.pages.get(key, 1), pages)
-        ids = [r["id"] for r in await page_query(key, where, since, f.sort, page, page_size)] if total else []
-        placed.append((key, total, page, pages, ids))
+        if page != f.pages.get(key, 1):
+            section_ids = await page_ids(key, page) if total else []
+        placed.append((key, total, page, pages, section_ids))
     # The rows of every section's page in one query (a round trip fewer per section on PostgreSQL).
     found = await _page_rows([i for *_, ids in placed for i in ids])
     sections = []

@@ -26,6 +26,7 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from server.auth.principal import Principal, dispatcher_only
 from server.console import courier_admin, queries
 from server.console.board import ATTENTION, SORTS, STATUSES, BoardFilter, filter_options, read_board
+from server.console.board_rows import row_html
 from server.dispatch import service as dispatch
 from server.dispatch.scope import Scope, scope_of
 from server.domain.geo import GeoJSONError
@@ -131,6 +132,7 @@ def _base_context(request: Request[Principal, Any, Any], lang: str) -> dict[str,
         "u": lambda path, **params: _url(lang, path, **params),
         "fmt": Formatter(lang),
         "user": request.user,
+        "board_row": row_html,
     }
 
 
@@ -449,7 +451,9 @@ class ConsoleController(Controller):
         row = await queries.pickup_row(pickup_id, await scope_of(request.user))
         if row is None:
             return Response(content="", status_code=404, media_type=MediaType.HTML)
-        return _block("row", _base_context(request, request_language(request)) | {"row": row})
+        lang = request_language(request)
+        html = row_html(row, lang, lambda path, **params: _url(lang, path, **params), Formatter(lang))
+        return Response(content=html, media_type=MediaType.HTML)
 
     @get("/couriers/panel")
     async def couriers(

@@ -283,12 +283,13 @@ def _iso(value: Any) -> str:
 
 
 async def pickup_view(
-    pickup_id: int, *, with_events: bool, viewer: Viewer, for_partner: bool = True
+    pickup_id: int, *, with_events: bool, viewer: Viewer, for_partner: bool = True, owner: int | None = None
 ) -> PickupOut:
     """One pickup as `viewer` may see it (server/domain/visibility.py); `for_partner` leaves out
-    what stays between Lanshou and its couriers."""
+    what stays between Lanshou and its couriers; with `owner`, only a pickup of that partner (another's is
+    "not found", never "forbidden": ids must not leak what exists)."""
     row = await Pickup.select().where(Pickup.id == pickup_id).first()
-    if row is None:
+    if row is None or (owner is not None and row["partner"] != owner):
         raise not_found("pickup")
     courier = (await courier_refs([row["courier"]])).get(row["courier"])
     events = None
@@ -383,11 +384,10 @@ def _collection(row: dict[str, Any]) -> CollectionOut | None:
 
 
 async def partner_pickup(partner: Principal, pickup_id: int) -> PickupOut:
-    owner = await Pickup.select(Pickup.partner).where(Pickup.id == pickup_id).first()
-    # Another partner's pickup is "not found", never "forbidden": ids must not leak what exists.
-    if owner is None or owner["partner"] != partner.id:
-        raise not_found("pickup")
-    return await pickup_view(pickup_id, with_events=True, viewer=Actor("partner", partner.id))
+    # The row read once, its owner checked on it (one round trip fewer than a separate check).
+    return await pickup_view(
+        pickup_id, with_events=True, viewer=Actor("partner", partner.id), owner=partner.id
+    )
 
 
 def encode_cursor(last_id: int) -> str:
