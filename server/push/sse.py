@@ -16,11 +16,16 @@ every stream its keepalive).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import msgspec
 from litestar.response import ServerSentEvent, Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Send
 
 from server.push.hub import Connection, PushHub
 from server.push.log import REPLAY_PAGE, PushMessage, latest_event_id
@@ -90,17 +95,60 @@ def to_console_sse(message: PushMessage) -> bytes:
     return sse_frame(_encoder.encode(body), event=message.type, id=message.id)
 
 
+class _StreamInOneTask(ASGIStreamingResponse):
+    """Litestar's streaming response, sent from the request's own task.
+
+    Litestar sends a stream from a task of its own in an anyio task group while the request's task
+    waits for the client to go away; per open stream that is a task group, a cancel scope, an event
+    and more, a few KiB each for thousands of idle streams. Here the request's task sends, and one
+    small task waits on `receive` and, when the client goes away, cancels the sending (the same
+    cancellation the task group made, ending the frames' generator where it waits)."""
+
+    __slots__ = ()
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        sender = asyncio.current_task()
+        assert sender is not None
+        gone = False
+
+        async def until_disconnect() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            sender.cancel()
+
+        listener = asyncio.ensure_future(until_disconnect())
+        try:
+            async for chunk in self.iterator:
+                body = chunk if isinstance(chunk, bytes) else chunk.encode(self.encoding)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone:
+                raise  # the server is cancelling the request, not the client leaving
+            sender.uncancel()
+        finally:
+            listener.cancel()
+
+
 class EventStream(ServerSentEvent):
     """A text/event-stream response whose body is frames made by sse_frame, written as they are.
 
     Litestar's ServerSentEvent encodes every message again for every stream (and hops to a worker
     thread once per stream for its first bytes). A subclass of it, so that handlers still declare
     ServerSentEvent (the OpenAPI document recognises streams by it); it is set up as the plain Stream
-    it is underneath."""
+    it is underneath, and sent in one task (_StreamInOneTask)."""
 
     def __init__(self, frames: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
         Stream.__init__(self, frames, media_type="text/event-stream", headers=dict(headers))
         self.headers["Connection"] = "keep-alive"
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        response = super().to_asgi_response(*args, **kwargs)
+        assert type(response) is ASGIStreamingResponse
+        response.__class__ = _StreamInOneTask  # the same slots: only how the body is sent differs
+        return response
 
 
 def event_stream(
