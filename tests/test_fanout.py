@@ -9,17 +9,20 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
+import pytest
 
 from tests.bench.bench_create_pickup import Served
 from tests.bench.load import CourierStream
 from tests.bench.load import pickup_body as load_pickup_body
 from tests.conftest import (
     ROOT,
+    Database,
     Personas,
     SSEStream,
     login_couriers,
@@ -85,14 +88,13 @@ class RecordingStream(CourierStream):
             self.heard.append((self.index, msgspec.json.decode(data)))
 
 
-async def test_a_grab_zone_of_200_couriers_hears_each_offer_exactly_once(tmp_path: Path) -> None:
+@pytest.fixture
+def zone_of_200() -> Iterator[tuple[Database, dict[str, Any]]]:
+    """A database of its own with one grab zone of 200 couriers on duty, each with a session, seeded in
+    one go (tests/bench/load_seed.py): through the admin API that would be 200 password hashes."""
     with migrated_database("lanshou-fanout-") as database:
-        # Seeded in one go (tests/bench/load_seed.py): 200 couriers through the admin API would be 200
-        # password hashes.
-        spec = {"zones": 1, "couriers": 200}
-        seeding = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "tests.bench.load_seed", json.dumps(spec)],
+        seeding = subprocess.run(
+            [sys.executable, "-m", "tests.bench.load_seed", json.dumps({"zones": 1, "couriers": 200})],
             cwd=ROOT,
             env=database.env(),
             capture_output=True,
@@ -100,51 +102,57 @@ async def test_a_grab_zone_of_200_couriers_hears_each_offer_exactly_once(tmp_pat
             timeout=120,
         )
         assert seeding.returncode == 0, seeding.stderr
-        seeded = json.loads(seeding.stdout)
-        command = [sys.executable, "-m", "server", "serve"]
-        env = database.env(LANSHOU_API_RATE_LIMIT="0")
-        with Served(command, env, tmp_path / "server.log") as served:
-            heard: list[tuple[int, dict[str, Any]]] = []
-            streams = [
-                RecordingStream(i, served.port, c["session"], heard) for i, c in enumerate(seeded["couriers"])
-            ]
-            connecting = asyncio.Semaphore(50)
+        yield database, json.loads(seeding.stdout)
+
+
+async def test_a_grab_zone_of_200_couriers_hears_each_offer_exactly_once(
+    zone_of_200: tuple[Database, dict[str, Any]], tmp_path: Path
+) -> None:
+    database, seeded = zone_of_200
+    command = [sys.executable, "-m", "server", "serve"]
+    env = database.env(LANSHOU_API_RATE_LIMIT="0")
+    with Served(command, env, tmp_path / "server.log") as served:
+        heard: list[tuple[int, dict[str, Any]]] = []
+        streams = [
+            RecordingStream(i, served.port, c["session"], heard) for i, c in enumerate(seeded["couriers"])
+        ]
+        connecting = asyncio.Semaphore(50)
+        for stream in streams:
+            stream.task = asyncio.create_task(stream.run(connecting))
+        try:
+            deadline = time.monotonic() + 30
+            while not all(s.ready.is_set() for s in streams):
+                assert not [s.error for s in streams if s.error], [s.error for s in streams if s.error]
+                assert time.monotonic() < deadline, "streams not ready"
+                await asyncio.sleep(0.02)
+            zone = seeded["zones"][0]
+            headers = {"authorization": f"Bearer {seeded['api_key']}", "content-type": "application/json"}
+            pickup_ids = []
+            async with httpx.AsyncClient(base_url=served.url, headers=headers, timeout=30) as partner:
+                for n in range(2):
+                    r = await partner.post(
+                        "/api/v1/pickups", content=load_pickup_body(zone["lng"], zone["lat"], n)
+                    )
+                    assert r.status_code == 201 and r.json()["status"] == "offered", r.text
+                    pickup_ids.append(r.json()["id"])
+            expected = {(i, p) for i in range(len(streams)) for p in pickup_ids}
+            for _ in range(300):  # at most 15 s
+                if {(i, d["pickup_id"]) for i, d in heard} == expected:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # a duplicate would come right behind
+        finally:
             for stream in streams:
-                stream.task = asyncio.create_task(stream.run(connecting))
-            try:
-                deadline = time.monotonic() + 30
-                while not all(s.ready.is_set() for s in streams):
-                    assert not [s.error for s in streams if s.error], [s.error for s in streams if s.error]
-                    assert time.monotonic() < deadline, "streams not ready"
-                    await asyncio.sleep(0.02)
-                zone = seeded["zones"][0]
-                headers = {"authorization": f"Bearer {seeded['api_key']}", "content-type": "application/json"}
-                pickup_ids = []
-                async with httpx.AsyncClient(base_url=served.url, headers=headers, timeout=30) as partner:
-                    for n in range(2):
-                        r = await partner.post(
-                            "/api/v1/pickups", content=load_pickup_body(zone["lng"], zone["lat"], n)
-                        )
-                        assert r.status_code == 201 and r.json()["status"] == "offered", r.text
-                        pickup_ids.append(r.json()["id"])
-                expected = {(i, p) for i in range(len(streams)) for p in pickup_ids}
-                for _ in range(300):  # at most 15 s
-                    if {(i, d["pickup_id"]) for i, d in heard} == expected:
-                        break
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.3)  # a duplicate would come right behind
-            finally:
-                for stream in streams:
-                    if stream.task is not None:
-                        stream.task.cancel()
-                await asyncio.gather(*(s.task for s in streams if s.task), return_exceptions=True)
-        counts = Counter((i, d["pickup_id"]) for i, d in heard)
-        assert set(counts) == expected, f"{len(expected - set(counts))} offers never heard"
-        assert set(counts.values()) == {1}, [k for k, v in counts.items() if v > 1][:10]
-        # Every courier was sent the same message: nothing in it differs by courier, nor lists them.
-        for pickup_id in pickup_ids:
-            bodies = {msgspec.json.encode(d) for _, d in heard if d["pickup_id"] == pickup_id}
-            assert len(bodies) == 1
-            (body,) = bodies
-            assert set(msgspec.json.decode(body)) == OFFER_KEYS
-            assert len(body) < 2000, len(body)  # the same size at 200 couriers as at one
+                if stream.task is not None:
+                    stream.task.cancel()
+            await asyncio.gather(*(s.task for s in streams if s.task), return_exceptions=True)
+    counts = Counter((i, d["pickup_id"]) for i, d in heard)
+    assert set(counts) == expected, f"{len(expected - set(counts))} offers never heard"
+    assert set(counts.values()) == {1}, [k for k, v in counts.items() if v > 1][:10]
+    # Every courier was sent the same message: nothing in it differs by courier, nor lists them.
+    for pickup_id in pickup_ids:
+        bodies = {msgspec.json.encode(d) for _, d in heard if d["pickup_id"] == pickup_id}
+        assert len(bodies) == 1
+        (body,) = bodies
+        assert set(msgspec.json.decode(body)) == OFFER_KEYS
+        assert len(body) < 2000, len(body)  # the same size at 200 couriers as at one
