@@ -17,6 +17,9 @@ import httpx
 import msgspec
 import pytest
 
+from server.push.hub import KEEPALIVE_FRAME, Outgoing, PushHub, stop_task
+from server.push.log import PushMessage
+from server.push.sse import to_sse
 from tests.bench.bench_create_pickup import Served
 from tests.bench.load import CourierStream
 from tests.bench.load import pickup_body as load_pickup_body
@@ -156,3 +159,37 @@ async def test_a_grab_zone_of_200_couriers_hears_each_offer_exactly_once(
         (body,) = bodies
         assert set(msgspec.json.decode(body)) == OFFER_KEYS
         assert len(body) < 2000, len(body)  # the same size at 200 couriers as at one
+
+
+async def test_a_message_to_many_streams_is_encoded_once_and_every_stream_keeps_alive() -> None:
+    hub = PushHub()
+    conns = [hub.attach_courier(c) for c in range(1, 301)] + [hub.attach_console()]
+    encoded: list[int] = []
+
+    def encode(message: PushMessage) -> bytes:
+        encoded.append(message.id)
+        return to_sse(message)
+
+    message = PushMessage(
+        id=9,
+        type="pickup.offered",
+        at="",
+        pickup_id=5,
+        data={"round": 1, "couriers": [1, 2]},
+        to=list(range(1, 301)),
+    )
+    hub.route(message)
+    frames = []
+    for conn in conns:
+        (item,) = await conn.take()
+        assert isinstance(item, Outgoing)
+        frames.append(item.frame(encode))
+    assert encoded == [9] and len({id(f) for f in frames}) == 1  # one encoding, the same bytes for all
+    assert b'"couriers"' not in frames[0]  # nor the list an offer written before this change held
+    # One timer for all: within one interval every stream, courier or console, gets its keepalive.
+    ticker = asyncio.create_task(hub.keep_alive(interval_s=0.3, slices=3))
+    try:
+        got = await asyncio.wait_for(asyncio.gather(*(c.take() for c in conns)), 2)
+    finally:
+        await stop_task(ticker)
+    assert all(items == [KEEPALIVE_FRAME] for items in got)

@@ -103,9 +103,6 @@ class Connection:
         items, self._items = self._items, []
         return items
 
-    def pending(self) -> int:
-        return len(self._items)
-
 
 class PushHub:
     def __init__(self, keepalive_s: float = KEEPALIVE_SECONDS) -> None:
@@ -283,12 +280,16 @@ class PushHub:
         conns += [c for cs in self._pickups.values() for c in cs]
         return conns
 
-    async def keep_alive(self, interval_s: float = KEEPALIVE_SECONDS) -> None:
-        """One timer for every stream of the process, not one each: a keepalive to all, now and then."""
+    async def keep_alive(self, interval_s: float = KEEPALIVE_SECONDS, slices: int = 15) -> None:
+        """One timer for every stream of the process, not one each: every stream gets a keepalive each
+        `interval_s`, a slice of them at a time, so that 10,000 streams are not all woken at once."""
+        tick = 0
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(interval_s / slices)
+            tick = (tick + 1) % slices
             for conn in self._connections():
-                conn.deliver(KEEPALIVE_FRAME)
+                if hash(conn) % slices == tick:
+                    conn.deliver(KEEPALIVE_FRAME)
 
     @staticmethod
     async def _load(event_ids: list[int]) -> list[PushMessage]:
