@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from piccolo.query.functions.aggregate import Count
 
 from server.dispatch.scope import Scope
 from server.domain.pickup_states import HELD_STATES
 from server.domain.visibility import contact_for
 from server.pages import DEFAULT_TIMEZONE
 from server.push.log import Actor
-from server.tables import Courier, Event, Partner, Pickup, PickupOffer, PickupPhoto, User
+from server.tables import Courier, Event, EventRecipient, Partner, Pickup, PickupOffer, PickupPhoto, User
 
 # A pickup's history is tens of events; a pickup offered round after round for a day can have hundreds.
 HISTORY_LIMIT = 500
@@ -80,6 +81,7 @@ class HistoryRow(msgspec.Struct, frozen=True, kw_only=True):
     text: str  # what someone typed: a reason, a note, a comment
     detail: dict[str, Any]
     until: datetime | None = None  # when an offer made by this event expires
+    recipients: int = 0  # couriers an offer event went to (the log's recipients, not its data)
 
 
 class PickupDetail(msgspec.Struct, kw_only=True):
@@ -169,6 +171,18 @@ def _event_courier(data: dict[str, Any]) -> int | None:
     return None
 
 
+async def _recipient_counts(event_ids: list[int]) -> dict[int, int]:
+    """How many couriers each of these events went to (an offer names no couriers in its data)."""
+    if not event_ids:
+        return {}
+    rows = (
+        await EventRecipient.select(EventRecipient.event, Count(EventRecipient.id).as_alias("n"))
+        .where(EventRecipient.event.is_in(event_ids))
+        .group_by(EventRecipient.event)
+    )
+    return {r["event"]: r["n"] for r in rows}
+
+
 def _moment(value: Any) -> datetime | None:
     try:
         return _utc(datetime.fromisoformat(value)) if isinstance(value, str) else None
@@ -253,6 +267,7 @@ async def pickup_detail(pickup_id: int, viewer: Actor, scope: Scope) -> PickupDe
     }
     partner_ids = {e["actor_id"] for e, _ in decoded if e["actor_kind"] == "partner" and e["actor_id"]}
     couriers = await _courier_names(courier_ids)
+    recipients = await _recipient_counts([e["id"] for e, _ in decoded if e["type"] == "pickup.offered"])
     staff = await _user_names(staff_ids)
     partners = await _partner_names(partner_ids)
     names = {"courier": couriers, "dispatcher": staff, "admin": staff, "partner": partners}
@@ -272,6 +287,7 @@ async def pickup_detail(pickup_id: int, viewer: Actor, scope: Scope) -> PickupDe
                 text=_text_of(e["type"], e["actor_kind"], data),
                 detail=data,
                 until=_moment(data.get("expires_at")),
+                recipients=recipients.get(e["id"], 0),
             )
         )
 

@@ -114,7 +114,11 @@ async def _offer_in_round(
     expires: datetime | None,
     reason: str,
 ) -> None:
-    """The offer rows of the pickup's current round and the `pickup.offered` event pushed to them."""
+    """The offer rows of the pickup's current round and the `pickup.offered` event pushed to them.
+
+    The event says what each courier needs to decide, the same for all of them; who else was offered
+    it is not in it: the event's recipients (EventRecipient) and the offer rows say that. A list of
+    everyone in every courier's message made a grab zone's bytes grow with the square of its size."""
     round_no = pickup["offer_round"]
     if courier_ids:
         await PickupOffer.insert(
@@ -137,7 +141,6 @@ async def _offer_in_round(
             "zone": zone.code,
             "mode": zone.dispatch_mode,
             "reason": reason,
-            "couriers": courier_ids,
             "expires_at": expires.isoformat() if expires else None,
             "pickup": offer_snapshot(pickup, zone),
         },

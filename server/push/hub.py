@@ -35,6 +35,9 @@ _MAX_INLINE_BYTES = 7000
 _REFS_PER_MESSAGE = 350  # ids of up to 18 digits, a comma each: under _MAX_INLINE_BYTES
 # A client this far behind is cut off; it reconnects and resumes from the log instead.
 _MAX_QUEUED = 2000
+# How often every stream gets a keepalive comment (through proxies, and so that clients notice a
+# dead connection).
+KEEPALIVE_SECONDS = 15.0
 
 
 class _Envelope(msgspec.Struct, frozen=True):
@@ -43,24 +46,67 @@ class _Envelope(msgspec.Struct, frozen=True):
     ping: str = ""  # the process's own watchdog message (see PushHub.watch)
 
 
+class Outgoing:
+    """A message on its way down every stream it is routed to, with its SSE frames encoded once.
+
+    Each stream asks for the frame its encoder makes (a courier's, a console's, a tracking page's); the
+    first asks encodes it, the rest get the same bytes: fanning a message out to thousands of streams
+    is one serialisation, not thousands."""
+
+    __slots__ = ("_frames", "message")
+
+    def __init__(self, message: PushMessage) -> None:
+        self.message = message
+        self._frames: dict[Callable[[PushMessage], bytes], bytes] = {}
+
+    def frame(self, encode: Callable[[PushMessage], bytes]) -> bytes:
+        frame = self._frames.get(encode)
+        if frame is None:
+            frame = self._frames[encode] = encode(self.message)
+        return frame
+
+
+# What the hub's one timer hands every stream now and then: an SSE comment, sent as it is.
+KEEPALIVE_FRAME = b": keepalive\r\n\r\n"
+# An item of a stream's mailbox: a message, a frame to send as it is, or None (close the stream).
+Item = Outgoing | bytes | None
+
+
 class Connection:
-    """One SSE stream's mailbox. `None` in the queue means: close the stream."""
+    """One SSE stream's mailbox: a list and, while the stream waits, one future (no queue, no timer of
+    its own: thousands of idle streams each hold a few hundred bytes here)."""
+
+    __slots__ = ("_items", "_waiter", "client", "courier_id", "pickup_id")
 
     def __init__(self, courier_id: int | None, pickup_id: int | None = None, client: str = "") -> None:
         self.courier_id = courier_id
         self.pickup_id = pickup_id  # a customer's tracking page (public: see attach_pickup)
         self.client = client
-        self.queue: asyncio.Queue[PushMessage | None] = asyncio.Queue()
+        self._items: list[Item] = []
+        self._waiter: asyncio.Future[None] | None = None
 
-    def deliver(self, message: PushMessage | None) -> None:
-        if message is not None and self.queue.qsize() >= _MAX_QUEUED:
-            self.queue.put_nowait(None)
-            return
-        self.queue.put_nowait(message)
+    def deliver(self, item: Item) -> None:
+        if item is not None and len(self._items) >= _MAX_QUEUED:
+            item = None
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self) -> list[Item]:
+        """Everything delivered since the last take, oldest first; waits while there is nothing."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items, self._items = self._items, []
+        return items
 
 
 class PushHub:
-    def __init__(self) -> None:
+    def __init__(self, keepalive_s: float = KEEPALIVE_SECONDS) -> None:
+        self.keepalive_s = keepalive_s
         self._ping_token = secrets.token_hex(8)
         self._last_ping_seen = time.monotonic()
         # True while this process's own pings stop coming back through the backend.
@@ -143,14 +189,8 @@ class PushHub:
         )
 
     def close_all(self) -> None:
-        for conns in list(self._couriers.values()):
-            for conn in conns:
-                conn.deliver(None)
-        for conn in self._consoles:
+        for conn in self._connections():
             conn.deliver(None)
-        for conns in list(self._pickups.values()):
-            for conn in conns:
-                conn.deliver(None)
 
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, messages: Sequence[PushMessage]) -> None:
@@ -171,6 +211,7 @@ class PushHub:
     # -- the process's one subscription ------------------------------------------------------------
     async def run(self, channels: ChannelsPlugin) -> None:
         self._channels = channels
+        keepalive = asyncio.create_task(self.keep_alive(self.keepalive_s), name="lanshou-sse-keepalive")
         try:
             async with channels.start_subscription([CHANNEL]) as subscriber:
                 self.ready.set()
@@ -193,6 +234,7 @@ class PushHub:
                             except Exception:
                                 log.exception("push hook failed for %s", message.type)
         finally:
+            await stop_task(keepalive)
             self._channels = None
             self.ready.clear()  # /health reports it: this process no longer pushes
 
@@ -222,14 +264,32 @@ class PushHub:
                 self.stalled = False
 
     def route(self, message: PushMessage) -> None:
+        outgoing = Outgoing(message)
         for courier_id in message.to:
             for conn in self._couriers.get(courier_id, ()):
-                conn.deliver(message)
+                conn.deliver(outgoing)
         for conn in self._consoles:
-            conn.deliver(message)
+            conn.deliver(outgoing)
         if message.pickup_id is not None:
             for conn in self._pickups.get(message.pickup_id, ()):
-                conn.deliver(message)
+                conn.deliver(outgoing)
+
+    def _connections(self) -> list[Connection]:
+        conns = [c for cs in self._couriers.values() for c in cs]
+        conns += self._consoles
+        conns += [c for cs in self._pickups.values() for c in cs]
+        return conns
+
+    async def keep_alive(self, interval_s: float = KEEPALIVE_SECONDS, slices: int = 15) -> None:
+        """One timer for every stream of the process, not one each: every stream gets a keepalive each
+        `interval_s`, a slice of them at a time, so that 10,000 streams are not all woken at once."""
+        tick = 0
+        while True:
+            await asyncio.sleep(interval_s / slices)
+            tick = (tick + 1) % slices
+            for conn in self._connections():
+                if hash(conn) % slices == tick:
+                    conn.deliver(KEEPALIVE_FRAME)
 
     @staticmethod
     async def _load(event_ids: list[int]) -> list[PushMessage]:

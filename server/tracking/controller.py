@@ -17,14 +17,14 @@ from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import Parameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
+from litestar.response import ServerSentEvent, Template
 
 from server.i18n import translate
 from server.intake import serviceability
 from server.pages import is_htmx, request_language, station_timezone
 from server.push.hub import PushHub
 from server.push.log import PushMessage
-from server.push.sse import event_stream, parse_last_event_id
+from server.push.sse import event_stream, parse_last_event_id, sse_frame
 from server.throttle import client_key
 from server.tracking import forms, queries
 
@@ -234,7 +234,7 @@ class TrackingController(Controller):
         return await queries.tracking_view(pickup_id) if pickup_id is not None else None
 
 
-def to_public_sse(message: PushMessage) -> ServerSentEventMessage:
+def to_public_sse(message: PushMessage) -> bytes:
     """Only that something changed and what: the page re-reads its partials (queries.py decides what
     they show), so no event data, actor or id of anything else ever travels this public stream.
 
@@ -244,4 +244,4 @@ def to_public_sse(message: PushMessage) -> ServerSentEventMessage:
     """
     kind = message.type.removeprefix("pickup.")
     event = "state" if message.type in queries.STATE_TYPES else "changed"
-    return ServerSentEventMessage(data=f'{{"type":"{kind}"}}', event=event, id=str(message.id))
+    return sse_frame(f'{{"type":"{kind}"}}'.encode(), event=event, id=message.id)
