@@ -1,0 +1,172 @@
+"""`lanshou serve --workers N`: N server processes on one listening socket, and a parent that keeps them.
+
+The parent binds the port, starts N workers (fresh interpreters: multiprocessing's spawn) that each build
+the app from its factory and serve the shared socket with server/serve.py's Server (so each keeps the
+request-head deadline and ends its SSE streams at a signal), and then only watches:
+
+* SIGINT / SIGTERM: every worker is told to stop (each ends its streams at once, as one process does)
+  and the parent exits when they have.
+* SIGHUP: a rolling restart, one worker at a time: its replacement is started and, once it accepts
+  connections, the old worker is stopped. Its streams end cleanly and the apps reconnect (to any
+  worker: the socket is shared) resuming from the event log with Last-Event-ID; the port never closes.
+  Used to pick up a new release without a gap.
+* a worker that dies is replaced; one that fails before it ever served (a bad database URL, a port in
+  use) stops the whole server with status 3, as one process does, rather than restarting in a loop.
+
+What makes several processes correct lives elsewhere: push goes through the channels backend (every
+process hears every event, server/push/hub.py), durable timers are claimed row by row (SKIP LOCKED,
+server/dispatch/scheduler.py), webhook partners are leased (server/webhooks/service.py), throttles and
+sessions are in the database, and /metrics adds the workers up through prometheus_client's multiprocess
+directory (server/ops/metrics.py; the command makes a temporary one when none is configured).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event
+from types import FrameType
+
+from server.serve import Config, Server
+
+log = logging.getLogger("uvicorn.error")
+
+STARTUP_FAILURE = 3  # uvicorn's status for a server that could not start
+# How long a new worker may take to start serving (migrations are not run here: seconds at most).
+READY_TIMEOUT_S = 60.0
+# How long a stopping worker may take: its streams end at once, other requests get uvicorn's 3 s.
+STOP_TIMEOUT_S = 15.0
+
+
+def _run_worker(config: Config, sockets: list[socket.socket], ready: Event) -> None:
+    """A worker process's body (runs in the spawned interpreter)."""
+    config.configure_logging()  # the parent's logging setup does not travel with spawn
+    server = Server(config, on_started=ready.set)
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:  # uvicorn re-raises the signal it handled once it has shut down
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class Worker:
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.ready = context.Event()
+        self.process: SpawnProcess = context.Process(
+            target=_run_worker, args=(config, sockets, self.ready), name="lanshou-worker"
+        )
+        self.process.start()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            os.kill(self.pid, signal.SIGTERM)
+
+    def join(self) -> None:
+        self.process.join(STOP_TIMEOUT_S)
+        if self.process.is_alive():
+            log.error("worker [%d] did not stop in %.0f s; killed", self.pid, STOP_TIMEOUT_S)
+            self.process.kill()
+            self.process.join()
+        _forget_metrics_of(self.pid)
+
+
+def _forget_metrics_of(pid: int) -> None:
+    """A worker's live gauges leave the shared metrics directory with it (a clean stop does this
+    itself; a crash does not)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class Supervisor:
+    def __init__(self, config: Config, workers: int) -> None:
+        self.config = config
+        self.count = workers
+        self.workers: list[Worker] = []
+        self.signals: list[int] = []
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        self.signals.append(sig)
+
+    def run(self) -> int:
+        """Serve until SIGINT or SIGTERM; the exit status (0, or 3 when the workers could not start)."""
+        sockets = [self.config.bind_socket()]
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        self.workers = [Worker(self.config, sockets) for _ in range(self.count)]
+        if all(self._wait_ready(w) for w in self.workers):
+            log.info("%d workers serving [%s]", self.count, ", ".join(str(w.pid) for w in self.workers))
+            status = self._watch(sockets)
+        else:
+            status = 0 if self._stop_requested() else STARTUP_FAILURE
+        for worker in self.workers:
+            worker.stop()
+        for worker in self.workers:
+            worker.join()
+        log.info("all workers stopped")
+        return status
+
+    def _watch(self, sockets: list[socket.socket]) -> int:
+        while True:
+            while self.signals:
+                sig = self.signals.pop(0)
+                if sig in (signal.SIGINT, signal.SIGTERM):
+                    log.info("received %s: stopping the workers", signal.Signals(sig).name)
+                    return 0
+                if sig == signal.SIGHUP:
+                    self._rolling_restart(sockets)
+            for index, worker in enumerate(self.workers):
+                if worker.process.is_alive():
+                    continue
+                worker.join()
+                if not worker.ready.is_set():
+                    log.error("worker [%d] failed before serving; stopping", worker.pid)
+                    return STARTUP_FAILURE
+                log.warning(
+                    "worker [%d] exited (status %s); starting another", worker.pid, worker.process.exitcode
+                )
+                self.workers[index] = Worker(self.config, sockets)
+            time.sleep(0.2)
+
+    def _rolling_restart(self, sockets: list[socket.socket]) -> None:
+        log.info("received SIGHUP: replacing the workers one at a time")
+        for index, old in enumerate(list(self.workers)):
+            new = Worker(self.config, sockets)
+            if not self._wait_ready(new):
+                new.process.kill()
+                new.join()
+                if not self._stop_requested():
+                    log.error("a new worker did not start; keeping worker [%d], restart abandoned", old.pid)
+                return
+            self.workers[index] = new
+            old.stop()
+            old.join()
+            log.info("worker [%d] replaced by [%d]", old.pid, new.pid)
+
+    def _wait_ready(self, worker: Worker) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if worker.ready.wait(0.1):
+                return True
+            if not worker.process.is_alive():
+                return False
+            if self._stop_requested():
+                return False
+        return False
+
+    def _stop_requested(self) -> bool:
+        return any(sig in (signal.SIGINT, signal.SIGTERM) for sig in self.signals)
