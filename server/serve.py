@@ -139,22 +139,27 @@ def _hub_closer(app: Any) -> Callable[[], None]:
     return app.state.hub.close_all  # type: ignore[no-any-return]
 
 
+async def _started() -> None:
+    """The app's startup, already done."""
+
+
 class Server(uvicorn.Server):
     """uvicorn's server, calling `end_streams` as soon as a shutdown signal arrives.
 
     Without `end_streams` (a worker process, which builds its app from the factory) it is the loaded
-    app's push hub's close_all. `on_started`, if given, is called once the server is accepting.
+    app's push hub's close_all. `before_listening`, if given, is called (in a thread) once the app has
+    started and before the socket is served: a worker waits there for its siblings (server/workers.py).
     """
 
     def __init__(
         self,
         config: uvicorn.Config,
         end_streams: Callable[[], None] | None = None,
-        on_started: Callable[[], None] | None = None,
+        before_listening: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config)
         self.end_streams = end_streams
-        self.on_started = on_started
+        self.before_listening = before_listening
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ender: asyncio.Task[None] | None = None
 
@@ -171,9 +176,16 @@ class Server(uvicorn.Server):
                 self._ender.cancel()
 
     async def startup(self, sockets: Any = None) -> None:
+        if self.before_listening is not None:
+            # uvicorn starts the app and then serves the socket in one method: start the app here, let
+            # uvicorn's call of it be a no-op, and wait in between.
+            lifespan = self.lifespan
+            await lifespan.startup()
+            if lifespan.should_exit:
+                raise SystemExit(3)
+            await asyncio.to_thread(self.before_listening)
+            lifespan.startup = _started  # type: ignore[method-assign]
         await super().startup(sockets)
-        if self.started and self.on_started is not None:
-            self.on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         first = not self.should_exit

@@ -44,10 +44,16 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
 
-def _run_worker(config: Config, sockets: list[socket.socket], ready: Event) -> None:
-    """A worker process's body (runs in the spawned interpreter)."""
+def _run_worker(config: Config, sockets: list[socket.socket], ready: Event, go: Event) -> None:
+    """A worker process's body (runs in the spawned interpreter): start the app, say so, and serve the
+    socket once the parent says go."""
     config.configure_logging()  # the parent's logging setup does not travel with spawn
-    server = Server(config, on_started=ready.set)
+
+    def ready_then_wait() -> None:
+        ready.set()
+        go.wait()
+
+    server = Server(config, before_listening=ready_then_wait)
     try:
         server.run(sockets=sockets)
     except KeyboardInterrupt:  # uvicorn re-raises the signal it handled once it has shut down
@@ -57,11 +63,17 @@ def _run_worker(config: Config, sockets: list[socket.socket], ready: Event) -> N
 
 
 class Worker:
-    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+    """A worker process. `ready` is set once its app has started (database open, push subscribed); it
+    serves the socket once `go` is set."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket], *, go: bool = True) -> None:
         context = multiprocessing.get_context("spawn")
         self.ready = context.Event()
+        self.go = context.Event()
+        if go:
+            self.go.set()
         self.process: SpawnProcess = context.Process(
-            target=_run_worker, args=(config, sockets, self.ready), name="lanshou-worker"
+            target=_run_worker, args=(config, sockets, self.ready, self.go), name="lanshou-worker"
         )
         self.process.start()
 
@@ -107,8 +119,12 @@ class Supervisor:
         sockets = [self.config.bind_socket()]
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
-        self.workers = [Worker(self.config, sockets) for _ in range(self.count)]
+        # The port opens once every worker is up: the first up would otherwise take every connection
+        # the apps make at once after a restart (thousands of streams), and keep them.
+        self.workers = [Worker(self.config, sockets, go=False) for _ in range(self.count)]
         if all(self._wait_ready(w) for w in self.workers):
+            for worker in self.workers:
+                worker.go.set()
             log.info("%d workers serving [%s]", self.count, ", ".join(str(w.pid) for w in self.workers))
             status = self._watch(sockets)
         else:
