@@ -662,6 +662,7 @@ def summarise(
             "database": "postgresql" if args.postgres else "sqlite",
             "workers": args.workers,
             "serve_workers": args.serve_workers,
+            "server": "granian" if args.granian else "uvicorn",
             "channels": args.channels or "in-process",
             "rate": args.rate,
             "seconds": args.seconds,
@@ -861,6 +862,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="each server is `lanshou serve --workers N` (N processes on one port; needs --channels)",
     )
     parser.add_argument(
+        "--granian", action="store_true", help="serve with granian instead of uvicorn (to compare them)"
+    )
+    parser.add_argument(
         "--channels",
         metavar="URL",
         default="",
@@ -935,6 +939,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             servers = []
             for k in range(args.workers):
                 cmd = [sys.executable, "-m", "server", "serve", "--workers", str(args.serve_workers)]
+                if args.granian:  # for comparing servers: tests/bench/granian_serve.py
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "tests.bench.granian_serve",
+                        "--workers",
+                        str(args.serve_workers),
+                    ]
                 if args.profile:
                     out = Path(args.profile).resolve() / f"server-{k}.prof"
                     cmd = [sys.executable, "-m", "tests.bench.profiled_serve", str(out)]
