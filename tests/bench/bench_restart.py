@@ -111,11 +111,13 @@ async def restart_run(
     workers: int = 2,
     creates: int = 20,
     retry_ms: int = 2000,
+    server_env: list[str] | None = None,
 ) -> dict[str, Any]:
     """Seed, serve, open the streams, restart, and return every figure (see the module docstring)."""
     args = load.parse_args(
         ["--couriers", str(streams), "--zones", str(zones), "--rate", "1", "--ceiling-seconds", "0"]
         + (["--channels", "db", "--postgres", db.pg_admin_url or ""] if restart == "hup" else [])
+        + [f"--server-env={pair}" for pair in server_env or []]
     )
     load.raise_fd_limit(streams)
     seeded = await asyncio.to_thread(load.seed, db, args)
@@ -151,6 +153,18 @@ async def restart_run(
             except load.TransportError as exc:
                 created[exc.kind] += 1
 
+    index_of = {c["id"]: i for i, c in enumerate(seeded["couriers"])}
+
+    async def until_all_heard(seconds: float = 30) -> set[tuple[int, int]]:
+        """The (courier, event) offer deliveries of the log, once all are heard (or `seconds` passed)."""
+        until = clock() + seconds
+        while True:
+            state = await asyncio.to_thread(load.check_database, db)
+            logged = {(index_of[c], e) for c, e, _ in state["offer_events"] if c in index_of}
+            if logged <= set(heard) or clock() > until:
+                return logged
+            await asyncio.sleep(0.1)
+
     try:
         opened = clock()
         for stream in streams_list:
@@ -162,7 +176,7 @@ async def restart_run(
             await asyncio.sleep(0.05)
         open_s = clock() - opened
         await create_some(creates)  # every stream now has an id to resume from
-        await asyncio.sleep(1.0)
+        await until_all_heard()
         assert server.proc is not None
         rss_before = rss_mib(server.proc.pid)
         load_before = os.getloadavg()
@@ -193,15 +207,7 @@ async def restart_run(
         not_back = sum(1 for s in streams_list if not s.connected)
         await during
         # Then the event-log check: every offer delivery of the log heard once (late is not lost).
-        logged: set[tuple[int, int]] = set()
-        index_of = {c["id"]: i for i, c in enumerate(seeded["couriers"])}
-        check_until = clock() + 30
-        while clock() < check_until:
-            state = await asyncio.to_thread(load.check_database, db)
-            logged = {(index_of[c], e) for c, e, _ in state["offer_events"] if c in index_of}
-            if logged <= set(heard):
-                break
-            await asyncio.sleep(0.5)
+        logged = await until_all_heard()
         await asyncio.sleep(0.3)  # duplicates, if any, arrive too
         rss_after = rss_mib(server.proc.pid)
     finally:
@@ -249,6 +255,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="with --restart hup")
     parser.add_argument("--creates", type=int, default=20, help="pickups created before and after")
     parser.add_argument("--retry-ms", type=int, default=2000, help="the clients' reconnection delay")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE", help="more env")
+    parser.add_argument("--keep-log", metavar="PATH", help="copy the server's log here")
     args = parser.parse_args()
     if args.restart == "hup" and not args.postgres:
         parser.error("--restart hup needs --postgres (several workers)")
@@ -264,8 +272,12 @@ def main() -> None:
                 workers=args.workers,
                 creates=args.creates,
                 retry_ms=args.retry_ms,
+                server_env=args.server_env,
             )
         )
+        if args.keep_log:
+            for log in tmp.glob("server-*.log"):
+                shutil.copy(log, args.keep_log)
     finally:
         db.drop()
         shutil.rmtree(tmp, ignore_errors=True)
