@@ -98,6 +98,10 @@ def start_again(server: ServerProcess, env: dict[str, str], args: list[str] | No
     wait_until_serving(server.proc, server.url, server.log_path, 120)
 
 
+def cpu_seconds(pid: int) -> float:
+    return sum(load.proc_stat(p)[0] for p in load.family(pid))
+
+
 def rss_mib(pid: int) -> float:
     return sum(load.proc_stat(p)[1] for p in load.family(pid)) / 2**20
 
@@ -167,6 +171,8 @@ async def restart_run(
 
     try:
         opened = clock()
+        assert server.proc is not None
+        cpu_before_open = cpu_seconds(server.proc.pid)
         for stream in streams_list:
             stream.task = asyncio.create_task(stream.run(connecting))
         while not all(s.ready.is_set() for s in streams_list):
@@ -175,6 +181,7 @@ async def restart_run(
                 raise RuntimeError(f"{len(broken)} streams failed, e.g. {broken[0].error!r}")
             await asyncio.sleep(0.05)
         open_s = clock() - opened
+        open_cpu = cpu_seconds(server.proc.pid) - cpu_before_open
         await create_some(creates)  # every stream now has an id to resume from
         await until_all_heard()
         assert server.proc is not None
@@ -182,6 +189,7 @@ async def restart_run(
         load_before = os.getloadavg()
 
         started = clock()
+        cpu_at_serving = 0.0
         during: asyncio.Task[None] | None = None
         if restart == "hup":
             old_workers = worker_pids(server.proc.pid)
@@ -199,11 +207,15 @@ async def restart_run(
                 raise RuntimeError(f"the old server exited with {code}:\n{server.log()[-3000:]}")
             await asyncio.to_thread(start_again, server, db.env(**env))
             up_s = clock() - started
+            assert server.proc is not None
+            cpu_at_serving = cpu_seconds(server.proc.pid)
             during = asyncio.create_task(create_some(creates))  # while the streams come back
         back_until = clock() + 120
         while not all(s.connected for s in streams_list) and clock() < back_until:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         back_s = clock() - started
+        assert server.proc is not None
+        back_cpu = cpu_seconds(server.proc.pid) - cpu_at_serving if restart == "term" else None
         not_back = sum(1 for s in streams_list if not s.connected)
         await during
         # Then the event-log check: every offer delivery of the log heard once (late is not lost).
@@ -223,6 +235,10 @@ async def restart_run(
         "workers": workers if restart == "hup" else 1,
         "streams": streams,
         "open_seconds": open_s,
+        # Server CPU per stream: steadier than seconds on a shared machine. Resuming includes the
+        # creates made meanwhile and their offers (a few ms in all).
+        "open_cpu_ms_per_stream": open_cpu / streams * 1000,
+        "resume_cpu_ms_per_stream": None if back_cpu is None else back_cpu / streams * 1000,
         "rss_mib_with_streams": rss_before,
         "rss_mib_after": rss_after,
         "old_exited_seconds": exited_s,
@@ -288,7 +304,8 @@ def main() -> None:
         f"{result['load_average_before'][0]:.2f} before, {result['load_average_after'][0]:.2f} after"
     )
     print(
-        f"  streams opened in {result['open_seconds']:.2f} s; server RSS {result['rss_mib_with_streams']:.0f} MiB"
+        f"  streams opened in {result['open_seconds']:.2f} s ({result['open_cpu_ms_per_stream']:.2f} ms of "
+        f"server CPU each); server RSS {result['rss_mib_with_streams']:.0f} MiB"
     )
     print(
         f"  old server{'s' if args.restart == 'hup' else ''} gone after    {fmt(result['old_exited_seconds'])}"
@@ -299,6 +316,8 @@ def main() -> None:
         f"({result['streams_not_back']} not back; {result['streams_cut']:,} streams cut; "
         f"reconnect delay {args.retry_ms} ms)"
     )
+    if result["resume_cpu_ms_per_stream"] is not None:
+        print(f"  resuming cost the new server {result['resume_cpu_ms_per_stream']:.2f} ms of CPU per stream")
     print(
         f"  offers: {result['offer_deliveries_in_log']:,} deliveries in the log, {result['heard']:,} heard, "
         f"{result['lost']} lost, {result['duplicated']} duplicated; creates {result['creates']}; "
