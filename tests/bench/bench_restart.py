@@ -128,7 +128,11 @@ async def restart_run(
     env = load.server_env(args, db)
     serve_args = ("--workers", str(workers)) if restart == "hup" else ()
     server = ServerProcess(db, *serve_args, **env)
-    await asyncio.to_thread(start_again, server, db.env(**env), list(serve_args))
+    try:
+        await asyncio.to_thread(start_again, server, db.env(**env), list(serve_args))
+    except BaseException:
+        server.stop()  # one that did not start in time is not left running
+        raise
     heard: Counter[tuple[int, int]] = Counter()
     streams_list: list[Stream] = []
 
