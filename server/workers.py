@@ -83,6 +83,7 @@ class Worker:
         return self.process.pid
 
     def stop(self) -> None:
+        self.go.set()  # one still waiting to listen would otherwise wait out STOP_TIMEOUT_S
         if self.process.is_alive():
             os.kill(self.pid, signal.SIGTERM)
 
