@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,29 @@ def test_workers_are_refused_with_in_process_channels(tmp_path: Path) -> None:
     assert run.returncode == 2, run.stdout + run.stderr
     assert "--workers needs LANSHOU_CHANNELS_URL" in run.stderr
     assert "miss offers" in run.stderr
+
+
+def test_a_port_in_use_stops_the_workers_before_they_start(tmp_path: Path) -> None:
+    # The parent binds first (SO_REUSEPORT, which a plain listener does not share): no worker is started.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = base_env(
+            tmp_path,
+            LANSHOU_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+            LANSHOU_CHANNELS_URL="postgresql://nobody@127.0.0.1:1/none",
+        )
+        run = subprocess.run(
+            [sys.executable, "-m", "server", "serve", "--workers", "2", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "cannot listen on" in run.stderr and "in use" in run.stderr
 
 
 def test_fewer_than_one_worker_is_refused(tmp_path: Path) -> None:
