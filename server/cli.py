@@ -79,6 +79,12 @@ def report_migrations(applied: list[str]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    if args.workers < 1:
+        print("lanshou: --workers must be at least 1", file=sys.stderr)
+        raise SystemExit(2)
+    if args.workers > 1:
+        cmd_serve_workers(args)
+        return
     # Settings first: they check PROMETHEUS_MULTIPROC_DIR, which the app's metrics use once imported.
     settings = _settings()
     from server.app import create_app
@@ -93,6 +99,55 @@ def cmd_serve(args: argparse.Namespace) -> None:
         header_timeout_s=settings.header_timeout_s,
         parser=args.http,
     )
+
+
+def workers_refused(settings: Settings) -> str | None:
+    """Why several server processes cannot serve with these settings (None: they can)."""
+    if settings.is_sqlite:
+        return (
+            "--workers needs PostgreSQL (LANSHOU_DATABASE_URL=postgresql://…): SQLite has one writer at a "
+            "time, so more processes add contention, not throughput; run one process"
+        )
+    if not settings.channels_url:
+        return (
+            "--workers needs LANSHOU_CHANNELS_URL (postgresql://… for LISTEN/NOTIFY, or redis://…): with "
+            "in-process channels each worker would push only to its own streams, and couriers connected "
+            "to the others would miss offers"
+        )
+    return None
+
+
+def cmd_serve_workers(args: argparse.Namespace) -> None:
+    import shutil
+    import tempfile
+
+    # /metrics adds the workers up through a shared directory (server/ops/metrics.py); without one
+    # configured, a fresh one for this run, set before any worker starts and removed at the end.
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="lanshou-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        settings = _settings()
+        refused = workers_refused(settings)
+        if refused:
+            print(f"lanshou: {refused}", file=sys.stderr)
+            raise SystemExit(2)
+        from server.serve import serve
+
+        serve(
+            "server.app:create_app",  # each worker builds its own app (settings read from the environment)
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+            header_timeout_s=settings.header_timeout_s,
+            parser=args.http,
+            workers=args.workers,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -173,9 +228,24 @@ def cmd_partner_revoke(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lanshou", description="Lanshou doorstep pickup dispatch")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the web server")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve = sub.add_parser(
+        "serve",
+        help="run the web server",
+        description="Run the web server until SIGINT or SIGTERM (open SSE streams are ended at once; the "
+        "apps reconnect and resume from the event log). With --workers N > 1, SIGHUP replaces the workers "
+        "one at a time without closing the port (a release picked up with no gap).",
+    )
+    serve.add_argument("--host", help="address to listen on (default LANSHOU_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default LANSHOU_PORT, 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (default 1). More than one needs PostgreSQL and "
+        "LANSHOU_CHANNELS_URL (postgresql://… or redis://…) so that push reaches every process; "
+        "about one per CPU core (README: Operations, scale-out)",
+    )
     serve.add_argument(
         "--http",
         choices=["auto", "httptools", "h11"],

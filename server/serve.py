@@ -9,6 +9,9 @@
   a stream never finishes by itself: Ctrl+C took the full graceful timeout and then cancelled the
   streams mid-flight, logging an ASGI error for each. Here the signal tells the push hub to end every
   stream (clients see a clean end and reconnect, elsewhere if they can, resuming from the event log).
+
+`serve(..., workers=N)` runs N such processes on one listening socket (server/workers.py supervises
+them); each builds its own app, and push is shared through the channels backend.
 """
 
 from __future__ import annotations
@@ -40,6 +43,18 @@ def _response_408() -> bytes:
     )
 
 
+class Config(uvicorn.Config):
+    """uvicorn's configuration plus the request-head deadline, which the protocols below read from it.
+
+    Nothing in it is built at run time (the protocol classes are module-level), so it can be sent to
+    worker processes as it is.
+    """
+
+    def __init__(self, app: Any, *, header_timeout_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.header_timeout_s = float(header_timeout_s)
+
+
 class _HeadDeadline:
     """The timer both parsers share: armed while a request head is awaited, disarmed once it is in."""
 
@@ -48,6 +63,10 @@ class _HeadDeadline:
     loop: asyncio.AbstractEventLoop
     _head_timer: asyncio.TimerHandle | None = None
     _head_started = False
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
+        self.header_timeout_s = getattr(config, "header_timeout_s", self.header_timeout_s)
 
     def _arm_head_deadline(self) -> None:
         if self._head_timer is None:
@@ -106,32 +125,67 @@ class H11WithHeadDeadline(_HeadDeadline, H11Protocol):
         super().connection_lost(exc)
 
 
-def http_protocol(parser: str, header_timeout_s: float) -> type[asyncio.Protocol]:
+def http_protocol(parser: str) -> type[asyncio.Protocol]:
     """The protocol class for uvicorn's `http=`: httptools ("auto", "httptools") or h11."""
-    base: type[_HeadDeadline]
     if parser in ("auto", "httptools"):
-        base = HttpToolsWithHeadDeadline
-    else:
-        base = H11WithHeadDeadline
-    return type(base.__name__, (base,), {"header_timeout_s": float(header_timeout_s)})  # type: ignore[return-value]
+        return HttpToolsWithHeadDeadline  # type: ignore[no-any-return]
+    return H11WithHeadDeadline
+
+
+def _hub_closer(app: Any) -> Callable[[], None]:
+    """The push hub's close_all of the Litestar app inside uvicorn's wrappers (proxy headers …)."""
+    while not hasattr(app, "state") and hasattr(app, "app"):
+        app = app.app
+    return app.state.hub.close_all  # type: ignore[no-any-return]
+
+
+async def _started() -> None:
+    """The app's startup, already done."""
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, calling `end_streams` as soon as a shutdown signal arrives."""
+    """uvicorn's server, calling `end_streams` as soon as a shutdown signal arrives.
 
-    def __init__(self, config: uvicorn.Config, end_streams: Callable[[], None]) -> None:
+    Without `end_streams` (a worker process, which builds its app from the factory) it is the loaded
+    app's push hub's close_all. `before_listening`, if given, is called (in a thread) once the app has
+    started and before the socket is served: a worker waits there for its siblings (server/workers.py).
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        end_streams: Callable[[], None] | None = None,
+        before_listening: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.end_streams = end_streams
+        self.before_listening = before_listening
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ender: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
+        if not self.config.loaded:
+            self.config.load()
+        if self.end_streams is None:
+            self.end_streams = _hub_closer(self.config.loaded_app)
         try:
             await super().serve(sockets)
         finally:
             if self._ender is not None:
                 self._ender.cancel()
+
+    async def startup(self, sockets: Any = None) -> None:
+        if self.before_listening is not None:
+            # uvicorn starts the app and then serves the socket in one method: start the app here, let
+            # uvicorn's call of it be a no-op, and wait in between.
+            lifespan = self.lifespan
+            await lifespan.startup()
+            if lifespan.should_exit:
+                raise SystemExit(3)
+            await asyncio.to_thread(self.before_listening)
+            lifespan.startup = _started  # type: ignore[method-assign]
+        await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         first = not self.should_exit
@@ -146,9 +200,39 @@ class Server(uvicorn.Server):
     async def _end_streams_until_exit(self) -> None:
         # Again every 100 ms until the process ends: a stream whose request was already in flight when
         # the signal came attaches after the first call, and would otherwise hold the shutdown.
+        assert self.end_streams is not None
         while True:
             self.end_streams()
             await asyncio.sleep(0.1)
+
+
+def server_config(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    header_timeout_s: int,
+    parser: str = "auto",
+    log_format: str = "text",
+    factory: bool = False,
+) -> Config:
+    """The configuration every Lanshou server process runs with (one process or each worker)."""
+    return Config(
+        app,
+        factory=factory,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=uvicorn_log_config(log_format),
+        # JSON: the app writes the access lines itself (server/ops/metrics.py), with each one's duration.
+        access_log=log_format != "json",
+        http=http_protocol(parser),
+        header_timeout_s=header_timeout_s,
+        # Streams are ended at the signal; this bounds what is left (a slow upload, a stuck handler).
+        timeout_graceful_shutdown=3,
+        proxy_headers=True,
+    )
 
 
 def serve(
@@ -160,24 +244,30 @@ def serve(
     header_timeout_s: int,
     parser: str = "auto",
     log_format: str = "text",
+    workers: int = 1,
 ) -> None:
-    """Run `app` until SIGINT or SIGTERM; returns once it has shut down."""
+    """Run until SIGINT or SIGTERM; returns once it has shut down.
+
+    One process: `app` is the Litestar app. Several (`workers` > 1): `app` is the import string of a
+    factory each worker calls ("server.app:create_app"), and server/workers.py supervises them.
+    """
     if log_format == "json":
         logging.captureWarnings(True)  # Python's warnings as JSON lines too, not bare text on stderr
-    config = uvicorn.Config(
+    config = server_config(
         app,
         host=host,
         port=port,
         log_level=log_level,
-        log_config=uvicorn_log_config(log_format),
-        # JSON: the app writes the access lines itself (server/ops/metrics.py), with each one's duration.
-        access_log=log_format != "json",
-        http=http_protocol(parser, header_timeout_s),
-        # Streams are ended at the signal; this bounds what is left (a slow upload, a stuck handler).
-        timeout_graceful_shutdown=3,
-        proxy_headers=True,
+        header_timeout_s=header_timeout_s,
+        parser=parser,
+        log_format=log_format,
+        factory=workers > 1,
     )
-    server = Server(config, end_streams=app.state.hub.close_all)
+    if workers > 1:
+        from server.workers import Supervisor
+
+        raise SystemExit(Supervisor(config, workers).run())
+    server = Server(config)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises the signal it handled once it has shut down

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import uuid
 
 import httpx
 
-from tests.conftest import Database, Personas, pickup_body
+from tests.conftest import ON_POSTGRES, Database, Personas, pickup_body
 
 
 def api_key_in(cli_output: str) -> str:
@@ -138,6 +139,44 @@ async def test_calls_without_a_session_get_no_session_cookie(people: Personas) -
     assert "lanshou_session" not in r.headers.get("set-cookie", "")
     r = await people.anonymous().get("/health")
     assert "lanshou_session" not in r.headers.get("set-cookie", "")
+
+
+async def session_data(db: Database, key: str, new: str | None = None) -> str:
+    """The session row's stored data, read straight from the database (and first set to `new`)."""
+    if ON_POSTGRES:
+        import asyncpg
+
+        conn = await asyncpg.connect(db.url)
+        try:
+            if new is not None:
+                await conn.execute("UPDATE sessions SET data = $1 WHERE key = $2", new, key)
+            return str(await conn.fetchval("SELECT data FROM sessions WHERE key = $1", key))
+        finally:
+            await conn.close()
+    with sqlite3.connect(db.url.removeprefix("sqlite:///"), timeout=10) as conn:
+        if new is not None:
+            conn.execute("UPDATE sessions SET data = ? WHERE key = ?", (new, key))
+        return str(conn.execute("SELECT data FROM sessions WHERE key = ?", (key,)).fetchone()[0])
+
+
+async def test_a_request_that_leaves_the_session_as_it_was_does_not_write_it(
+    people: Personas, db: Database
+) -> None:
+    # Every response used to write the session row back: a write per courier action, and thousands at
+    # once when the apps' streams reconnect after a restart.
+    courier = await people.user("courier04")
+    key = courier.cookies.get("lanshou_session")
+    assert key
+    stored = await session_data(db, key)
+    # The same session in a spelling the server never writes: a write would put its own back.
+    respelt = stored.replace(":", " : ")
+    assert respelt != stored
+    await session_data(db, key, respelt)
+    r = await courier.get("/api/v1/courier/pickups")
+    assert r.status_code == 200
+    assert session_cookie_header(r).startswith(f"lanshou_session={key};")  # the cookie still goes out
+    assert await session_data(db, key) == respelt
+    assert (await courier.get("/api/v1/me")).status_code == 200  # and the session still works
 
 
 async def test_signing_out_ends_the_session_for_good(people: Personas) -> None:

@@ -10,15 +10,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from litestar.connection import ASGIConnection, Request
+from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.stores.base import Store
 from litestar.types import Empty, Message, ScopeSession
+from litestar.utils.dataclass import extract_dataclass_items
 
 from server.tables import Session
 
 # Scope keys: set by start_session() for the backend to see when the response goes out.
 _ROTATE = "lanshou.new_session"
 _NEW_ID = "lanshou.new_session_id"
+_LOADED = "lanshou.session_as_loaded"  # a copy of the session as read from the store, to see changes
 
 
 def start_session(request: Request[Any, Any, Any], data: dict[str, Any]) -> None:
@@ -33,8 +36,17 @@ class SessionBackend(ServerSideSessionBackend):
 
     * an empty session is neither stored nor sent: without this every request without a cookie (partner
       API calls, health checks, failed sign-ins) wrote a session row and got a cookie back;
-    * after start_session() the data goes under a fresh id and the one the browser sent is deleted.
+    * after start_session() the data goes under a fresh id and the one the browser sent is deleted;
+    * a session the request did not change is not written back: Litestar rewrote the row on every
+      response, a write per courier action and per stream (re)opened, 5,000 of them in a burst when the
+      apps reconnect after a restart. Reading it renews its expiry (at most once a minute, see
+      DatabaseSessionStore.get); the cookie still goes out as before.
     """
+
+    async def load_from_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
+        data = await super().load_from_connection(connection)
+        cast("dict[str, Any]", connection.scope)[_LOADED] = dict(data)  # handlers change `data` in place
+        return data
 
     def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         scope = cast("dict[str, Any]", connection.scope)
@@ -49,6 +61,17 @@ class SessionBackend(ServerSideSessionBackend):
     ) -> None:
         if scope_session is not Empty and not scope_session:
             return
+        scope = cast("dict[str, Any]", connection.scope)
+        if scope_session is not Empty and not scope.get(_ROTATE) and scope.get(_LOADED) == scope_session:
+            session_id = connection.cookies.get(self.config.key)
+            if session_id:
+                # The cookie Litestar would send (same parameters, same code), without the write.
+                params = dict(
+                    extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys())
+                )
+                cookie = Cookie(value=session_id, key=self.config.key, **params)
+                MutableScopeHeaders.from_message(message).add("Set-Cookie", cookie.to_header(header=""))
+                return
         old_id = connection.cookies.get(self.config.key)
         if cast("dict[str, Any]", connection.scope).get(_ROTATE) and old_id:
             await self.delete(old_id, store=self.config.get_store_from_app(connection.scope["app"]))

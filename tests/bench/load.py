@@ -2,7 +2,8 @@
 collect, measured from outside.
 
 Run: python -m tests.bench.load --rate 200 --seconds 20 --couriers 100 --zones 10
-         [--postgres URL] [--workers K --channels db|URL] [--mode grab|assign] [--accept 1.0]
+         [--postgres URL] [--workers K --channels db|URL] [--serve-workers N]
+         [--mode grab|assign] [--accept 1.0]
          [--racers 2] [--ceiling-seconds 3] [--json out.json]
 
 What it does, in order:
@@ -13,7 +14,9 @@ What it does, in order:
    duty spread evenly over them, and a login session per courier written straight into the session table
    (no password hashing per courier: 10,000 couriers are seeded in seconds);
 2. K `lanshou serve` processes (the command a user runs; K > 1 shares push through LANSHOU_CHANNELS_URL,
-   as the README's PostgreSQL section describes for scale-out), with the partner rate limit off;
+   as the README's PostgreSQL section describes for scale-out), with the partner rate limit off; with
+   --serve-workers N each is `lanshou serve --workers N` (N processes on one port: the kernel hands each
+   connection to one of them, and the run reports how many streams each worker holds);
 3. one SSE stream per courier (GET /api/v1/courier/events with the courier's cookie), all read by this one
    asyncio process over raw sockets (courier i on server i mod K);
 4. open-loop partner creates: POST /api/v1/pickups at fixed intervals (rate R for S seconds, each to the
@@ -25,7 +28,9 @@ What it does, in order:
    collects it with a valid S10 waybill number;
 6. after the last create, a drain (until every pickup is heard and every courier action answered, at most
    --drain seconds), then a check against the database: every offer row (pickup_offers) heard exactly
-   once by its courier (lost and duplicated offers), no pickup accepted twice (events), pickups collected;
+   once by its courier (lost and duplicated offers), each pickup.offered event of the log heard exactly
+   once by each courier it names (event_recipients, by event id), no pickup accepted twice (events),
+   pickups collected;
 7. the bare-endpoint ceiling: tests/bench/bare_app.py (the same PickupCreate struct decoded, no database)
    in its own process, driven closed-loop at full speed by tests/bench/loadgen.py for a few seconds, after
    Lanshou has stopped (so they do not share the CPU).
@@ -39,6 +44,7 @@ Shapes the targets of issue #10 name (examples):
   10,000 couriers in 1,000 zones at 500/s:    --rate 500 --couriers 10000 --zones 1000
   one grab zone of 1,000 couriers:            --rate 20 --couriers 1000 --zones 1
   PostgreSQL, two processes sharing push:     --postgres URL --workers 2 --channels db
+                                   (one port):  --postgres URL --serve-workers 2 --channels db
 """
 
 from __future__ import annotations
@@ -268,6 +274,7 @@ class Figures:
     errors: Counter[str] = field(default_factory=Counter)  # "create 500", "accept ConnectionResetError"
     statuses: Counter[str] = field(default_factory=Counter)  # "create 201", "accept 409 conflict" …
     heard: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))  # (courier, pickup)
+    heard_events: Counter[tuple[int, int]] = field(default_factory=Counter)  # (courier, event id) offered
     first_heard: dict[int, float] = field(default_factory=dict)
     last_heard: dict[int, float] = field(default_factory=dict)
     events: Counter[str] = field(default_factory=Counter)
@@ -300,6 +307,50 @@ def proc_stat(pid: int) -> tuple[float, int, int]:
         return cpu, rss, hwm
     except (OSError, IndexError, ValueError):
         return float("nan"), 0, 0
+
+
+def family(pid: int) -> list[int]:
+    """A process and its descendants (a `lanshou serve --workers N` and its workers), from /proc."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        try:
+            for task in Path(f"/proc/{pids[i]}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+        i += 1
+    return pids
+
+
+def family_stat(pid: int) -> tuple[float, int, int]:
+    """proc_stat summed over a process and its descendants (the largest high-water mark, not a sum)."""
+    stats = [proc_stat(p) for p in family(pid)]
+    return sum(s[0] for s in stats), sum(s[1] for s in stats), max(s[2] for s in stats)
+
+
+def streams_by_worker(pid: int, port: int) -> dict[int, int]:
+    """Established connections to `port` held by each process of the family (the streams each worker
+    serves; Linux /proc: socket inodes of each process's descriptors, looked up in /proc/net/tcp*)."""
+    inodes: dict[str, int] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:] + (
+        Path("/proc/net/tcp6").read_text().splitlines()[1:] if Path("/proc/net/tcp6").exists() else []
+    ):
+        parts = line.split()
+        if parts[3] == "01" and int(parts[1].rsplit(":", 1)[1], 16) == port:  # ESTABLISHED, local port
+            inodes[parts[9]] = 1
+    held: dict[int, int] = {}
+    for p in family(pid):
+        count = 0
+        try:
+            for fd in Path(f"/proc/{p}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    count += 1
+        except OSError:
+            continue
+        if count:
+            held[p] = count
+    return held
 
 
 def pid_of(served: Served) -> int:
@@ -363,6 +414,8 @@ async def drive(
             return
         key = (index, pickup_id)
         figures.heard[key] += 1
+        if streams[index].last_id.isdigit():  # the event's id (the stream parsed it before this call)
+            figures.heard_events[(index, int(streams[index].last_id))] += 1
         if figures.heard[key] > 1:
             return  # a duplicate: counted, not answered again
         figures.first_heard.setdefault(pickup_id, at)
@@ -416,14 +469,15 @@ async def drive(
 
     total = int(args.rate * args.seconds)
     figures.creates_due = total
-    before = {s.port: proc_stat(pid_of(s)) for s in servers}
+    by_worker = {s.port: streams_by_worker(pid_of(s), s.port) for s in servers}
+    before = {s.port: family_stat(pid_of(s)) for s in servers}
     peak_rss = {s.port: before[s.port][1] for s in servers}
     sampling = True
 
     async def sample_rss() -> None:
         while sampling:
             for s in servers:
-                peak_rss[s.port] = max(peak_rss[s.port], proc_stat(pid_of(s))[1])
+                peak_rss[s.port] = max(peak_rss[s.port], family_stat(pid_of(s))[1])
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample_rss())
@@ -483,7 +537,7 @@ async def drive(
     wall = clock() - started
     sampling = False
     await sampler
-    after = {s.port: proc_stat(pid_of(s)) for s in servers}
+    after = {s.port: family_stat(pid_of(s)) for s in servers}
     client_cpu = time.process_time() - client_cpu0
     for stream in streams:
         if stream.task is not None:
@@ -498,6 +552,7 @@ async def drive(
             "rss_mib_end": after[s.port][1] / 2**20,
             "rss_mib_peak_sampled": peak_rss[s.port] / 2**20,
             "rss_mib_hwm": after[s.port][2] / 2**20,
+            "streams_by_process": list(by_worker[s.port].values()),
         }
         for s in servers
     ]
@@ -518,9 +573,13 @@ def check_database(db: Database) -> dict[str, Any]:
     offers_sql = "SELECT pickup, courier FROM pickup_offers"
     accepts_sql = "SELECT pickup, COUNT(*) FROM events WHERE type = 'pickup.accepted' GROUP BY pickup"
     status_sql = "SELECT status, COUNT(*) FROM pickups GROUP BY status"
+    offer_events_sql = (
+        "SELECT r.courier, e.id, e.pickup FROM events e JOIN event_recipients r ON r.event = e.id "
+        "WHERE e.type = 'pickup.offered'"
+    )
     if db.pg_admin_url:
 
-        async def query() -> tuple[list[Any], list[Any], list[Any]]:
+        async def query() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
             import asyncpg
 
             conn = await asyncpg.connect(db.url)
@@ -529,17 +588,24 @@ def check_database(db: Database) -> dict[str, Any]:
                     [tuple(r) for r in await conn.fetch(offers_sql)],
                     [tuple(r) for r in await conn.fetch(accepts_sql)],
                     [tuple(r) for r in await conn.fetch(status_sql)],
+                    [tuple(r) for r in await conn.fetch(offer_events_sql)],
                 )
             finally:
                 await conn.close()
 
-        offers, accepts, statuses = asyncio.run(query())
+        offers, accepts, statuses, offer_events = asyncio.run(query())
     else:
         with sqlite3.connect(db.path) as conn:
             offers = conn.execute(offers_sql).fetchall()
             accepts = conn.execute(accepts_sql).fetchall()
             statuses = conn.execute(status_sql).fetchall()
-    return {"offers": offers, "accepts": dict(accepts), "statuses": dict(statuses)}
+            offer_events = conn.execute(offer_events_sql).fetchall()
+    return {
+        "offers": offers,
+        "accepts": dict(accepts),
+        "statuses": dict(statuses),
+        "offer_events": offer_events,
+    }
 
 
 def summarise(
@@ -572,6 +638,19 @@ def summarise(
     unexpected = len(heard_pairs - offer_pairs)
     duplicated = sum(count - 1 for pair, count in figures.heard.items() if count > 1)
     accepted_twice = sum(1 for pickup, n in db_state["accepts"].items() if pickup in by_id and n > 1)
+    # The same by the log itself: every (courier, pickup.offered event) of event_recipients heard once.
+    logged = {
+        (courier_index[courier], event)
+        for courier, event, pickup in db_state["offer_events"]
+        if pickup in by_id and courier in courier_index
+    }
+    heard_logged = {pair: n for pair, n in figures.heard_events.items() if pair in logged}
+    event_log = {
+        "offer_deliveries_in_log": len(logged),
+        "heard": len(heard_logged),
+        "lost": len(logged - set(heard_logged)),
+        "duplicated": sum(n - 1 for n in figures.heard_events.values() if n > 1),
+    }
     cpu = sum(p["cpu_seconds"] for p in timing["processes"])
     # Achieved: created pickups over the time from the first create due to the last one answered (a
     # server falling behind stretches it), not over the time the client took to send them.
@@ -582,6 +661,8 @@ def summarise(
         "shape": {
             "database": "postgresql" if args.postgres else "sqlite",
             "workers": args.workers,
+            "serve_workers": args.serve_workers,
+            "server": "granian" if args.granian else "uvicorn",
             "channels": args.channels or "in-process",
             "rate": args.rate,
             "seconds": args.seconds,
@@ -618,6 +699,7 @@ def summarise(
             "pickups_heard": sum(1 for i in ids if i in figures.first_heard),
             "pickups_not_heard": sum(1 for i in ids if i not in figures.first_heard),
             "stream_reconnects": timing["stream_reconnects"],
+            "event_log": event_log,
         },
         "couriers": {
             "accept_attempts": sum(figures.racers.values()),
@@ -634,6 +716,7 @@ def summarise(
         "errors": dict(figures.errors),
         "server": {
             "processes": timing["processes"],
+            "streams_by_process": [n for p in timing["processes"] for n in p["streams_by_process"]],
             "cpu_ms_per_create": cpu / len(created) * 1000 if created else None,
             "cpu_cores": cpu / timing["wall_seconds"],
             "rss_mib_peak": max(p["rss_mib_hwm"] for p in timing["processes"]),
@@ -660,8 +743,10 @@ def fmt(value: Any, digits: int = 1) -> str:
 def table(result: dict[str, Any]) -> str:
     s, c, o, k, srv = (result[x] for x in ("shape", "creates", "offers", "couriers", "server"))
     lines = [
-        f"Lanshou load · {s['database']} · {s['workers']} process(es), push {s['channels']} · "
-        f"{s['couriers']:,} couriers in {s['zones']:,} {s['mode']} zones · {s['rate']:g} creates/s for "
+        f"Lanshou load · {s['database']} · {s['workers']} process(es)"
+        + (f" × {s['serve_workers']} workers each" if s["serve_workers"] > 1 else "")
+        + f", push {s['channels']}"
+        + f" · {s['couriers']:,} couriers in {s['zones']:,} {s['mode']} zones · {s['rate']:g} creates/s for "
         f"{s['seconds']:g} s · accept {s['accept']:.0%}, {s['racers']} racing · "
         f"{result['machine']['cpus']} CPUs, load average {result['machine']['load_average_before'][0]:.2f} "
         f"before, {result['machine']['load_average_after'][0]:.2f} after",
@@ -684,13 +769,17 @@ def table(result: dict[str, Any]) -> str:
         f"{fmt(o['duplicated'])} duplicated, {fmt(o['unexpected'])} unexpected; "
         f"{fmt(o['pickups_not_heard'])} pickups heard by nobody; {fmt(o['stream_reconnects'])} stream "
         "reconnects",
+        f"event log: {fmt(o['event_log']['offer_deliveries_in_log'])} offer deliveries (event × courier), "
+        f"{fmt(o['event_log']['heard'])} heard, {fmt(o['event_log']['lost'])} lost, "
+        f"{fmt(o['event_log']['duplicated'])} duplicated",
         f"couriers: {fmt(k['accepted'])} accepted, {fmt(k['accept_conflicts'])} accept conflicts "
         f"{k['accept_conflicts_by_code'] or ''}, {fmt(k['accepted_twice'])} accepted twice, "
         f"{fmt(k['collected'])} collected",
         f"errors: {result['errors'] or 'none'}",
         f"server: {fmt(srv['cpu_ms_per_create'], 2)} ms CPU per create, {fmt(srv['cpu_cores'], 2)} cores, "
         f"peak RSS {fmt(srv['rss_mib_peak'])} MiB"
-        + "".join(f" · :{p['port']} HWM {p['rss_mib_hwm']:.0f} MiB" for p in srv["processes"][1:]),
+        + "".join(f" · :{p['port']} HWM {p['rss_mib_hwm']:.0f} MiB" for p in srv["processes"][1:])
+        + f"; streams per process {srv['streams_by_process']}",
         f"client: {fmt(result['client']['cpu_cores'], 2)} cores over {fmt(result['client']['wall_seconds'])} s",
     ]
     ceiling = result["ceiling"]
@@ -766,6 +855,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="`lanshou serve` processes sharing the database"
     )
     parser.add_argument(
+        "--serve-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="each server is `lanshou serve --workers N` (N processes on one port; needs --channels)",
+    )
+    parser.add_argument(
+        "--granian", action="store_true", help="serve with granian instead of uvicorn (to compare them)"
+    )
+    parser.add_argument(
         "--channels",
         metavar="URL",
         default="",
@@ -785,13 +884,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE", help="more env")
     args = parser.parse_args(argv)
-    if args.workers > 1 and not args.channels:
+    if (args.workers > 1 or args.serve_workers > 1) and not args.channels:
         parser.error("--workers > 1 needs --channels (db with --postgres, or redis://…) to share push")
     if args.channels == "db" and not args.postgres:
         parser.error("--channels db needs --postgres")
     if not 0 <= args.accept <= 1 or args.rate <= 0 or args.zones < 1 or args.couriers < args.zones:
         parser.error("need 0 ≤ --accept ≤ 1, --rate > 0, and at least one courier per zone")
     return args
+
+
+def seed(db: Database, args: argparse.Namespace) -> dict[str, Any]:
+    """Step 1: the database seeded (tests/bench/load_seed.py in a process of its own)."""
+    print(f"seeding {args.couriers} couriers in {args.zones} zones …", file=sys.stderr, flush=True)
+    spec = {"zones": args.zones, "couriers": args.couriers, "mode": args.mode, "capacity": args.capacity}
+    seeding = subprocess.run(
+        [sys.executable, "-m", "tests.bench.load_seed", json.dumps(spec)],
+        cwd=ROOT,
+        env=db.env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if seeding.returncode != 0:
+        raise RuntimeError(f"seeding failed:\n{seeding.stderr}")
+    return json.loads(seeding.stdout)  # type: ignore[no-any-return]
+
+
+def server_env(args: argparse.Namespace, db: Database) -> dict[str, str]:
+    """What the servers run with besides the database's environment."""
+    env = {
+        "LANSHOU_API_RATE_LIMIT": "0",  # one partner sends everything: no limit
+        "LANSHOU_PUSH_RENOTIFY_S": "0",
+        "LANSHOU_LOG_LEVEL": "warning",
+    }
+    if args.channels:
+        env["LANSHOU_CHANNELS_URL"] = db.url if args.channels == "db" else args.channels
+    for pair in args.server_env:
+        name, _, value = pair.partition("=")
+        env[name] = value
+    return env
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -802,33 +933,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {}
     try:
         db = Database(tmp, args.postgres, prefix="lanshou_load")
-        print(f"seeding {args.couriers} couriers in {args.zones} zones …", file=sys.stderr, flush=True)
-        spec = {"zones": args.zones, "couriers": args.couriers, "mode": args.mode, "capacity": args.capacity}
-        seeding = subprocess.run(
-            [sys.executable, "-m", "tests.bench.load_seed", json.dumps(spec)],
-            cwd=ROOT,
-            env=db.env(),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if seeding.returncode != 0:
-            raise RuntimeError(f"seeding failed:\n{seeding.stderr}")
-        seeded = json.loads(seeding.stdout)
-        env = {
-            "LANSHOU_API_RATE_LIMIT": "0",  # one partner sends everything: no limit
-            "LANSHOU_PUSH_RENOTIFY_S": "0",
-            "LANSHOU_LOG_LEVEL": "warning",
-        }
-        if args.channels:
-            env["LANSHOU_CHANNELS_URL"] = db.url if args.channels == "db" else args.channels
-        for pair in args.server_env:
-            name, _, value = pair.partition("=")
-            env[name] = value
+        seeded = seed(db, args)
+        env = server_env(args, db)
         with ExitStack() as stack:
             servers = []
             for k in range(args.workers):
-                cmd = [sys.executable, "-m", "server", "serve"]
+                cmd = [sys.executable, "-m", "server", "serve", "--workers", str(args.serve_workers)]
+                if args.granian:  # for comparing servers: tests/bench/granian_serve.py
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "tests.bench.granian_serve",
+                        "--workers",
+                        str(args.serve_workers),
+                    ]
                 if args.profile:
                     out = Path(args.profile).resolve() / f"server-{k}.prof"
                     cmd = [sys.executable, "-m", "tests.bench.profiled_serve", str(out)]

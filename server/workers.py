@@ -1,0 +1,218 @@
+"""`lanshou serve --workers N`: N server processes on one listening socket, and a parent that keeps them.
+
+The parent holds the port, starts N workers (fresh interpreters: multiprocessing's spawn) that each build
+the app from its factory and serve it with server/serve.py's Server (so each keeps the request-head
+deadline and ends its SSE streams at a signal), and then only watches. Each worker listens on a socket of
+its own bound with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers; on one
+shared listening socket the first worker to wake took a whole burst of connections (after a restart,
+every app reconnecting at once), and kept those streams. The parent's own socket is bound, never
+listened on: it keeps the port and finds a port in use before any worker starts.
+
+* SIGINT / SIGTERM: every worker is told to stop (each ends its streams at once, as one process does)
+  and the parent exits when they have.
+* SIGHUP: a rolling restart, one worker at a time: its replacement is started and, once it accepts
+  connections, the old worker is stopped. Its streams end cleanly and the apps reconnect (to the other
+  workers) resuming from the event log with Last-Event-ID; the port never closes. (A connection the
+  kernel had queued for the old worker but it had not yet accepted is reset as it closes: the apps
+  reconnect, and partner clients retry with their Idempotency-Key.)
+  Used to pick up a new release without a gap.
+* a worker that dies is replaced; one that fails before it ever served (a bad database URL, a port in
+  use) stops the whole server with status 3, as one process does, rather than restarting in a loop.
+
+What makes several processes correct lives elsewhere: push goes through the channels backend (every
+process hears every event, server/push/hub.py), durable timers are claimed row by row (SKIP LOCKED,
+server/dispatch/scheduler.py), webhook partners are leased (server/webhooks/service.py), throttles and
+sessions are in the database, and /metrics adds the workers up through prometheus_client's multiprocess
+directory (server/ops/metrics.py; the command makes a temporary one when none is configured).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event
+from types import FrameType
+
+from server.serve import Config, Server
+
+log = logging.getLogger("uvicorn.error")
+
+STARTUP_FAILURE = 3  # uvicorn's status for a server that could not start
+# How long a new worker may take to start serving (migrations are not run here: seconds at most).
+READY_TIMEOUT_S = 60.0
+# How long a stopping worker may take: its streams end at once, other requests get uvicorn's 3 s.
+STOP_TIMEOUT_S = 15.0
+
+
+def reuseport_socket(config: Config) -> socket.socket:
+    """A socket bound to the server's address with SO_REUSEPORT (one per worker, and the parent's)."""
+    family = socket.AF_INET6 if config.host and ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.host, config.port))
+    return sock
+
+
+def _run_worker(config: Config, ready: Event, go: Event) -> None:
+    """A worker process's body (runs in the spawned interpreter): start the app, say so, and listen on
+    a socket of its own once the parent says go."""
+    config.configure_logging()  # the parent's logging setup does not travel with spawn
+    sockets = [reuseport_socket(config)]
+
+    def ready_then_wait() -> None:
+        ready.set()
+        go.wait()
+
+    server = Server(config, before_listening=ready_then_wait)
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:  # uvicorn re-raises the signal it handled once it has shut down
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class Worker:
+    """A worker process. `ready` is set once its app has started (database open, push subscribed); it
+    serves the socket once `go` is set."""
+
+    def __init__(self, config: Config, *, go: bool = True) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.ready = context.Event()
+        self.go = context.Event()
+        if go:
+            self.go.set()
+        self.process: SpawnProcess = context.Process(
+            target=_run_worker, args=(config, self.ready, self.go), name="lanshou-worker"
+        )
+        self.process.start()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        self.go.set()  # one still waiting to listen would otherwise wait out STOP_TIMEOUT_S
+        if self.process.is_alive():
+            os.kill(self.pid, signal.SIGTERM)
+
+    def join(self) -> None:
+        self.process.join(STOP_TIMEOUT_S)
+        if self.process.is_alive():
+            log.error("worker [%d] did not stop in %.0f s; killed", self.pid, STOP_TIMEOUT_S)
+            self.process.kill()
+            self.process.join()
+        _forget_metrics_of(self.pid)
+
+
+def _forget_metrics_of(pid: int) -> None:
+    """A worker's live gauges leave the shared metrics directory with it (a clean stop does this
+    itself; a crash does not)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class Supervisor:
+    def __init__(self, config: Config, workers: int) -> None:
+        self.config = config
+        self.count = workers
+        self.workers: list[Worker] = []
+        self.signals: list[int] = []
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        self.signals.append(sig)
+
+    def run(self) -> int:
+        """Serve until SIGINT or SIGTERM; the exit status (0, or 3 when the workers could not start)."""
+        try:
+            holder = reuseport_socket(self.config)
+        except OSError as exc:
+            log.error("cannot listen on %s:%s: %s", self.config.host, self.config.port, exc)
+            return STARTUP_FAILURE
+        self.config.port = holder.getsockname()[1]  # port 0: the one the system gave, for every worker
+        log.info("listening on http://%s:%d with %d workers", self.config.host, self.config.port, self.count)
+        try:
+            return self._run()
+        finally:
+            holder.close()
+
+    def _run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        # The port opens once every worker is up: the first up would otherwise take every connection
+        # the apps make at once after a restart (thousands of streams), and keep them.
+        self.workers = [Worker(self.config, go=False) for _ in range(self.count)]
+        if all(self._wait_ready(w) for w in self.workers):
+            for worker in self.workers:
+                worker.go.set()
+            log.info("%d workers serving [%s]", self.count, ", ".join(str(w.pid) for w in self.workers))
+            status = self._watch()
+        else:
+            status = 0 if self._stop_requested() else STARTUP_FAILURE
+        for worker in self.workers:
+            worker.stop()
+        for worker in self.workers:
+            worker.join()
+        log.info("all workers stopped")
+        return status
+
+    def _watch(self) -> int:
+        while True:
+            while self.signals:
+                sig = self.signals.pop(0)
+                if sig in (signal.SIGINT, signal.SIGTERM):
+                    log.info("received %s: stopping the workers", signal.Signals(sig).name)
+                    return 0
+                if sig == signal.SIGHUP:
+                    self._rolling_restart()
+            for index, worker in enumerate(self.workers):
+                if worker.process.is_alive():
+                    continue
+                worker.join()
+                if not worker.ready.is_set():
+                    log.error("worker [%d] failed before serving; stopping", worker.pid)
+                    return STARTUP_FAILURE
+                log.warning(
+                    "worker [%d] exited (status %s); starting another", worker.pid, worker.process.exitcode
+                )
+                self.workers[index] = Worker(self.config)
+            time.sleep(0.2)
+
+    def _rolling_restart(self) -> None:
+        log.info("received SIGHUP: replacing the workers one at a time")
+        for index, old in enumerate(list(self.workers)):
+            new = Worker(self.config)
+            if not self._wait_ready(new):
+                new.process.kill()
+                new.join()
+                if not self._stop_requested():
+                    log.error("a new worker did not start; keeping worker [%d], restart abandoned", old.pid)
+                return
+            self.workers[index] = new
+            old.stop()
+            old.join()
+            log.info("worker [%d] replaced by [%d]", old.pid, new.pid)
+
+    def _wait_ready(self, worker: Worker) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if worker.ready.wait(0.1):
+                return True
+            if not worker.process.is_alive():
+                return False
+            if self._stop_requested():
+                return False
+        return False
+
+    def _stop_requested(self) -> bool:
+        return any(sig in (signal.SIGINT, signal.SIGTERM) for sig in self.signals)
