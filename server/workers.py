@@ -60,6 +60,19 @@ def reuseport_socket(config: Config) -> socket.socket:
     return sock
 
 
+def refuse_a_shared_port(config: Config) -> None:
+    """Raises EADDRINUSE when anything listens on the port already, another Lanshou's workers included:
+    their sockets have SO_REUSEPORT too, so ours would bind beside them and the kernel would split the
+    connections between two servers. A socket without SO_REUSEPORT cannot bind beside a listener, and
+    SO_REUSEADDR keeps the connections of a previous run that linger in TIME_WAIT from counting."""
+    if not config.port:
+        return
+    family = socket.AF_INET6 if config.host and ":" in config.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((config.host, config.port))
+
+
 def _run_worker(config: Config, ready: Event, go: Event) -> None:
     """A worker process's body (runs in the spawned interpreter): start the app, say so, and listen on
     a socket of its own once the parent says go."""
@@ -135,6 +148,7 @@ class Supervisor:
     def run(self) -> int:
         """Serve until SIGINT or SIGTERM; the exit status (0, or 3 when the workers could not start)."""
         try:
+            refuse_a_shared_port(self.config)
             holder = reuseport_socket(self.config)
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", self.config.host, self.config.port, exc)
