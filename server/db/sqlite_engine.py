@@ -38,6 +38,8 @@ from piccolo.engine.sqlite import (
 )
 from piccolo.querystring import QueryString
 
+from server.db.script import OnTurn, Script, T, drive_in_thread
+
 if TYPE_CHECKING:
     from piccolo.table import Table
 
@@ -329,6 +331,26 @@ class FastSQLiteEngine(SQLiteEngine):
         if self.log_responses:
             self.print_response(query_id=query_id, response=response)
         return response
+
+    async def run_script(self, script: Script[T], on_turn: OnTurn = None) -> T:
+        """A whole unit of work in one hop to the writer's thread (server/db/script.py): BEGIN
+        IMMEDIATE, every statement, COMMIT, under the write lock; inside the caller's transaction,
+        its statements only."""
+        transaction = self.current_transaction.get()
+        if transaction is not None:
+            # The caller holds the lock and the transaction; this is one more hop inside it.
+            if on_turn is not None:
+                await on_turn()
+            connection = transaction.connection
+            return await connection._execute(drive_in_thread, connection._conn, script, False)  # type: ignore[no-any-return]
+        state = await self._get_state()
+        async with state.write_lock:
+            writer = await self._get_writer(state)
+            if on_turn is not None:
+                await on_turn()
+            # aiosqlite runs the connection's calls in order: were this task cancelled while waiting,
+            # the script still commits or rolls back before the next holder's first statement.
+            return await writer._execute(drive_in_thread, writer._conn, script, True)  # type: ignore[no-any-return]
 
     def transaction(
         self,

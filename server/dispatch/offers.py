@@ -132,16 +132,25 @@ async def _offer_in_round(
         pickup_id=pickup["id"],
         to=courier_ids,
         at=now,
-        data={
-            "round": round_no,
-            "zone": zone.code,
-            "mode": zone.dispatch_mode,
-            "reason": reason,
-            "couriers": courier_ids,
-            "expires_at": expires.isoformat() if expires else None,
-            "pickup": offer_snapshot(pickup, zone),
-        },
+        data=offered_event_data(pickup, zone, courier_ids, expires=expires, reason=reason),
     )
+
+
+def offered_event_data(
+    pickup: dict[str, Any], zone: ZoneInfo, courier_ids: list[int], *, expires: datetime | None, reason: str
+) -> dict[str, Any]:
+    """What the `pickup.offered` event carries (and its push message), for the pickup's current round:
+    built here only, whether the offer is written by _offer_in_round or with a create
+    (server/dispatch/first_offer.py)."""
+    return {
+        "round": pickup["offer_round"],
+        "zone": zone.code,
+        "mode": zone.dispatch_mode,
+        "reason": reason,
+        "couriers": courier_ids,
+        "expires_at": expires.isoformat() if expires else None,
+        "pickup": offer_snapshot(pickup, zone),
+    }
 
 
 async def close_offers(
