@@ -22,6 +22,8 @@ before the hop; on PostgreSQL it is taken when the script reaches that point.
 Drivers:
 * FastSQLiteEngine (server/db/sqlite_engine.py): the script runs in the writer's thread
   (`FastSQLiteEngine.run_script`); sqlite3 keeps each distinct SQL text prepared (its statement cache).
+  Scripts that arrive while the writer is busy share one transaction (group commit, a savepoint each):
+  a COMMIT was a third of a create's database time.
 * PostgreSQL (and Piccolo's stock SQLite engine, for comparisons): each statement is one call on the
   transaction's connection; asyncpg prepares each distinct SQL text once per connection and reuses it.
 Inside a transaction the caller already holds (a Piccolo `engine.transaction()`, a unit_of_work), a
@@ -42,6 +44,7 @@ T = TypeVar("T")
 Step = tuple["Sql", tuple[Any, ...]]
 Script = Generator[Any, list[dict[str, Any]], T]
 OnTurn = Callable[[], Awaitable[None]] | None
+OnCommit = Callable[[], None] | None
 
 
 class _Turn:
@@ -99,13 +102,19 @@ def insert_steps(
     return written
 
 
-async def run_script(engine: Engine, script: Script[T], on_turn: OnTurn = None) -> T:
-    """Run the script as one transaction (or inside the caller's): see the module docstring."""
+async def run_script(
+    engine: Engine, script: Script[T], on_turn: OnTurn = None, on_commit: OnCommit = None
+) -> T:
+    """Run the script as one transaction (or inside the caller's, without `on_commit`): see the module
+    docstring. `on_commit` runs once it has committed, before the next transaction's own."""
     from server.db.sqlite_engine import FastSQLiteEngine
 
     if isinstance(engine, FastSQLiteEngine):
-        return await engine.run_script(script, on_turn)
-    return await _run_statement_by_statement(engine, script, on_turn)
+        return await engine.run_script(script, on_turn, on_commit)
+    result = await _run_statement_by_statement(engine, script, on_turn)
+    if on_commit is not None:
+        on_commit()
+    return result
 
 
 def drive_in_thread(connection: Any, script: Script[T], own_transaction: bool) -> T:

@@ -250,11 +250,11 @@ async def run_unit(steps: Callable[[UnitOfWork], Script[T]]) -> T:
         return result
 
     try:
-        result = await run_script(Pickup._meta.db, script(), on_turn=uow.take_turn)
-        publish(uow.messages)
+        return await run_script(
+            Pickup._meta.db, script(), on_turn=uow.take_turn, on_commit=lambda: publish(uow.messages)
+        )
     finally:
         uow.release()
-    return result
 
 
 @asynccontextmanager
