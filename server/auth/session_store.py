@@ -5,6 +5,7 @@ logins, and a session backend that stores only sessions someone signed in to, un
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -14,6 +15,7 @@ from litestar.middleware.session.server_side import ServerSideSessionBackend, Se
 from litestar.stores.base import Store
 from litestar.types import Empty, Message, ScopeSession
 
+from server.db.script import Sql, fetch
 from server.tables import Session
 
 # Scope keys: set by start_session() for the backend to see when the response goes out.
@@ -75,33 +77,58 @@ def _expiry(expires_in: int | timedelta | None) -> datetime | None:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
+_GET = Sql('SELECT data, expires_at FROM sessions WHERE "key" = {}')
+_UPDATE = Sql('UPDATE sessions SET data = {}, expires_at = {} WHERE "key" = {} RETURNING id')
+_INSERT = Sql('INSERT INTO sessions ("key", data, expires_at) VALUES ({}, {}, {})')
+_RENEW = Sql('UPDATE sessions SET expires_at = {} WHERE "key" = {}')
+# Renew a session's expiry at most this often: a courier's app calls often and each renewal is a write.
+_RENEW_EVERY = timedelta(minutes=1)
+# What this request read of its session (key, data, expiry): set() skips writing it back unchanged.
+_as_read: ContextVar[tuple[str, str, datetime | None] | None] = ContextVar("session_as_read", default=None)
+
+
 class DatabaseSessionStore(Store):
+    """Sessions in the `sessions` table, read and written with raw SQL (every signed-in request reads
+    its session, so a query object each time cost more than the read). Litestar writes the session back
+    after every response; a session the request left as it was is not written again unless its expiry
+    is due a renewal."""
+
     async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
         data = value.decode() if isinstance(value, bytes) else value
         expires_at = _expiry(expires_in)
-        updated = (
-            await Session.update({Session.data: data, Session.expires_at: expires_at})
-            .where(Session.key == key)
-            .returning(Session.id)
-        )
-        if not updated:
-            await Session.insert(Session(key=key, data=data, expires_at=expires_at))
+        read = _as_read.get()
+        if (
+            read is not None
+            and read[0] == key
+            and read[1] == data
+            and read[2] is not None
+            and expires_at is not None
+            and expires_at - read[2] <= _RENEW_EVERY
+        ):
+            return  # unchanged, and get() renewed it (or it needs no renewal yet)
+        _as_read.set(None)
+        db = Session._meta.db
+        if not await fetch(db, _UPDATE, data, expires_at, key):
+            await fetch(db, _INSERT, key, data, expires_at)
 
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
         if not _plausible(key):
             return None  # a forged cookie (NUL, a megabyte) never reaches the database
-        row = await Session.select(Session.data, Session.expires_at).where(Session.key == key).first()
-        if row is None:
+        db = Session._meta.db
+        rows = await fetch(db, _GET, key)
+        if not rows:
             return None
-        if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+        data, expires_at = str(rows[0]["data"]), rows[0]["expires_at"]
+        if expires_at is not None and expires_at <= datetime.now(UTC):
             await self.delete(key)
             return None
-        if renew_for is not None and row["expires_at"] is not None:
+        if renew_for is not None and expires_at is not None:
             new_expiry = _expiry(renew_for)
-            # Renew at most once a minute: a courier's app polls often and each renewal is a write.
-            if new_expiry and new_expiry - row["expires_at"] > timedelta(minutes=1):
-                await Session.update({Session.expires_at: new_expiry}).where(Session.key == key)
-        return str(row["data"]).encode()
+            if new_expiry and new_expiry - expires_at > _RENEW_EVERY:
+                await fetch(db, _RENEW, new_expiry, key)
+                expires_at = new_expiry
+        _as_read.set((key, data, expires_at))
+        return data.encode()
 
     async def delete(self, key: str) -> None:
         if not _plausible(key):

@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from piccolo.engine.base import Engine
+from piccolo.querystring import QueryString
 
 T = TypeVar("T")
 
@@ -165,3 +166,23 @@ async def _run_statement_by_statement(engine: Engine, script: Script[T], on_turn
         except BaseException:
             script.close()
             raise
+
+
+async def fetch(engine: Engine, sql: Sql, *args: Any) -> list[dict[str, Any]]:
+    """One statement on its own (a read or a lone write on a hot path): the SQL written once, no query
+    object built per call; in the caller's transaction if there is one, else on a reader (SQLite, for
+    a SELECT) or the pool."""
+    from server.db.sqlite_engine import FastSQLiteEngine
+
+    if isinstance(engine, FastSQLiteEngine):
+        return await engine._run(sql.sqlite, list(args))
+    if engine.engine_type in ("postgres", "cockroach"):
+        transaction = engine.current_transaction.get()
+        if transaction is not None:
+            records = await transaction.connection.fetch(sql.postgres, *args)
+        elif getattr(engine, "pool", None) is not None:
+            records = await engine._run_in_pool(sql.postgres, args)  # type: ignore[attr-defined]
+        else:
+            records = await engine._run_in_new_connection(sql.postgres, args)  # type: ignore[attr-defined]
+        return [dict(r) for r in records]
+    return list(await engine.run_querystring(QueryString(sql.text, *args)))
