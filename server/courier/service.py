@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -120,8 +121,8 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
 
 
 class _Refused(Exception):
-    """An accept refused inside its script: `reason` not_offered or lost (the answer needs reads that
-    wait for the rollback), or the `error` itself."""
+    """A courier's action refused inside its script: `reason` not_offered or lost (the answer needs
+    reads that wait for the rollback), or the `error` itself."""
 
     def __init__(self, reason: str, error: ApiError | None = None) -> None:
         super().__init__(reason)
@@ -213,40 +214,16 @@ async def _advance(
         Action.FAIL: "failed",
     }[action]
     waybill = values.get(Pickup.waybill_no)
+    columns = {column._meta.db_column_name: value for column, value in values.items()}
     try:
-        async with unit_of_work() as uow:
-            now = utcnow()
-            changed = (
-                await Pickup.update(
-                    {
-                        Pickup.status: target,
-                        Pickup.version: Pickup.version + 1,
-                        Pickup.updated_at: now,
-                        **values,
-                    }
-                )
-                .where(
-                    (Pickup.id == pickup_id)
-                    & (Pickup.courier == courier_id)
-                    & Pickup.status.is_in([s.value for s in allowed_from(action)])
-                )
-                .returning(Pickup.id, Pickup.zone)
+        # One transaction in one hop to the database (server/db/script.py).
+        await run_unit(
+            lambda uow: _advance_steps(
+                uow, courier_id, pickup_id, action, target, columns, event_type, data, body, client_at
             )
-            if not changed:
-                raise await _conflict(pickup_id, action, courier_id)
-            uow.note_zone(pickup_id, changed[0]["zone"])
-            if action is Action.CONTACT:
-                await _first_contact(pickup_id, courier_id, now)
-            await uow.record(
-                event_type,
-                actor=Actor("courier", courier_id),
-                pickup_id=pickup_id,
-                to=[courier_id],
-                at=now,
-                data=data,
-                client_action_id=body.client_action_id,
-                client_at=client_at,
-            )
+        )
+    except _Refused:
+        raise await _conflict(pickup_id, action, courier_id) from None
     except UNIQUE_VIOLATION:
         # The unique index over waybill numbers is the check (no read before every collect), and it
         # also stops the later of two pickups collected with one waybill at the same moment. It fires
@@ -260,23 +237,65 @@ async def _advance(
     )
 
 
-async def _first_contact(pickup_id: int, courier_id: int, now: datetime) -> None:
+def _advance_steps(
+    uow: UnitOfWork,
+    courier_id: int,
+    pickup_id: int,
+    action: Action,
+    target: str,
+    columns: dict[str, Any],
+    event_type: str,
+    data: dict[str, Any],
+    body: ActionIn,
+    client_at: datetime | None,
+) -> Script[None]:
+    now = utcnow()
+    allowed = tuple(sorted(s.value for s in allowed_from(action)))
+    changed = yield (
+        _advance_sql(tuple(columns), allowed),
+        (target, now, *columns.values(), pickup_id, courier_id),
+    )
+    if not changed:
+        raise _Refused("lost")  # what to answer is read after the rollback: _conflict
+    uow.note_zone(pickup_id, changed[0]["zone"])
+    if action is Action.CONTACT:
+        yield from _first_contact_steps(pickup_id, courier_id, now)
+    uow.add(
+        event_type,
+        actor=Actor("courier", courier_id),
+        pickup_id=pickup_id,
+        to=[courier_id],
+        at=now,
+        data=data,
+        client_action_id=body.client_action_id,
+        client_at=client_at,
+    )
+
+
+@lru_cache(maxsize=32)
+def _advance_sql(columns: tuple[str, ...], allowed: tuple[str, ...]) -> Sql:
+    """The conditional UPDATE of a held pickup's state change, setting `columns` too."""
+    sets = "".join(f', "{c}" = {{}}' for c in columns)
+    statuses = ", ".join(f"'{s}'" for s in allowed)
+    return Sql(
+        f"UPDATE pickups SET status = {{}}, version = version + 1, updated_at = {{}}{sets} "
+        f"WHERE id = {{}} AND courier = {{}} AND status IN ({statuses}) RETURNING id, zone"
+    )
+
+
+_ACCEPTED_OFFER = Sql(
+    "SELECT id FROM pickup_offers WHERE pickup = {} AND courier = {} AND outcome = 'accepted' "
+    "ORDER BY id DESC LIMIT 1"
+)
+_FIRST_CONTACT = Sql("UPDATE pickup_offers SET contacted_at = {} WHERE id = {} AND contacted_at IS NULL")
+
+
+def _first_contact_steps(pickup_id: int, courier_id: int, now: datetime) -> Script[None]:
     """The alert timeline's last step: when the courier who accepted the offer first reached the
     customer (a pickup handed over by a dispatcher has no accepted offer, and no such step)."""
-    offer = (
-        await PickupOffer.select(PickupOffer.id)
-        .where(
-            (PickupOffer.pickup == pickup_id)
-            & (PickupOffer.courier == courier_id)
-            & (PickupOffer.outcome == "accepted")
-        )
-        .order_by(PickupOffer.id, ascending=False)
-        .first()
-    )
-    if offer is not None:
-        await PickupOffer.update({PickupOffer.contacted_at: now}).where(
-            (PickupOffer.id == offer["id"]) & PickupOffer.contacted_at.is_null()
-        )
+    offer = yield _ACCEPTED_OFFER, (pickup_id, courier_id)
+    if offer:
+        yield _FIRST_CONTACT, (now, offer[0]["id"])
 
 
 def _waybill_taken() -> ApiError:
