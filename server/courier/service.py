@@ -19,7 +19,7 @@ from server.alerts.gateway import drop_alerts
 from server.auth.principal import Principal
 from server.courier.schemas import ActionIn, CollectIn, DeclineIn, FailIn
 from server.db.engine import UNIQUE_VIOLATION, is_postgres
-from server.db.script import Script, Sql
+from server.db.script import Script, Sql, fetch
 from server.dispatch.offers import (
     close_offers_steps,
     load_of_steps,
@@ -57,11 +57,19 @@ async def _replayed(courier_id: int, body: ActionIn, pickup_id: int) -> bool:
     )
 
 
+_EVER_OFFERED = Sql("SELECT 1 AS one FROM pickup_offers WHERE pickup = {} AND courier = {} LIMIT 1")
+
+
 async def _known_to(courier_id: int, pickup_id: int, holder: int | None) -> bool:
     """Whether the pickup was ever put in front of this courier: offered, assigned or held, each of
     which addressed them an event about it. To any other courier it does not exist (404, the answer
     for an id nobody has), as another partner's pickup does not to a partner."""
     if holder == courier_id:
+        return True
+    # An offer row always came with the offered event addressed to them, and is found through the
+    # pickup's index: the join below walks every event ever addressed to the courier (the losing
+    # racer of every accept asks this).
+    if await fetch(PickupOffer._meta.db, _EVER_OFFERED, pickup_id, courier_id):
         return True
     return await EventRecipient.exists().where(
         (EventRecipient.courier == courier_id) & (EventRecipient.event.pickup == pickup_id)
