@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from piccolo.engine.base import Engine
+from piccolo.engine.sqlite import TransactionType
 from piccolo.querystring import QueryString
 
 T = TypeVar("T")
@@ -144,7 +145,13 @@ def drive_in_thread(connection: Any, script: Script[T], own_transaction: bool) -
 
 async def _run_statement_by_statement(engine: Engine, script: Script[T], on_turn: OnTurn) -> T:
     postgres = engine.engine_type in ("postgres", "cockroach")
-    async with engine.transaction() as transaction:  # joins the caller's transaction if there is one
+    # Joins the caller's transaction if there is one. Piccolo's stock SQLite engine begins DEFERRED,
+    # and a DEFERRED transaction that reads and then writes fails at once with "database is locked"
+    # when another holds the write lock: IMMEDIATE, as every writer here.
+    transaction_context = (
+        engine.transaction() if postgres else engine.transaction(transaction_type=TransactionType.immediate)  # type: ignore[call-arg]
+    )
+    async with transaction_context as transaction:
         connection = transaction.connection
         try:
             step = script.send(None)  # type: ignore[arg-type]
