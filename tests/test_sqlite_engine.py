@@ -20,6 +20,8 @@ from piccolo.conf.apps import Finder
 from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.table import Table
 
+from server.db import sqlite_engine
+from server.db.script import Script, Sql, run_script
 from server.db.sqlite_engine import FastSQLiteEngine
 
 # Generous: the shared 2-core CI box can stall, and a timeout here means a deadlock, not slowness.
@@ -380,3 +382,74 @@ def test_it_works_across_event_loops_without_leaking_threads(db_path: str) -> No
     while aiosqlite_threads() > threads_before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert aiosqlite_threads() <= threads_before
+
+
+# -- scripts (server/db/script.py): one hop, group commit --------------------------------------------
+_ADD = Sql('INSERT INTO "counter" ("value") VALUES ({}) RETURNING id')
+_VALUES = Sql('SELECT "value" FROM "counter" ORDER BY id')
+
+
+def add_value(value: int, fail: bool = False) -> Script[int]:
+    rows = yield _ADD, (value,)
+    if fail:
+        raise ValueError(f"script {value} fails after writing")
+    return int(rows[0]["id"])
+
+
+@pytest.mark.asyncio
+async def test_scripts_arriving_together_share_a_commit_and_one_failing_is_rolled_back_alone(
+    counter: Any, engine: FastSQLiteEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    groups: list[int] = []
+    run_group = sqlite_engine._run_group
+
+    def counting(connection: Any, scripts: list[Any]) -> Any:
+        groups.append(len(scripts))
+        return run_group(connection, scripts)
+
+    monkeypatch.setattr(sqlite_engine, "_run_group", counting)
+    committed: list[int] = []
+    await run_script(engine, add_value(-1))  # the writer is open: the rest queue behind one hop
+
+    async def one(value: int) -> int:
+        return await run_script(
+            engine, add_value(value, fail=value == 7), on_commit=lambda: committed.append(value)
+        )
+
+    async with asyncio.timeout(DEADLOCK_TIMEOUT):
+        results = await asyncio.gather(*(one(v) for v in range(1, 21)), return_exceptions=True)
+    assert isinstance(results[6], ValueError)
+    assert all(isinstance(r, int) for i, r in enumerate(results) if i != 6)
+    # Fewer transactions than scripts: they shared commits; every script but the failing one committed,
+    # and each after-commit step ran once, in commit order.
+    assert sum(groups) == 21 and len(groups) < 21
+    assert committed == [v for v in range(1, 21) if v != 7]
+    values = [r["value"] for r in await counter.raw(_VALUES.sqlite)]
+    assert values == [0, -1, *committed]
+    # The lock is free and the engine goes on.
+    assert await asyncio.wait_for(run_script(engine, add_value(99)), DEADLOCK_TIMEOUT) > 0
+
+
+@pytest.mark.asyncio
+async def test_a_script_inside_a_transaction_joins_it(counter: Any, engine: FastSQLiteEngine) -> None:
+    with pytest.raises(RuntimeError, match="outer"):
+        async with engine.transaction():
+            await run_script(engine, add_value(5))
+            raise RuntimeError("outer")
+    assert [r["value"] for r in await counter.raw(_VALUES.sqlite)] == [0]
+    async with engine.transaction():
+        await run_script(engine, add_value(6))
+    assert [r["value"] for r in await counter.raw(_VALUES.sqlite)] == [0, 6]
+
+
+@pytest.mark.asyncio
+async def test_a_failing_lone_script_leaves_nothing_and_releases_the_lock(
+    counter: Any, engine: FastSQLiteEngine
+) -> None:
+    with pytest.raises(ValueError):
+        await run_script(engine, add_value(3, fail=True))
+    assert [r["value"] for r in await counter.raw(_VALUES.sqlite)] == [0]
+    async with asyncio.timeout(DEADLOCK_TIMEOUT):
+        async with engine.transaction():
+            await counter.insert(counter(value=4))
+    assert [r["value"] for r in await counter.raw(_VALUES.sqlite)] == [0, 4]

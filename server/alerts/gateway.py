@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from server.db.bulk import insert_rows
 from server.dispatch.rules import epoch_ms
 from server.push.log import SYSTEM, UnitOfWork, unit_of_work
 from server.settings import Settings
@@ -91,23 +92,28 @@ async def schedule_alerts(
     pickup_id: int, courier_ids: list[int], round_no: int, offered_at: datetime
 ) -> None:
     """The alert timers of new offers (in the offering transaction); nothing when the gateway is off."""
+    await insert_rows(Timer, alert_timer_rows(pickup_id, courier_ids, round_no, offered_at))
+
+
+def alert_timer_rows(
+    pickup_id: int, courier_ids: list[int], round_no: int, offered_at: datetime
+) -> list[dict[str, Any]]:
+    """The timers rows of new offers' alerts (none when the gateway is off)."""
     gateway = _gateway
     if gateway is None or not courier_ids:
-        return
+        return []
     stages = [(SMS, gateway.after_s)] + ([(VOICE, gateway.voice_after_s)] if gateway.voice_after_s else [])
-    await Timer.insert(
-        *(
-            Timer(
-                kind=kind,
-                pickup=pickup_id,
-                courier=courier_id,
-                round=round_no,
-                due_ms=epoch_ms(offered_at + timedelta(seconds=after_s)),
-            )
-            for courier_id in courier_ids
-            for kind, after_s in stages
-        )
-    )
+    return [
+        {
+            "kind": kind,
+            "pickup": pickup_id,
+            "courier": courier_id,
+            "due_ms": epoch_ms(offered_at + timedelta(seconds=after_s)),
+            "round": round_no,
+        }
+        for courier_id in courier_ids
+        for kind, after_s in stages
+    ]
 
 
 async def drop_alerts(pickup_id: int, courier_ids: list[int]) -> None:

@@ -16,6 +16,7 @@ from litestar.stores.base import Store
 from litestar.types import Empty, Message, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
 
+from server.db.script import Sql, fetch
 from server.tables import Session
 
 # Scope keys: set by start_session() for the backend to see when the response goes out.
@@ -98,33 +99,42 @@ def _expiry(expires_in: int | timedelta | None) -> datetime | None:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
+_GET = Sql('SELECT data, expires_at FROM sessions WHERE "key" = {}')
+_UPDATE = Sql('UPDATE sessions SET data = {}, expires_at = {} WHERE "key" = {} RETURNING id')
+_INSERT = Sql('INSERT INTO sessions ("key", data, expires_at) VALUES ({}, {}, {})')
+_RENEW = Sql('UPDATE sessions SET expires_at = {} WHERE "key" = {}')
+# Renew a session's expiry at most this often: a courier's app calls often and each renewal is a write.
+_RENEW_EVERY = timedelta(minutes=1)
+
+
 class DatabaseSessionStore(Store):
+    """Sessions in the `sessions` table, read and written with raw SQL (every signed-in request reads
+    its session, so a query object each time cost more than the read). A session the request left as
+    it was is not written back at all (SessionBackend.store_in_message); get() renews its expiry."""
+
     async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
         data = value.decode() if isinstance(value, bytes) else value
         expires_at = _expiry(expires_in)
-        updated = (
-            await Session.update({Session.data: data, Session.expires_at: expires_at})
-            .where(Session.key == key)
-            .returning(Session.id)
-        )
-        if not updated:
-            await Session.insert(Session(key=key, data=data, expires_at=expires_at))
+        db = Session._meta.db
+        if not await fetch(db, _UPDATE, data, expires_at, key):
+            await fetch(db, _INSERT, key, data, expires_at)
 
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
         if not _plausible(key):
             return None  # a forged cookie (NUL, a megabyte) never reaches the database
-        row = await Session.select(Session.data, Session.expires_at).where(Session.key == key).first()
-        if row is None:
+        db = Session._meta.db
+        rows = await fetch(db, _GET, key)
+        if not rows:
             return None
-        if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+        data, expires_at = str(rows[0]["data"]), rows[0]["expires_at"]
+        if expires_at is not None and expires_at <= datetime.now(UTC):
             await self.delete(key)
             return None
-        if renew_for is not None and row["expires_at"] is not None:
+        if renew_for is not None and expires_at is not None:
             new_expiry = _expiry(renew_for)
-            # Renew at most once a minute: a courier's app polls often and each renewal is a write.
-            if new_expiry and new_expiry - row["expires_at"] > timedelta(minutes=1):
-                await Session.update({Session.expires_at: new_expiry}).where(Session.key == key)
-        return str(row["data"]).encode()
+            if new_expiry and new_expiry - expires_at > _RENEW_EVERY:
+                await fetch(db, _RENEW, new_expiry, key)
+        return data.encode()
 
     async def delete(self, key: str) -> None:
         if not _plausible(key):

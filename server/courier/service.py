@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -18,8 +19,14 @@ from server.alerts.gateway import drop_alerts
 from server.auth.principal import Principal
 from server.courier.schemas import ActionIn, CollectIn, DeclineIn, FailIn
 from server.db.engine import UNIQUE_VIOLATION, is_postgres
-from server.dispatch.offers import close_offers, lock_courier, offer_snapshot, open_load
-from server.dispatch.service import after_decline, drop_timers, hold_offer_timers
+from server.db.script import Script, Sql, fetch
+from server.dispatch.offers import (
+    close_offers_steps,
+    load_of_steps,
+    lock_courier_steps,
+    offer_snapshot,
+)
+from server.dispatch.service import OFFER_TIMER_KINDS, after_decline, hold_offer_timers
 from server.domain.contact import check_waybill
 from server.domain.pickup_states import HELD_STATES, Action, IllegalTransition, allowed_from, next_status
 from server.domain.visibility import OFFERED_COURIER
@@ -27,7 +34,7 @@ from server.errors import ApiError, field_errors, not_found
 from server.photos.service import photo_of_collect
 from server.pickups.schemas import PickupOut
 from server.pickups.service import pickup_view
-from server.push.log import SYSTEM, Actor, unit_of_work, utcnow
+from server.push.log import SYSTEM, Actor, UnitOfWork, run_unit, unit_of_work, utcnow
 from server.tables import Event, EventRecipient, Pickup, PickupOffer
 from server.zones.service import directory
 
@@ -50,11 +57,19 @@ async def _replayed(courier_id: int, body: ActionIn, pickup_id: int) -> bool:
     )
 
 
+_EVER_OFFERED = Sql("SELECT 1 AS one FROM pickup_offers WHERE pickup = {} AND courier = {} LIMIT 1")
+
+
 async def _known_to(courier_id: int, pickup_id: int, holder: int | None) -> bool:
     """Whether the pickup was ever put in front of this courier: offered, assigned or held, each of
     which addressed them an event about it. To any other courier it does not exist (404, the answer
     for an id nobody has), as another partner's pickup does not to a partner."""
     if holder == courier_id:
+        return True
+    # An offer row always came with the offered event addressed to them, and is found through the
+    # pickup's index: the join below walks every event ever addressed to the courier (the losing
+    # racer of every accept asks this).
+    if await fetch(PickupOffer._meta.db, _EVER_OFFERED, pickup_id, courier_id):
         return True
     return await EventRecipient.exists().where(
         (EventRecipient.courier == courier_id) & (EventRecipient.event.pickup == pickup_id)
@@ -95,52 +110,83 @@ async def accept(principal: Principal, pickup_id: int, body: ActionIn) -> Pickup
         return await pickup_view(
             pickup_id, with_events=False, viewer=Actor("courier", courier_id), for_partner=False
         )
-    actor = Actor("courier", courier_id)
-    async with unit_of_work() as uow:
-        # First, so that counting the load below and taking the pickup is one step (see lock_courier).
-        courier = await lock_courier(courier_id)
-        # Before the pickup's row (see drop_timers), and before the offer is checked: an expiry firing
-        # now finishes first, and the check sees what it did.
-        await drop_timers([pickup_id])
-        offered = await PickupOffer.exists().where(_open_offer(pickup_id, courier_id))
-        if not offered:
-            raise await _not_offered(pickup_id, courier_id)
-        if courier is None or not courier["on_duty"]:
-            raise ApiError(409, "off_duty", "go on duty before accepting pickups")
-        if (await open_load([courier_id])).get(courier_id, 0) >= courier["capacity"]:
-            raise ApiError(409, "over_capacity", f"you already hold {courier['capacity']} open pickups")
-        now = utcnow()
-        won = (
-            await Pickup.update(
-                {
-                    Pickup.status: next_status("offered", Action.ACCEPT).value,
-                    Pickup.courier: courier_id,
-                    Pickup.assigned_by_dispatcher: False,
-                    Pickup.version: Pickup.version + 1,
-                    Pickup.updated_at: now,
-                }
-            )
-            .where((Pickup.id == pickup_id) & (Pickup.status == "offered"))
-            .returning(Pickup.id, Pickup.zone)
+    try:
+        # One transaction in one hop to the database (server/db/script.py).
+        await run_unit(
+            lambda uow: _accept_steps(uow, courier_id, pickup_id, body.client_action_id, client_at)
         )
-        if not won:
-            raise await _conflict(pickup_id, Action.ACCEPT, courier_id)
-        uow.note_zone(pickup_id, won[0]["zone"])
-        await uow.record(
-            "pickup.accepted",
-            actor=actor,
-            pickup_id=pickup_id,
-            to=[courier_id],
-            at=now,
-            data={"courier": courier_id},
-            client_action_id=body.client_action_id,
-            client_at=client_at,
-        )
-        # The others lose their offer by the rules (first come, first served), not by this courier's say.
-        await close_offers(uow, pickup_id, winner=courier_id, actor=SYSTEM, reason="taken")
+    except _Refused as refused:
+        # Rolled back; what to tell the courier is read afterwards.
+        if refused.reason == "not_offered":
+            raise await _not_offered(pickup_id, courier_id) from None
+        if refused.reason == "lost":
+            raise await _conflict(pickup_id, Action.ACCEPT, courier_id) from None
+        assert refused.error is not None
+        raise refused.error from None
     return await pickup_view(
         pickup_id, with_events=False, viewer=Actor("courier", courier_id), for_partner=False
     )
+
+
+class _Refused(Exception):
+    """A courier's action refused inside its script: `reason` not_offered or lost (the answer needs
+    reads that wait for the rollback), or the `error` itself."""
+
+    def __init__(self, reason: str, error: ApiError | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+_DROP_OFFER_TIMERS = Sql(
+    "DELETE FROM timers WHERE pickup = {} AND kind IN ("
+    + ", ".join(f"'{k}'" for k in OFFER_TIMER_KINDS)
+    + ")"
+)
+_OPEN_OFFER = Sql(
+    "SELECT id FROM pickup_offers WHERE pickup = {} AND courier = {} AND outcome IS NULL LIMIT 1"
+)
+_TAKE = Sql(
+    "UPDATE pickups SET status = {}, courier = {}, assigned_by_dispatcher = {}, version = version + 1, "
+    "updated_at = {} WHERE id = {} AND status = 'offered' RETURNING id, zone"
+)
+
+
+def _accept_steps(
+    uow: UnitOfWork, courier_id: int, pickup_id: int, client_action_id: str | None, client_at: datetime | None
+) -> Script[None]:
+    # First, so that counting the load below and taking the pickup is one step (see lock_courier).
+    courier = yield from lock_courier_steps(courier_id)
+    # Before the pickup's row (see drop_timers), and before the offer is checked: an expiry firing
+    # now finishes first, and the check sees what it did.
+    yield _DROP_OFFER_TIMERS, (pickup_id,)
+    if not (yield _OPEN_OFFER, (pickup_id, courier_id)):
+        raise _Refused("not_offered")
+    if courier is None or not courier["on_duty"]:
+        raise _Refused("off_duty", ApiError(409, "off_duty", "go on duty before accepting pickups"))
+    if (yield from load_of_steps(courier_id)) >= courier["capacity"]:
+        raise _Refused(
+            "over_capacity",
+            ApiError(409, "over_capacity", f"you already hold {courier['capacity']} open pickups"),
+        )
+    now = utcnow()
+    status = next_status("offered", Action.ACCEPT).value
+    won = yield _TAKE, (status, courier_id, False, now, pickup_id)
+    if not won:
+        raise _Refused("lost")
+    uow.note_zone(pickup_id, won[0]["zone"])
+    uow.add(
+        "pickup.accepted",
+        actor=Actor("courier", courier_id),
+        pickup_id=pickup_id,
+        to=[courier_id],
+        at=now,
+        data={"courier": courier_id},
+        client_action_id=client_action_id,
+        client_at=client_at,
+    )
+    # The others lose their offer by the rules (first come, first served), not by this courier's say.
+    yield from close_offers_steps(uow, pickup_id, winner=courier_id, actor=SYSTEM, reason="taken")
 
 
 async def _not_offered(pickup_id: int, courier_id: int) -> ApiError:
@@ -176,40 +222,16 @@ async def _advance(
         Action.FAIL: "failed",
     }[action]
     waybill = values.get(Pickup.waybill_no)
+    columns = {column._meta.db_column_name: value for column, value in values.items()}
     try:
-        async with unit_of_work() as uow:
-            now = utcnow()
-            changed = (
-                await Pickup.update(
-                    {
-                        Pickup.status: target,
-                        Pickup.version: Pickup.version + 1,
-                        Pickup.updated_at: now,
-                        **values,
-                    }
-                )
-                .where(
-                    (Pickup.id == pickup_id)
-                    & (Pickup.courier == courier_id)
-                    & Pickup.status.is_in([s.value for s in allowed_from(action)])
-                )
-                .returning(Pickup.id, Pickup.zone)
+        # One transaction in one hop to the database (server/db/script.py).
+        await run_unit(
+            lambda uow: _advance_steps(
+                uow, courier_id, pickup_id, action, target, columns, event_type, data, body, client_at
             )
-            if not changed:
-                raise await _conflict(pickup_id, action, courier_id)
-            uow.note_zone(pickup_id, changed[0]["zone"])
-            if action is Action.CONTACT:
-                await _first_contact(pickup_id, courier_id, now)
-            await uow.record(
-                event_type,
-                actor=Actor("courier", courier_id),
-                pickup_id=pickup_id,
-                to=[courier_id],
-                at=now,
-                data=data,
-                client_action_id=body.client_action_id,
-                client_at=client_at,
-            )
+        )
+    except _Refused:
+        raise await _conflict(pickup_id, action, courier_id) from None
     except UNIQUE_VIOLATION:
         # The unique index over waybill numbers is the check (no read before every collect), and it
         # also stops the later of two pickups collected with one waybill at the same moment. It fires
@@ -223,23 +245,65 @@ async def _advance(
     )
 
 
-async def _first_contact(pickup_id: int, courier_id: int, now: datetime) -> None:
+def _advance_steps(
+    uow: UnitOfWork,
+    courier_id: int,
+    pickup_id: int,
+    action: Action,
+    target: str,
+    columns: dict[str, Any],
+    event_type: str,
+    data: dict[str, Any],
+    body: ActionIn,
+    client_at: datetime | None,
+) -> Script[None]:
+    now = utcnow()
+    allowed = tuple(sorted(s.value for s in allowed_from(action)))
+    changed = yield (
+        _advance_sql(tuple(columns), allowed),
+        (target, now, *columns.values(), pickup_id, courier_id),
+    )
+    if not changed:
+        raise _Refused("lost")  # what to answer is read after the rollback: _conflict
+    uow.note_zone(pickup_id, changed[0]["zone"])
+    if action is Action.CONTACT:
+        yield from _first_contact_steps(pickup_id, courier_id, now)
+    uow.add(
+        event_type,
+        actor=Actor("courier", courier_id),
+        pickup_id=pickup_id,
+        to=[courier_id],
+        at=now,
+        data=data,
+        client_action_id=body.client_action_id,
+        client_at=client_at,
+    )
+
+
+@lru_cache(maxsize=32)
+def _advance_sql(columns: tuple[str, ...], allowed: tuple[str, ...]) -> Sql:
+    """The conditional UPDATE of a held pickup's state change, setting `columns` too."""
+    sets = "".join(f', "{c}" = {{}}' for c in columns)
+    statuses = ", ".join(f"'{s}'" for s in allowed)
+    return Sql(
+        f"UPDATE pickups SET status = {{}}, version = version + 1, updated_at = {{}}{sets} "
+        f"WHERE id = {{}} AND courier = {{}} AND status IN ({statuses}) RETURNING id, zone"
+    )
+
+
+_ACCEPTED_OFFER = Sql(
+    "SELECT id FROM pickup_offers WHERE pickup = {} AND courier = {} AND outcome = 'accepted' "
+    "ORDER BY id DESC LIMIT 1"
+)
+_FIRST_CONTACT = Sql("UPDATE pickup_offers SET contacted_at = {} WHERE id = {} AND contacted_at IS NULL")
+
+
+def _first_contact_steps(pickup_id: int, courier_id: int, now: datetime) -> Script[None]:
     """The alert timeline's last step: when the courier who accepted the offer first reached the
     customer (a pickup handed over by a dispatcher has no accepted offer, and no such step)."""
-    offer = (
-        await PickupOffer.select(PickupOffer.id)
-        .where(
-            (PickupOffer.pickup == pickup_id)
-            & (PickupOffer.courier == courier_id)
-            & (PickupOffer.outcome == "accepted")
-        )
-        .order_by(PickupOffer.id, ascending=False)
-        .first()
-    )
-    if offer is not None:
-        await PickupOffer.update({PickupOffer.contacted_at: now}).where(
-            (PickupOffer.id == offer["id"]) & PickupOffer.contacted_at.is_null()
-        )
+    offer = yield _ACCEPTED_OFFER, (pickup_id, courier_id)
+    if offer:
+        yield _FIRST_CONTACT, (now, offer[0]["id"])
 
 
 def _waybill_taken() -> ApiError:

@@ -38,6 +38,8 @@ from piccolo.engine.sqlite import (
 )
 from piccolo.querystring import QueryString
 
+from server.db.script import OnCommit, OnTurn, Script, T, drive_in_thread
+
 if TYPE_CHECKING:
     from piccolo.table import Table
 
@@ -69,6 +71,9 @@ class _LoopState:
     all_readers: list[aiosqlite.Connection] = field(default_factory=list)
     reader_slots: asyncio.Semaphore = field(init=False)
     wal_done: bool = False
+    # Scripts waiting for the next group commit, and the task committing them (None when idle).
+    scripts: list[_QueuedScript] = field(default_factory=list)
+    committer: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.reader_slots = asyncio.Semaphore(max(self.readers, 1))
@@ -330,12 +335,121 @@ class FastSQLiteEngine(SQLiteEngine):
             self.print_response(query_id=query_id, response=response)
         return response
 
+    async def run_script(self, script: Script[T], on_turn: OnTurn = None, on_commit: OnCommit = None) -> T:
+        """A whole unit of work in one hop to the writer's thread (server/db/script.py).
+
+        Inside the caller's transaction: its statements only (one more hop inside it). Otherwise the
+        script joins the next group commit: scripts that arrive while the writer is busy share one
+        transaction (BEGIN IMMEDIATE … COMMIT, one hop for all), each in a savepoint of its own, so one
+        that fails (a unique index refusing its row) is rolled back alone and the others commit. Its
+        caller is answered only after that COMMIT, and `on_commit` (publishing its events) runs in
+        commit order, synchronously, before the write lock is let go: the write lock already orders
+        every commit on SQLite, so `on_turn` (the publish-order lock) is not needed for this path."""
+        transaction = self.current_transaction.get()
+        if transaction is not None:
+            if on_commit is not None:
+                raise ValueError("on_commit needs a transaction of the script's own")
+            if on_turn is not None:
+                await on_turn()
+            connection = transaction.connection
+            return await connection._execute(drive_in_thread, connection._conn, script, False)  # type: ignore[no-any-return]
+        state = await self._get_state()
+        future: asyncio.Future[Any] = state.loop.create_future()
+        state.scripts.append(_QueuedScript(script, on_commit, future))
+        if state.committer is None:
+            state.committer = state.loop.create_task(self._commit_groups(state))
+        return await future  # type: ignore[no-any-return]
+
+    async def _commit_groups(self, state: _LoopState) -> None:
+        try:
+            while state.scripts:
+                async with state.write_lock:
+                    group = state.scripts[:GROUP_COMMIT_MAX]
+                    del state.scripts[:GROUP_COMMIT_MAX]
+                    try:
+                        writer = await self._get_writer(state)
+                        outcomes = await writer._execute(
+                            _run_group, writer._conn, [queued.script for queued in group]
+                        )
+                    except Exception as error:  # the transaction as a whole failed (e.g. COMMIT)
+                        for queued in group:
+                            queued.close()
+                            _settle(queued.future, error=error)
+                        continue
+                    for queued, (ok, value) in zip(group, outcomes, strict=True):
+                        if ok and queued.on_commit is not None:
+                            try:
+                                queued.on_commit()
+                            except Exception:
+                                logger.exception("after-commit step failed (its transaction committed)")
+                        if ok:
+                            _settle(queued.future, result=value)
+                        else:
+                            _settle(queued.future, error=value)
+        finally:
+            state.committer = None
+            if state.scripts and not state.loop.is_closed():
+                # Cancelled (the loop is shutting down) with scripts still queued: hand them on.
+                state.committer = state.loop.create_task(self._commit_groups(state))
+
     def transaction(
         self,
         transaction_type: TransactionType = TransactionType.immediate,
         allow_nested: bool = True,
     ) -> FastTransaction:
         return FastTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
+
+
+# Scripts per group commit at most: enough to share a COMMIT widely, few enough that no answer waits long.
+GROUP_COMMIT_MAX = 64
+
+
+@dataclass(eq=False)
+class _QueuedScript:
+    script: Script[Any]
+    on_commit: OnCommit
+    future: asyncio.Future[Any]
+
+    def close(self) -> None:
+        self.script.close()
+
+
+def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():  # its caller was cancelled; the script ran (or not) all the same
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _run_group(connection: sqlite3.Connection, scripts: list[Script[Any]]) -> list[tuple[bool, Any]]:
+    """In the writer's thread: one transaction, each script in a savepoint of its own (a lone script
+    needs none); (True, result) or (False, exception) per script, in order."""
+    outcomes: list[tuple[bool, Any]] = []
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if len(scripts) == 1:
+            try:
+                outcomes.append((True, drive_in_thread(connection, scripts[0], False)))
+            except Exception as error:
+                connection.execute("ROLLBACK")
+                return [(False, error)]
+        else:
+            for script in scripts:
+                connection.execute("SAVEPOINT unit")
+                try:
+                    outcomes.append((True, drive_in_thread(connection, script, False)))
+                except Exception as error:
+                    connection.execute("ROLLBACK TO unit")
+                    outcomes.append((False, error))
+                connection.execute("RELEASE unit")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 async def _stop(connection: aiosqlite.Connection) -> None:

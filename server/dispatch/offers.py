@@ -7,14 +7,23 @@ from typing import Any
 
 from server.alerts.gateway import schedule_alerts
 from server.db.engine import is_postgres
+from server.db.script import Script, Sql, run_script
 from server.domain.pickup_states import HELD_STATES, Action, next_status
 from server.domain.visibility import OFFERED_COURIER, contact_for
 from server.push.log import SYSTEM, Actor, UnitOfWork, utcnow
 from server.tables import Courier, Pickup, PickupOffer
 from server.zones.service import ZoneInfo
 
+_COURIER = "SELECT id, on_duty, capacity FROM couriers WHERE id = {}"
+_LOCK_COURIER = {False: Sql(_COURIER), True: Sql(_COURIER + " FOR NO KEY UPDATE")}
+
 
 async def lock_courier(courier_id: int) -> dict[str, Any] | None:
+    """lock_courier_steps on its own, in the caller's transaction."""
+    return await run_script(Courier._meta.db, lock_courier_steps(courier_id))
+
+
+def lock_courier_steps(courier_id: int) -> Script[dict[str, Any] | None]:
     """The courier's duty and capacity, read as the transaction's first step with the courier's row
     locked until it ends, so that whoever then counts the courier's load and hands them a pickup does
     so alone: two accepts (or an accept and an assignment) for one courier take turns, and capacity
@@ -24,10 +33,18 @@ async def lock_courier(courier_id: int) -> dict[str, Any] | None:
     under the advisory lock UnitOfWork.write takes last; FOR UPDATE would make them wait for us while
     we wait for that lock, a deadlock.
     """
-    query = Courier.select(Courier.id, Courier.on_duty, Courier.capacity).where(Courier.id == courier_id)
-    if is_postgres(Courier._meta.db):
-        query = query.lock_rows("NO KEY UPDATE")
-    return await query.first()
+    rows = yield _LOCK_COURIER[is_postgres(Courier._meta.db)], (courier_id,)
+    return rows[0] if rows else None
+
+
+_HELD = ", ".join(f"'{s.value}'" for s in sorted(HELD_STATES))
+_LOAD_OF_ONE = Sql(f"SELECT COUNT(*) AS n FROM pickups WHERE courier = {{}} AND status IN ({_HELD})")
+
+
+def load_of_steps(courier_id: int) -> Script[int]:
+    """How many pickups one courier holds now (accepted or contacted)."""
+    rows = yield _LOAD_OF_ONE, (courier_id,)
+    return int(rows[0]["n"])
 
 
 async def open_load(courier_ids: list[int]) -> dict[int, int]:
@@ -136,41 +153,55 @@ async def _offer_in_round(
         pickup_id=pickup["id"],
         to=courier_ids,
         at=now,
-        data={
-            "round": round_no,
-            "zone": zone.code,
-            "mode": zone.dispatch_mode,
-            "reason": reason,
-            "expires_at": expires.isoformat() if expires else None,
-            "pickup": offer_snapshot(pickup, zone),
-        },
+        data=offered_event_data(pickup, zone, expires=expires, reason=reason),
     )
+
+
+def offered_event_data(
+    pickup: dict[str, Any], zone: ZoneInfo, *, expires: datetime | None, reason: str
+) -> dict[str, Any]:
+    """What the `pickup.offered` event carries (and its push message), for the pickup's current round:
+    built here only, whether the offer is written by _offer_in_round or with a create
+    (server/dispatch/first_offer.py)."""
+    return {
+        "round": pickup["offer_round"],
+        "zone": zone.code,
+        "mode": zone.dispatch_mode,
+        "reason": reason,
+        "expires_at": expires.isoformat() if expires else None,
+        "pickup": offer_snapshot(pickup, zone),
+    }
 
 
 async def close_offers(
     uow: UnitOfWork, pickup_id: int, *, winner: int | None, actor: Actor, reason: str
 ) -> list[int]:
-    """End every open offer of the pickup; tell everyone but the winner it is withdrawn."""
-    open_offers = await PickupOffer.select(PickupOffer.id, PickupOffer.courier).where(
-        (PickupOffer.pickup == pickup_id) & PickupOffer.outcome.is_null()
+    """close_offers_steps in the caller's transaction, in one hop."""
+    return await run_script(
+        PickupOffer._meta.db, close_offers_steps(uow, pickup_id, winner=winner, actor=actor, reason=reason)
     )
+
+
+_OPEN_OFFERS = Sql("SELECT id, courier FROM pickup_offers WHERE pickup = {} AND outcome IS NULL")
+_WITHDRAW_OTHERS = Sql(
+    "UPDATE pickup_offers SET outcome = 'withdrawn' WHERE pickup = {} AND outcome IS NULL AND courier <> {}"
+)
+_ACCEPT_WINNERS = Sql(
+    "UPDATE pickup_offers SET outcome = 'accepted', answered_at = {} "
+    "WHERE pickup = {} AND outcome IS NULL AND courier = {}"
+)
+
+
+def close_offers_steps(
+    uow: UnitOfWork, pickup_id: int, *, winner: int | None, actor: Actor, reason: str
+) -> Script[list[int]]:
+    """End every open offer of the pickup; tell everyone but the winner it is withdrawn."""
+    open_offers = yield _OPEN_OFFERS, (pickup_id,)
     losers = sorted({o["courier"] for o in open_offers if o["courier"] != winner})
     if open_offers:
-        await PickupOffer.update({PickupOffer.outcome: "withdrawn"}).where(
-            (PickupOffer.pickup == pickup_id)
-            & PickupOffer.outcome.is_null()
-            & (PickupOffer.courier != (winner or 0))
-        )
+        yield _WITHDRAW_OTHERS, (pickup_id, winner or 0)
         if winner is not None:
-            await PickupOffer.update(
-                {PickupOffer.outcome: "accepted", PickupOffer.answered_at: utcnow()}
-            ).where(
-                (PickupOffer.pickup == pickup_id)
-                & PickupOffer.outcome.is_null()
-                & (PickupOffer.courier == winner)
-            )
+            yield _ACCEPT_WINNERS, (utcnow(), pickup_id, winner)
     if losers:
-        await uow.record(
-            "pickup.withdrawn", actor=actor, pickup_id=pickup_id, to=losers, data={"reason": reason}
-        )
+        uow.add("pickup.withdrawn", actor=actor, pickup_id=pickup_id, to=losers, data={"reason": reason})
     return losers

@@ -59,6 +59,25 @@ def next_assignee(ranked: Sequence[int], already_offered: set[int]) -> int | Non
     return next((c for c in ranked if c not in already_offered), None)
 
 
+def offer_targets(
+    mode: str,
+    candidates: Sequence[Candidate],
+    *,
+    pickup_lat: float | None,
+    pickup_lng: float | None,
+    ever_offered: set[int],
+    passed_over: set[int],
+) -> list[int]:
+    """Who a stage's offer goes to: in assign mode the best-ranked courier not offered it before, in
+    grab mode every courier with spare capacity who is not `passed_over` (has it open or declined it)."""
+    if mode == "assign":
+        chosen = next_assignee(
+            rank_for_assign(candidates, pickup_lat=pickup_lat, pickup_lng=pickup_lng), ever_offered
+        )
+        return [chosen] if chosen is not None else []
+    return sorted(c.courier_id for c in candidates if c.load < c.capacity and c.courier_id not in passed_over)
+
+
 def sla_timers(created: datetime, due: datetime | None) -> list[tuple[str, datetime]]:
     """The warning at 80 % of the time limit and the breach at 100 %."""
     if due is None or due <= created:

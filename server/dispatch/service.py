@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerts.gateway import ALERT_KINDS, drop_alerts, on_alert_due
-from server.db.bulk import insert_rows
 from server.db.engine import is_postgres
 from server.dispatch.offers import close_offers, lock_courier, offer_to, open_load
 from server.dispatch.rules import (
@@ -23,8 +22,7 @@ from server.dispatch.rules import (
     ZONE,
     Candidate,
     epoch_ms,
-    next_assignee,
-    rank_for_assign,
+    offer_targets,
     sla_timers,
 )
 from server.dispatch.scope import EVERYTHING, Scope, courier_in_scope
@@ -151,14 +149,14 @@ async def dispatch_pickup(
             candidates = candidates_seen[key]
         else:
             candidates = candidates_seen[key] = await stage_candidates(zone, stage)
-        if zone.dispatch_mode == "assign":
-            ranked = rank_for_assign(candidates, pickup_lat=pickup["lat"], pickup_lng=pickup["lng"])
-            chosen = next_assignee(ranked, offers.ever)
-            targets = [chosen] if chosen is not None else []
-        else:
-            targets = sorted(
-                c.courier_id for c in candidates if c.load < c.capacity and c.courier_id not in passed_over
-            )
+        targets = offer_targets(
+            zone.dispatch_mode,
+            candidates,
+            pickup_lat=pickup["lat"],
+            pickup_lng=pickup["lng"],
+            ever_offered=offers.ever,
+            passed_over=passed_over,
+        )
         if targets:
             await _set_stage(uow, pickup, stage)
             await offer_to(uow, pickup, zone, targets, ttl_s=zone.offer_ttl_s, reason=reason)
@@ -203,14 +201,13 @@ async def _escalate_to_dispatcher(uow: UnitOfWork, pickup: dict[str, Any], *, op
         )
 
 
-async def start_time_limits(pickups: list[dict[str, Any]]) -> None:
-    """The time-limit timers (warning, breach) of new pickups, in one insert per few thousand."""
-    timers = [
-        {"kind": kind, "pickup": pickup["id"], "due_ms": epoch_ms(due), "round": 0}
+def time_limit_rows(pickups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timers rows of new pickups' time limits (warning, breach)."""
+    return [
+        {"kind": kind, "pickup": pickup["id"], "courier": None, "due_ms": epoch_ms(due), "round": 0}
         for pickup in pickups
         for kind, due in sla_timers(pickup["created_at"], pickup["due_at"])
     ]
-    await insert_rows(Timer, timers)
 
 
 # -- timers ------------------------------------------------------------------------------------------

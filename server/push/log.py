@@ -11,11 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import msgspec
 
-from server.db.bulk import insert_rows
+from server.db.script import TURN, Script, Sql, T, insert_steps, run_script
 from server.tables import Event, EventRecipient, Pickup
 
 
@@ -56,6 +57,7 @@ def utcnow() -> datetime:
 # A transaction-level advisory lock taken just before a transaction writes its events (PostgreSQL only).
 EVENT_LOG_LOCK = 0x4C53_4556  # "LSEV"
 _EVENTS_PER_INSERT = 300
+_encoder = msgspec.json.Encoder()
 _publish_order: tuple[Any, asyncio.Lock] | None = None
 
 
@@ -116,6 +118,30 @@ class UnitOfWork:
         client_action_id: str | None = None,
         client_at: datetime | None = None,
     ) -> None:
+        self.add(
+            type,
+            actor=actor,
+            pickup_id=pickup_id,
+            data=data,
+            to=to,
+            at=at,
+            client_action_id=client_action_id,
+            client_at=client_at,
+        )
+
+    def add(
+        self,
+        type: str,
+        *,
+        actor: Actor,
+        pickup_id: int | None = None,
+        data: dict[str, Any] | None = None,
+        to: Iterable[int] = (),
+        at: datetime | None = None,
+        client_action_id: str | None = None,
+        client_at: datetime | None = None,
+    ) -> None:
+        """`record` for scripts (server/db/script.py), which cannot await: the same, nothing awaited."""
         at = at or utcnow()
         payload = data or {}
         row = {
@@ -124,39 +150,53 @@ class UnitOfWork:
             "actor_kind": actor.kind,
             "actor_id": actor.id,
             "at": at,
-            "data": msgspec.json.encode(payload).decode(),
+            "data": _encoder.encode(payload).decode(),
             "client_action_id": client_action_id,
             "client_at": client_at,
         }
         self._pending.append(_Pending(row, type, at, pickup_id, payload, sorted(set(to))))
 
     async def write(self) -> None:
-        """Insert the recorded events (inside the transaction, as its last step)."""
+        """Insert the recorded events inside the caller's transaction, as its last step (one hop)."""
+        if self._pending:
+            await run_script(Event._meta.db, self.write_steps(), on_turn=self.take_turn)
+
+    async def take_turn(self) -> None:
+        """Take the process's publish-order lock (held until release(), after publishing)."""
+        if self._ordering is None:
+            ordering = _publish_order_lock()
+            await ordering.acquire()
+            self._ordering = ordering
+
+    def write_steps(self) -> Script[None]:
+        """The statements of write(), as a script's last steps (yields TURN before taking ids)."""
         if not self._pending:
             return
-        # One read for every pickup the events name, before the locks below: their zones say which
-        # consoles see each live message (replays read the same through a join).
-        named = {p.pickup_id for p in self._pending if p.pickup_id is not None}
-        zones = self._zones | await _zones_of(named - self._zones.keys())
-        ordering = _publish_order_lock()
-        await ordering.acquire()
-        self._ordering = ordering
+        # One read for every pickup the events name: their zones say which consoles see each live
+        # message (replays read the same through a join).
+        named = sorted({p.pickup_id for p in self._pending if p.pickup_id is not None} - self._zones.keys())
+        zones = dict(self._zones)
+        for i in range(0, len(named), _EVENTS_PER_INSERT):
+            part = named[i : i + _EVENTS_PER_INSERT]
+            rows = yield _zones_sql(len(part)), tuple(part)
+            zones.update({r["id"]: r["zone"] for r in rows})
+        yield TURN
         if Event._meta.db.engine_type in ("postgres", "cockroach"):
-            await Event.raw("SELECT pg_advisory_xact_lock({})", EVENT_LOG_LOCK)
+            yield _ADVISORY_LOCK, (EVENT_LOG_LOCK,)
         # One INSERT per few hundred events (a batch create records hundreds). Ids are handed out in
         # the order of the VALUES on both engines, and under the lock above nothing else takes ids
         # between, so the returned ids, sorted, are the events' in the order recorded.
         event_ids: list[int] = []
         for i in range(0, len(self._pending), _EVENTS_PER_INSERT):
             chunk = self._pending[i : i + _EVENTS_PER_INSERT]
-            rows = await insert_rows(Event, [p.row for p in chunk], returning=("id",))
+            rows = yield from insert_steps("events", [p.row for p in chunk], returning=("id",))
             event_ids.extend(sorted(r["id"] for r in rows))
         links = [
             {"event": event_id, "courier": c}
             for p, event_id in zip(self._pending, event_ids, strict=True)
             for c in p.to
         ]
-        await insert_rows(EventRecipient, links)
+        yield from insert_steps("event_recipients", links)
         for p, event_id in zip(self._pending, event_ids, strict=True):
             self.messages.append(
                 PushMessage(
@@ -177,11 +217,12 @@ class UnitOfWork:
             self._ordering = None
 
 
-async def _zones_of(pickup_ids: set[int]) -> dict[int, int | None]:
-    if not pickup_ids:
-        return {}
-    rows = await Pickup.select(Pickup.id, Pickup.zone).where(Pickup.id.is_in(sorted(pickup_ids)))
-    return {r["id"]: r["zone"] for r in rows}
+_ADVISORY_LOCK = Sql("SELECT pg_advisory_xact_lock({})")
+
+
+@lru_cache(maxsize=64)
+def _zones_sql(n: int) -> Sql:
+    return Sql("SELECT id, zone FROM pickups WHERE id IN (" + ", ".join(["{}"] * n) + ")")
 
 
 # Set by the running app; the CLI (demo seeding, migrations) runs without one and pushes nothing.
@@ -196,6 +237,24 @@ def set_publisher(publisher: Any) -> None:
 def publish(messages: Sequence[PushMessage]) -> None:
     if _publisher is not None and messages:
         _publisher.publish(messages)
+
+
+async def run_unit(steps: Callable[[UnitOfWork], Script[T]]) -> T:
+    """A write transaction made of one script (server/db/script.py: one hop to SQLite), its recorded
+    events written as its last steps and pushed after it commits: unit_of_work for the hot paths."""
+    uow = UnitOfWork()
+
+    def script() -> Script[T]:
+        result = yield from steps(uow)
+        yield from uow.write_steps()
+        return result
+
+    try:
+        return await run_script(
+            Pickup._meta.db, script(), on_turn=uow.take_turn, on_commit=lambda: publish(uow.messages)
+        )
+    finally:
+        uow.release()
 
 
 @asynccontextmanager
