@@ -70,12 +70,10 @@ def row_html(row: PickupRow, lang: str, u: Url, fmt: Any) -> Markup:
         )
         if row.section not in _CLOSED:
             due += f' <span class="left" data-due="{at}">{escape(fmt.remaining(row))}</span>'
-    chase = (
-        f'<span class="badge chases" title="{escape(translate("console.chased", lang, n=row.chase_count))}">'
-        f"{row.chase_count}</span>"
-        if row.chase_count
-        else ""
-    )
+    chase = ""
+    if row.chase_count:
+        chased = escape(translate("console.chased", lang, n=row.chase_count))
+        chase = f'<span class="badge chases" title="{chased}">{row.chase_count}</span>'
     return Markup(
         f'<tr id="pickup-{pid}" class="{classes}"\n'
         f'    data-section="{escape(row.section)}" data-zone="{escape(row.zone_code or "")}"'
@@ -95,10 +93,8 @@ def row_html(row: PickupRow, lang: str, u: Url, fmt: Any) -> Markup:
 
 def _status(row: PickupRow, lang: str) -> str:
     if row.assigned_by_dispatcher and row.status == "accepted":
-        out = (
-            f'<span class="badge st-assigned" title="{_word("console.board.assigned.title", lang)}">'
-            f"{_word('console.board.assigned', lang)}</span>"
-        )
+        title, label = _word("console.board.assigned.title", lang), _word("console.board.assigned", lang)
+        out = f'<span class="badge st-assigned" title="{title}">{label}</span>'
     else:
         out = f'<span class="badge st-{escape(row.status)}">{_word("console.status." + row.status, lang)}</span>'
     if row.escalated and row.section == "queue":

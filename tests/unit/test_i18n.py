@@ -124,7 +124,7 @@ def template_keys() -> set[str]:
 
 
 def code_keys() -> set[str]:
-    literal = extracted("python", "**.py", {"translate": None, "forbidden_page": (2,)})
+    literal = extracted("python", "**.py", {"translate": None, "_word": None, "forbidden_page": (2,)})
     geo = {key for _, key in console._GEO_MESSAGES} | {key for _, key in console._JSON_REASONS}
     built = {pattern.format(value) for pattern, values in DYNAMIC_CODE_KEYS.items() for value in values}
     booking_errors = set(booking.ERRORS.values())
