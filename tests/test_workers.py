@@ -57,33 +57,19 @@ def test_workers_are_refused_with_in_process_channels(tmp_path: Path) -> None:
     assert "miss offers" in run.stderr
 
 
-def test_a_port_in_use_stops_the_workers_before_they_start(tmp_path: Path) -> None:
-    # The parent binds first (SO_REUSEPORT, which a plain listener does not share): no worker is started.
+@pytest.mark.parametrize(
+    "reuseport",
+    [
+        pytest.param(False, id="a plain listener"),
+        # Another Lanshou's workers listen with SO_REUSEPORT, which ours would share: found all the same.
+        pytest.param(True, id="another server's workers"),
+    ],
+)
+def test_a_port_in_use_stops_the_workers_before_they_start(tmp_path: Path, reuseport: bool) -> None:
+    # The parent looks for a listener and binds first: no worker is started.
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        env = base_env(
-            tmp_path,
-            LANSHOU_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
-            LANSHOU_CHANNELS_URL="postgresql://nobody@127.0.0.1:1/none",
-        )
-        run = subprocess.run(
-            [sys.executable, "-m", "server", "serve", "--workers", "2", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert run.returncode == 3, run.stdout + run.stderr
-    assert "cannot listen on" in run.stderr and "in use" in run.stderr
-
-
-def test_a_second_server_with_workers_on_the_same_port_is_refused(tmp_path: Path) -> None:
-    # Another Lanshou's workers listen with SO_REUSEPORT, which ours would share: it is found all the same.
-    with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuseport:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]

@@ -201,13 +201,19 @@ async def test_chromium_finds_the_app_installable_and_opens_it_offline(
         await context.close()
 
 
-async def test_a_waybill_typed_while_the_list_refreshes_is_kept(phone: Any, people: Personas) -> None:
+async def holding_one_pickup(phone: Any, people: Personas) -> tuple[conftest.TestZone, Any]:
+    """A courier on duty who has accepted one pickup: the zone and the held card's locator."""
     zone = await make_zone(people, couriers=1)
     await sign_in_and_go_on_duty(phone, zone)
     pickup_id, _ = await ring_time(phone, people, zone)
     await phone.locator(f"#offer-{pickup_id} button[data-action=accept]").tap()
     held = phone.locator(f"#held-{pickup_id}")
     await expect(held).to_have_attribute("data-status", "accepted")
+    return zone, held
+
+
+async def test_a_waybill_typed_while_the_list_refreshes_is_kept(phone: Any, people: Personas) -> None:
+    _, held = await holding_one_pickup(phone, people)
 
     # The list's next answer is held back; meanwhile the courier types the waybill number.
     release = asyncio.Event()
@@ -229,12 +235,7 @@ async def test_a_waybill_typed_while_the_list_refreshes_is_kept(phone: Any, peop
 async def test_a_refusal_answered_after_the_list_refreshed_is_shown(phone: Any, people: Personas) -> None:
     # A wrong waybill is sent; before the server's refusal comes back, a new offer arrives and the list is
     # swapped for a new one. The refusal must show on the card that is on screen now, not on the old one.
-    zone = await make_zone(people, couriers=1)
-    await sign_in_and_go_on_duty(phone, zone)
-    pickup_id, _ = await ring_time(phone, people, zone)
-    await phone.locator(f"#offer-{pickup_id} button[data-action=accept]").tap()
-    held = phone.locator(f"#held-{pickup_id}")
-    await expect(held).to_have_attribute("data-status", "accepted")
+    zone, held = await holding_one_pickup(phone, people)
 
     release = asyncio.Event()
     sent = asyncio.Event()
