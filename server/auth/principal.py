@@ -117,7 +117,9 @@ def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
 
     admitted = (*roles, "admin") if "dispatcher" in roles and "admin" not in roles else roles
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # A coroutine function: Litestar runs a plain function guard in a worker thread, a thread-pool hop
+    # per request (7.8 % of the event loop's busy time at 450 creates/s, py-spy) for a dict lookup.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         # Read from the scope: `connection.user` raises (a 500) when authentication was skipped.
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal):

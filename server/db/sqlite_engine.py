@@ -23,10 +23,12 @@ How:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -34,6 +36,7 @@ from piccolo.engine.sqlite import (
     SQLiteEngine,
     SQLiteTransaction,
     TransactionType,
+    convert_datetime_in,
     dict_factory,
 )
 from piccolo.querystring import QueryString
@@ -44,6 +47,18 @@ if TYPE_CHECKING:
     from piccolo.table import Table
 
 logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=256)
+def _datetime_in(value: datetime) -> str:
+    """Piccolo's adapter for datetimes bound to SQLite (`convert_datetime_in`: UTC, then str), with the
+    last few remembered. A create binds one `now` and one expiry to many rows (about 27 datetimes
+    per create at ten couriers a zone), and each conversion costs about 2 µs in the writer's thread.
+    Equal aware datetimes are the same instant, so they have the same UTC text whatever their zone."""
+    return convert_datetime_in(value)
+
+
+sqlite3.register_adapter(datetime, _datetime_in)
 
 # Only statements that cannot write may use a reader. ``WITH`` is excluded because a CTE can
 # prefix INSERT/UPDATE/DELETE; sending it to the writer is merely slower, never wrong.
