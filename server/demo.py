@@ -116,7 +116,7 @@ async def _seed_places() -> None:
                     sla_minutes=120,
                 )
             )
-        await uow.record("zones.changed", actor=SYSTEM, data={"seeded": "demo"})
+        uow.add("zones.changed", actor=SYSTEM, data={"seeded": "demo"})
 
 
 async def _seed_people() -> None:

@@ -88,7 +88,7 @@ async def set_courier_zones(
             await CourierZone.insert(
                 *(CourierZone(courier=courier_id, zone=known[m.zone]["id"], role=m.role) for m in memberships)
             )
-        await uow.record(
+        uow.add(
             "courier.zones",
             actor=actor,
             to=[courier_id],
@@ -118,6 +118,6 @@ async def add_station(data: StationCreate, actor: Actor) -> StationOut:
         rows = await Station.insert(
             Station(code=data.code, name=data.name, level=data.level, parent=parent_id)
         ).returning(Station.id)
-        await uow.record("station.created", actor=actor, data={"code": data.code, "parent": data.parent})
+        uow.add("station.created", actor=actor, data={"code": data.code, "parent": data.parent})
     forget_scopes()
     return StationOut(id=rows[0]["id"], code=data.code, name=data.name, level=data.level, parent=data.parent)

@@ -35,7 +35,6 @@ from typing import Any
 import httpx
 import msgspec
 
-from server.db.bulk import insert_rows
 from server.dispatch.rules import epoch_ms
 from server.push.log import SYSTEM, UnitOfWork, unit_of_work
 from server.settings import Settings
@@ -86,13 +85,6 @@ def configure(settings: Settings | None) -> None:
         voice_after_s=settings.alert_gateway_voice_after_s,
         allowed=allowed_hosts(settings.alert_gateway_allowed_hosts),
     )
-
-
-async def schedule_alerts(
-    pickup_id: int, courier_ids: list[int], round_no: int, offered_at: datetime
-) -> None:
-    """The alert timers of new offers (in the offering transaction); nothing when the gateway is off."""
-    await insert_rows(Timer, alert_timer_rows(pickup_id, courier_ids, round_no, offered_at))
 
 
 def alert_timer_rows(
@@ -211,7 +203,7 @@ async def send_alert(gateway: Gateway, alert: Alert) -> None:
             "%s alert for pickup %s: gateway answered HTTP %s", alert.channel, alert.pickup_id, status
         )
     async with unit_of_work() as uow:
-        await uow.record(
+        uow.add(
             "pickup.alert_sent",
             actor=SYSTEM,
             pickup_id=alert.pickup_id,

@@ -39,4 +39,4 @@ async def add_note(actor: Actor, pickup_id: int, text: str, *, scope: Scope) -> 
         if pickup is None or not scope.covers_zone(pickup["zone"]):
             raise not_found("pickup")
         uow.note_zone(pickup_id, pickup["zone"])
-        await uow.record("pickup.noted", actor=actor, pickup_id=pickup_id, data={"text": text})
+        uow.add("pickup.noted", actor=actor, pickup_id=pickup_id, data={"text": text})

@@ -368,7 +368,7 @@ async def set_zones(
         after = await CourierZone.select(CourierZone.role, CourierZone.zone._.code.as_alias("code")).where(
             CourierZone.courier == courier_id
         )
-        await uow.record(
+        uow.add(
             "courier.zones",
             actor=actor,
             to=[courier_id],
@@ -394,4 +394,4 @@ async def set_capacity(actor: Actor, scope: Scope, courier_id: int, capacity: in
         )
     async with unit_of_work() as uow:
         await Courier.update({Courier.capacity: capacity}).where(Courier.id == courier_id)
-        await uow.record("courier.capacity", actor=actor, to=[courier_id], data={"capacity": capacity})
+        uow.add("courier.capacity", actor=actor, to=[courier_id], data={"capacity": capacity})

@@ -36,7 +36,7 @@ async def change_duty(courier_id: int, on_duty: bool, actor: Actor) -> DutyOut:
         memberships = await CourierZone.select(
             CourierZone.zone, CourierZone.role, CourierZone.zone.station.as_alias("station")
         ).where(CourierZone.courier == courier_id)
-        await uow.record("courier.duty", actor=actor, to=[courier_id], data={"on_duty": on_duty})
+        uow.add("courier.duty", actor=actor, to=[courier_id], data={"on_duty": on_duty})
         if on_duty and updated:
             offers_sent = await _offer_waiting_pickups(uow, courier_id, updated[0]["capacity"], memberships)
     zone_codes = [directory.zones[m["zone"]].code for m in memberships if m["zone"] in directory.zones]

@@ -425,7 +425,7 @@ async def decline(principal: Principal, pickup_id: int, body: DeclineIn) -> Pick
         if not declined:
             raise await _not_offered(pickup_id, courier_id)
         await drop_alerts(pickup_id, [courier_id])
-        await uow.record(
+        uow.add(
             "pickup.declined",
             actor=Actor("courier", courier_id),
             pickup_id=pickup_id,
@@ -455,7 +455,7 @@ async def seen(principal: Principal, pickup_id: int, body: ActionIn) -> PickupOu
             .returning(PickupOffer.id)
         )
         if first:
-            await uow.record(
+            uow.add(
                 "pickup.offer_seen",
                 actor=Actor("courier", courier_id),
                 pickup_id=pickup_id,
@@ -490,7 +490,7 @@ async def arrived(principal: Principal, pickup_id: int, body: ActionIn) -> Picku
         if held is None:
             raise await _not_holding(pickup_id, courier_id)
         uow.note_zone(pickup_id, held["zone"])
-        await uow.record(
+        uow.add(
             "pickup.arrived",
             actor=Actor("courier", courier_id),
             pickup_id=pickup_id,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.alerts.gateway import schedule_alerts
+from server.alerts.gateway import alert_timer_rows
 from server.db.engine import is_postgres
-from server.db.script import Script, Sql, run_script
+from server.db.script import Script, Sql, insert_steps, run_script
 from server.domain.pickup_states import HELD_STATES, Action, next_status
 from server.domain.visibility import OFFERED_COURIER, contact_for
 from server.push.log import SYSTEM, Actor, UnitOfWork, utcnow
@@ -86,6 +86,12 @@ def offer_snapshot(pickup: dict[str, Any], zone: ZoneInfo | None) -> dict[str, A
     }
 
 
+_NEW_ROUND = Sql(
+    "UPDATE pickups SET status = {}, zone = {}, courier = NULL, offer_round = {}, version = version + 1, "
+    "updated_at = {} WHERE id = {}"
+)
+
+
 async def offer_to(
     uow: UnitOfWork,
     pickup: dict[str, Any],
@@ -96,32 +102,33 @@ async def offer_to(
     reason: str = "new",
 ) -> None:
     """Move the pickup to `offered` for these couriers (a new round) and push the offer to them.
-    Offers are the dispatch rules' decision: the system is their actor, whoever's request led here."""
+    Offers are the dispatch rules' decision: the system is their actor, whoever's request led here.
+    In the caller's transaction, in one hop (the pickup's row, the offers, their alert timers)."""
     now = utcnow()
     new_status = next_status(pickup["status"], Action.OFFER)
     round_no = pickup["offer_round"] + 1
-    await Pickup.update(
-        {
-            Pickup.status: new_status.value,
-            Pickup.zone: zone.id,
-            Pickup.courier: None,
-            Pickup.offer_round: round_no,
-            Pickup.version: Pickup.version + 1,
-            Pickup.updated_at: now,
-        }
-    ).where(Pickup.id == pickup["id"])
-    pickup.update(status=new_status.value, zone=zone.id, courier=None, offer_round=round_no)
-    uow.note_zone(pickup["id"], zone.id)
-    expires = now + timedelta(seconds=ttl_s) if ttl_s else None
-    await _offer_in_round(uow, pickup, zone, courier_ids, now=now, expires=expires, reason=reason)
+
+    def steps() -> Script[None]:
+        yield _NEW_ROUND, (new_status.value, zone.id, round_no, now, pickup["id"])
+        pickup.update(status=new_status.value, zone=zone.id, courier=None, offer_round=round_no)
+        uow.note_zone(pickup["id"], zone.id)
+        expires = now + timedelta(seconds=ttl_s) if ttl_s else None
+        yield from _offer_in_round_steps(
+            uow, pickup, zone, courier_ids, now=now, expires=expires, reason=reason
+        )
+
+    await run_script(Pickup._meta.db, steps())
 
 
 async def join_offer(uow: UnitOfWork, pickup: dict[str, Any], zone: ZoneInfo, courier_id: int) -> None:
     """Add a courier who came on duty to the pickup's current (grab) round."""
-    await _offer_in_round(uow, pickup, zone, [courier_id], now=utcnow(), expires=None, reason="on_duty")
+    await run_script(
+        Pickup._meta.db,
+        _offer_in_round_steps(uow, pickup, zone, [courier_id], now=utcnow(), expires=None, reason="on_duty"),
+    )
 
 
-async def _offer_in_round(
+def _offer_in_round_steps(
     uow: UnitOfWork,
     pickup: dict[str, Any],
     zone: ZoneInfo,
@@ -130,24 +137,28 @@ async def _offer_in_round(
     now: datetime,
     expires: datetime | None,
     reason: str,
-) -> None:
-    """The offer rows of the pickup's current round and the `pickup.offered` event pushed to them.
+) -> Script[None]:
+    """The offer rows of the pickup's current round, their alert timers, and the `pickup.offered` event
+    pushed to those couriers.
 
     The event says what each courier needs to decide, the same for all of them; who else was offered
     it is not in it: the event's recipients (EventRecipient) and the offer rows say that. A list of
     everyone in every courier's message made a grab zone's bytes grow with the square of its size."""
     round_no = pickup["offer_round"]
     if courier_ids:
-        await PickupOffer.insert(
-            *(
-                PickupOffer(
-                    pickup=pickup["id"], courier=c, round=round_no, offered_at=now, expires_at=expires
-                )
-                for c in courier_ids
-            )
-        )
-        await schedule_alerts(pickup["id"], courier_ids, round_no, now)
-    await uow.record(
+        offers = [
+            {
+                "pickup": pickup["id"],
+                "courier": c,
+                "round": round_no,
+                "offered_at": now,
+                "expires_at": expires,
+            }
+            for c in courier_ids
+        ]
+        yield from insert_steps("pickup_offers", offers)
+        yield from insert_steps("timers", alert_timer_rows(pickup["id"], courier_ids, round_no, now))
+    uow.add(
         "pickup.offered",
         actor=SYSTEM,
         pickup_id=pickup["id"],
@@ -161,7 +172,7 @@ def offered_event_data(
     pickup: dict[str, Any], zone: ZoneInfo, *, expires: datetime | None, reason: str
 ) -> dict[str, Any]:
     """What the `pickup.offered` event carries (and its push message), for the pickup's current round:
-    built here only, whether the offer is written by _offer_in_round or with a create
+    built here only, whether the offer is written by _offer_in_round_steps or with a create
     (server/dispatch/first_offer.py)."""
     return {
         "round": pickup["offer_round"],

@@ -178,9 +178,7 @@ async def _set_stage(uow: UnitOfWork, pickup: dict[str, Any], stage: int) -> Non
     await Pickup.update({Pickup.escalation_stage: stage}).where(Pickup.id == pickup["id"])
     pickup["escalation_stage"] = stage
     if stage > ZONE:
-        await uow.record(
-            "pickup.escalated", actor=SYSTEM, pickup_id=pickup["id"], data={"stage": STAGE_NAMES[stage]}
-        )
+        uow.add("pickup.escalated", actor=SYSTEM, pickup_id=pickup["id"], data={"stage": STAGE_NAMES[stage]})
 
 
 async def _escalate_to_dispatcher(uow: UnitOfWork, pickup: dict[str, Any], *, open_offers: bool) -> None:
@@ -193,7 +191,7 @@ async def _escalate_to_dispatcher(uow: UnitOfWork, pickup: dict[str, Any], *, op
     already = pickup["escalation_stage"] == DISPATCHER
     pickup["escalation_stage"] = DISPATCHER
     if not already:
-        await uow.record(
+        uow.add(
             "pickup.escalated",
             actor=SYSTEM,
             pickup_id=pickup["id"],
@@ -248,7 +246,7 @@ async def _round_ended(uow: UnitOfWork, pickup: dict[str, Any]) -> None:
         )
         await drop_alerts(pickup["id"], sorted(expired))
         if expired:
-            await uow.record(
+            uow.add(
                 "pickup.withdrawn",
                 actor=SYSTEM,
                 pickup_id=pickup["id"],
@@ -280,7 +278,7 @@ async def on_time_limit(uow: UnitOfWork, timer: dict[str, Any]) -> None:
         return
     state = "breached" if breach else "warning"
     await Pickup.update({Pickup.sla_state: state}).where(Pickup.id == pickup["id"])
-    await uow.record(
+    uow.add(
         f"pickup.sla_{state}",
         actor=SYSTEM,
         pickup_id=pickup["id"],
@@ -411,14 +409,14 @@ async def _hand_over(
     ).where(Pickup.id == pickup["id"])
     await close_offers(uow, pickup["id"], winner=None, actor=actor, reason="assigned")
     if previous is not None and previous != courier_id:
-        await uow.record(
+        uow.add(
             "pickup.withdrawn",
             actor=actor,
             pickup_id=pickup["id"],
             to=[previous],
             data={"reason": "reassigned"},
         )
-    await uow.record(
+    uow.add(
         "pickup.reassigned" if previous else "pickup.assigned",
         actor=actor,
         pickup_id=pickup["id"],
@@ -449,7 +447,7 @@ async def unassign_pickups(
         for pid in dict.fromkeys(pickup_ids):
             p = pickups[pid]
             previous = await release(uow, p, actor=actor, reason="unassigned")
-            await uow.record(
+            uow.add(
                 "pickup.unassigned",
                 actor=actor,
                 pickup_id=pid,
@@ -465,7 +463,7 @@ async def release(uow: UnitOfWork, pickup: dict[str, Any], *, actor: Actor, reas
     previous = pickup["courier"] if pickup["status"] in HELD_STATES else None
     await close_offers(uow, pickup["id"], winner=None, actor=actor, reason=reason)
     if previous is not None:
-        await uow.record(
+        uow.add(
             "pickup.withdrawn", actor=actor, pickup_id=pickup["id"], to=[previous], data={"reason": reason}
         )
     return previous

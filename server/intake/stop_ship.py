@@ -250,9 +250,7 @@ async def create_area(principal: Principal, scope: Scope, data: StopShipIn) -> S
             StopShipArea(**values, created_at=now, updated_at=now)
         ).returning(StopShipArea.id)
         area_id = inserted[0]["id"]
-        await uow.record(
-            "stop_ship.changed", actor=_actor(principal), data={"area": area_id, "change": "created"}
-        )
+        uow.add("stop_ship.changed", actor=_actor(principal), data={"area": area_id, "change": "created"})
     await directory.reload()
     return _out({**values, "id": area_id, "created_at": now, "updated_at": now}, station_code, now)
 
@@ -266,9 +264,7 @@ async def update_area(principal: Principal, scope: Scope, area_id: int, data: St
         changes: dict[Column | str, Any] = {k: v for k, v in values.items()}
         changes["updated_at"] = now
         await StopShipArea.update(changes).where(StopShipArea.id == area_id)
-        await uow.record(
-            "stop_ship.changed", actor=_actor(principal), data={"area": area_id, "change": "updated"}
-        )
+        uow.add("stop_ship.changed", actor=_actor(principal), data={"area": area_id, "change": "updated"})
     await directory.reload()
     return _out({**row, **values, "updated_at": now}, station_code, now)
 
@@ -283,9 +279,7 @@ async def end_area(principal: Principal, scope: Scope, area_id: int) -> StopShip
         await StopShipArea.update(
             {StopShipArea.ends_at: ends_at, StopShipArea.starts_at: starts_at, StopShipArea.updated_at: now}
         ).where(StopShipArea.id == area_id)
-        await uow.record(
-            "stop_ship.changed", actor=_actor(principal), data={"area": area_id, "change": "ended"}
-        )
+        uow.add("stop_ship.changed", actor=_actor(principal), data={"area": area_id, "change": "ended"})
     await directory.reload()
     station = await _station_code(row["station"])
     return _out({**row, "ends_at": ends_at, "starts_at": starts_at, "updated_at": now}, station, now)

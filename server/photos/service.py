@@ -89,7 +89,7 @@ async def add_photo(
                 )
             ).returning(PickupPhoto.id)
             photo_id = int(inserted[0]["id"])
-            await uow.record(
+            uow.add(
                 "pickup.photo_added",
                 actor=Actor("courier", courier_id),
                 pickup_id=pickup_id,

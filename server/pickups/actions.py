@@ -126,7 +126,7 @@ async def cancel(actor: Actor, pickup_id: int, reason: str, *, scope: Scope | No
         data: dict[str, Any] = {"reason": reason}
         if actor.kind in ("dispatcher", "admin"):
             data["on_behalf_of"] = "customer"
-        await uow.record("pickup.cancelled", actor=actor, pickup_id=pickup_id, to=_holder(p), data=data)
+        uow.add("pickup.cancelled", actor=actor, pickup_id=pickup_id, to=_holder(p), data=data)
 
 
 async def chase(actor: Actor, pickup_id: int) -> None:
@@ -152,7 +152,7 @@ async def chase(actor: Actor, pickup_id: int) -> None:
         await Pickup.update({Pickup.chase_count: Pickup.chase_count + 1, Pickup.chased_at: now}).where(
             Pickup.id == pickup_id
         )
-        await uow.record(
+        uow.add(
             "pickup.chased",
             actor=actor,
             pickup_id=pickup_id,
@@ -202,7 +202,7 @@ async def reschedule(actor: Actor, pickup_id: int, window: TimeWindow) -> None:
         ).where(Pickup.id == pickup_id)
         p.update(window_start=start, window_end=end)
         due = await _restart_time_limit(uow, p, directory.zones.get(p["zone"]) if p["zone"] else None)
-        await uow.record(
+        uow.add(
             "pickup.rescheduled",
             actor=actor,
             pickup_id=pickup_id,
@@ -266,7 +266,7 @@ async def change_address(actor: Actor, pickup_id: int, address: Address) -> None
         told = [] if moves else await _couriers_concerned(p)
         p.update(values)
         due = await _restart_time_limit(uow, p, zone)
-        await uow.record(
+        uow.add(
             "pickup.address_changed",
             actor=actor,
             pickup_id=pickup_id,
@@ -315,7 +315,7 @@ async def rate(actor: Actor, pickup_id: int, stars: int, comment: str) -> None:
                 created_at=now,
             )
         )
-        await uow.record(
+        uow.add(
             "pickup.rated",
             actor=actor,
             pickup_id=pickup_id,
@@ -338,6 +338,4 @@ async def complain(actor: Actor, pickup_id: int, text: str) -> None:
                 pickup=pickup_id, kind="complaint", text=text.strip(), actor_kind=actor.kind, created_at=now
             )
         )
-        await uow.record(
-            "pickup.complained", actor=actor, pickup_id=pickup_id, at=now, data={"text": text.strip()}
-        )
+        uow.add("pickup.complained", actor=actor, pickup_id=pickup_id, at=now, data={"text": text.strip()})

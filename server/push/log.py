@@ -106,29 +106,6 @@ class UnitOfWork:
         """The zone this transaction just gave the pickup (saves write() reading it back)."""
         self._zones[pickup_id] = zone_id
 
-    async def record(
-        self,
-        type: str,
-        *,
-        actor: Actor,
-        pickup_id: int | None = None,
-        data: dict[str, Any] | None = None,
-        to: Iterable[int] = (),
-        at: datetime | None = None,
-        client_action_id: str | None = None,
-        client_at: datetime | None = None,
-    ) -> None:
-        self.add(
-            type,
-            actor=actor,
-            pickup_id=pickup_id,
-            data=data,
-            to=to,
-            at=at,
-            client_action_id=client_action_id,
-            client_at=client_at,
-        )
-
     def add(
         self,
         type: str,
@@ -141,7 +118,8 @@ class UnitOfWork:
         client_action_id: str | None = None,
         client_at: datetime | None = None,
     ) -> None:
-        """`record` for scripts (server/db/script.py), which cannot await: the same, nothing awaited."""
+        """Record an event in this transaction: written with it, published once it commits. Nothing is
+        awaited, so scripts (server/db/script.py) call it as well as coroutines."""
         at = at or utcnow()
         payload = data or {}
         row = {

@@ -213,7 +213,7 @@ async def import_zones(
             if missing:
                 await Zone.update({Zone.active: False}).where(Zone.code.is_in(list(missing)))
                 deactivated = len(missing)
-        await uow.record("zones.changed", actor=actor, data={"created": created, "updated": updated})
+        uow.add("zones.changed", actor=actor, data={"created": created, "updated": updated})
     await directory.reload()
     forget_scopes()
     return {"created": created, "updated": updated, "deactivated": deactivated}
