@@ -5,6 +5,11 @@
   of those exhaust the process's file descriptors (slowloris). Here a connection gets
   `header_timeout_s` to deliver each request's line and headers, counted from the connection for the
   first request and from its first byte for later ones; then it is answered 408 and closed.
+* Neither that deadline nor uvicorn's keep-alive timeout closes a connection whose client has sent
+  bytes the event loop has not read yet. An overloaded or stalled loop runs its overdue timers before
+  it reads sockets (uvloop runs timers first in each turn), so a request sent well within the
+  keep-alive window was cut off (the client saw a reset) because the loop was late, not the client.
+  Such a timer now looks once more after the loop has read what was waiting.
 * Shutdown ends SSE streams at once. uvicorn waits for open responses before it shuts the app down, and
   a stream never finishes by itself: Ctrl+C took the full graceful timeout and then cancelled the
   streams mid-flight, logging an ASGI error for each. Here the signal tells the push hub to end every
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -55,12 +61,36 @@ class Config(uvicorn.Config):
         self.header_timeout_s = float(header_timeout_s)
 
 
+# A timer that finds unread bytes waits this long more: any delay puts the second look after the loop's
+# next pass over the sockets (uvloop turns a zero delay into call_soon, which runs before that pass).
+_UNREAD_GRACE_S = 0.01
+
+
+def unread_bytes(transport: asyncio.BaseTransport) -> int:
+    """How many bytes the client has sent that the event loop has not read yet (0 if unknown)."""
+    if sys.platform == "win32":
+        return 0
+    import fcntl
+    import termios
+
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):  # closed meanwhile
+        return 0
+    return int.from_bytes(answer, sys.byteorder)
+
+
 class _HeadDeadline:
-    """The timer both parsers share: armed while a request head is awaited, disarmed once it is in."""
+    """The timers both parsers share: the head deadline (armed while a request head is awaited, disarmed
+    once it is in), and a late look at unread bytes before it or the keep-alive timeout closes."""
 
     header_timeout_s: float = 10.0
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
+    timeout_keep_alive_task: asyncio.TimerHandle | None
     _head_timer: asyncio.TimerHandle | None = None
     _head_started = False
 
@@ -79,12 +109,31 @@ class _HeadDeadline:
             self._head_timer = None
 
     def _head_timed_out(self) -> None:
+        if unread_bytes(self.transport):
+            # Bytes the client sent in time are waiting: read them before judging. Once only: after
+            # the loop's next read the deadline holds, so a trickle cannot keep the connection.
+            self._head_timer = self.loop.call_later(_UNREAD_GRACE_S, self._head_deadline_passed)
+        else:
+            self._head_deadline_passed()
+
+    def _head_deadline_passed(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
             return
         if self._head_started:  # part of a request came: say why it ends (nothing came: just close)
             self.transport.write(_response_408())
         self.transport.close()
+
+    def timeout_keep_alive_handler(self) -> None:
+        if unread_bytes(self.transport):
+            # Not idle: a request is waiting to be read. Reading it cancels this timer (uvicorn's
+            # data_received); if it is somehow not read, the connection closes after the grace.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                _UNREAD_GRACE_S,
+                super().timeout_keep_alive_handler,  # type: ignore[misc]
+            )
+            return
+        super().timeout_keep_alive_handler()  # type: ignore[misc]
 
 
 class HttpToolsWithHeadDeadline(_HeadDeadline, HttpToolsProtocol):  # type: ignore[misc,valid-type]

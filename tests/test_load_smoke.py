@@ -1,16 +1,23 @@
 """The load harness (tests/bench/load.py) runs, briefly and gently, as a user would run it, and what
 must hold on any machine holds: every create answered and offered, every offer heard exactly once by its
 courier (checked against the database's offers), every pickup accepted once and collected, no server
-error. No timing is asserted: the machine is shared; the figures only have to be there."""
+error. No timing is asserted: the machine is shared; the figures only have to be there. And the end of an
+overloaded run blames the server for nothing the harness did itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import PG_ADMIN_URL, ROOT
+import pytest
+
+from tests.bench.load import Figures, Pool, courier_action, give_up_courier_actions
+from tests.conftest import PG_ADMIN_URL, ROOT, ServerProcess, migrated_database
 
 
 def test_the_load_harness_loses_nothing_under_a_modest_load(tmp_path: Path) -> None:
@@ -56,3 +63,44 @@ def test_the_load_harness_loses_nothing_under_a_modest_load(tmp_path: Path) -> N
     assert result["ceiling"]["per_second"] > 0 and result["ceiling"]["bad"] == 0
     assert result["server_log_errors"] == 0, report
     assert "creates/s" in run.stdout and "bare-endpoint ceiling" in run.stdout  # the table
+
+
+@pytest.fixture
+def server() -> Iterator[ServerProcess]:
+    with migrated_database("lanshou-load-end-") as database:
+        server = ServerProcess(database).start()
+        yield server
+        server.stop()
+
+
+async def test_requests_given_up_at_the_end_are_unanswered_not_transport_errors(
+    server: ServerProcess,
+) -> None:
+    # An overloaded run ends with courier actions in flight. The harness closed its connections under
+    # them and each then failed with IncompleteReadError, reported as "IncompleteReadError on a
+    # kept-alive connection" as if the server had cut them off: 256 of them, one per pooled connection.
+    assert server.proc is not None
+    figures = Figures()
+    pool = Pool(server.port, 1)
+    server.proc.send_signal(signal.SIGSTOP)  # overloaded: no answer comes in time
+    try:
+        for pickup_id in (1, 2):  # one sent, one waiting for the pool's only connection
+            task = asyncio.create_task(
+                courier_action(figures, pool, "no-session", "accept", pickup_id, b"{}")
+            )
+            figures.actions.add(task)
+            task.add_done_callback(figures.actions.discard)
+        for _ in range(500):  # the first written, within 5 s
+            if pool.sent:
+                break
+            await asyncio.sleep(0.01)
+        await give_up_courier_actions(figures, [pool])
+        pool.close()  # as the run does next
+        await asyncio.sleep(0.2)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert figures.errors == {
+        "courier action unanswered at the end": 2,
+        "courier action unanswered at the end, sent to the server": 1,
+    }
+    assert not figures.actions and not figures.statuses

@@ -160,6 +160,73 @@ def test_a_slow_but_complete_head_and_a_late_body_are_served(impatient_server: S
     assert answer.startswith(b"HTTP/1.1 422 "), answer
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    """One response (head and Content-Length body) from a connection that stays open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data  # closed before a whole head came
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(4096)
+    return data
+
+
+def test_requests_sent_in_time_are_answered_when_the_loop_was_stalled(
+    impatient_server: ServerProcess,
+) -> None:
+    # An overloaded event loop runs its overdue timers before it reads its sockets (uvloop does timers
+    # first in each turn): uvicorn's 5 s keep-alive and the 1 s head deadline closed connections whose
+    # requests had been sent in time and were waiting in the socket, and their clients saw a reset.
+    # SIGSTOP stands in for a loop busy for seconds.
+    assert impatient_server.proc is not None
+    health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    sockets = []
+
+    def kept_alive() -> socket.socket:
+        sock = connect(impatient_server)
+        sockets.append(sock)
+        sock.sendall(health)
+        assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+        return sock  # uvicorn's keep-alive timer runs from here
+
+    try:
+        waiting = kept_alive()
+        split = kept_alive()
+        split.sendall(b"GET /health HTTP/1.1\r\n")  # half a head: the head deadline runs from here
+        slowloris = kept_alive()
+        slowloris.sendall(b"GET /health HTTP/1.1\r\n")
+        idle = kept_alive()
+        fresh = connect(impatient_server)  # the head deadline of a first request runs from the accept
+        sockets.append(fresh)
+        time.sleep(0.3)  # the server accepts and reads all of that
+        started = time.monotonic()
+        impatient_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(0.1)
+            # In time, by any clock: well inside the keep-alive and the head deadline.
+            waiting.sendall(health)
+            fresh.sendall(health)
+            split.sendall(b"Host: x\r\n\r\n")
+            assert time.monotonic() - started < 0.6
+            time.sleep(5.5)  # the loop stalls past every timer
+        finally:
+            impatient_server.proc.send_signal(signal.SIGCONT)
+        for sock in (waiting, fresh, split):
+            answer = read_answer(sock)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+        # What the timers are for still holds: a head that did not come in time gets 408, an idle
+        # kept-alive connection is closed.
+        assert read_until_closed(slowloris).startswith(b"HTTP/1.1 408 ")
+        assert read_until_closed(idle) == b""
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 # -- Ctrl+C with streams open ----------------------------------------------------------------------------
 
 
