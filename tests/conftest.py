@@ -169,14 +169,14 @@ class ServerProcess:
         self.log_path = db.tmp / f"server-{self.port}.log"
 
     def start(self) -> ServerProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--port", str(self.port), *self.args],
-            cwd=ROOT,
-            env=self.db.env(**self.extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server", "serve", "--port", str(self.port), *self.args],
+                cwd=ROOT,
+                env=self.db.env(**self.extra_env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_until_serving(self.proc, self.url, self.log_path)
         return self
 
