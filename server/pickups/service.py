@@ -334,7 +334,9 @@ async def pickup_view(
     if row is None or (owner is not None and row["partner"] != owner):
         raise not_found("pickup")
     courier_name, courier_phone = row.pop("courier_name"), row.pop("courier_phone")
-    courier = CourierRef(id=row["courier"], name=courier_name, phone=courier_phone) if row["courier"] else None
+    courier = (
+        CourierRef(id=row["courier"], name=courier_name, phone=courier_phone) if row["courier"] else None
+    )
     events = None
     if with_events:
         query = Event.select().where(Event.pickup == pickup_id)
