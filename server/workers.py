@@ -16,8 +16,14 @@ listened on: it keeps the port and finds a port in use before any worker starts.
   kernel had queued for the old worker but it had not yet accepted is reset as it closes: the apps
   reconnect, and partner clients retry with their Idempotency-Key.)
   Used to pick up a new release without a gap.
-* a worker that dies is replaced; one that fails before it ever served (a bad database URL, a port in
-  use) stops the whole server with status 3, as one process does, rather than restarting in a loop.
+* a worker that dies (killed, crashed, exited by itself) is replaced at once; the others keep serving
+  the port meanwhile (the kernel sends new connections to the sockets still listening), and the dead
+  one's live gauges leave /metrics (its counters stay: they are what it counted). A worker that dies
+  within STABLE_S of starting, the one before it in that slot having done the same, is replaced only
+  after a pause that doubles each time (1 s, 2 s, 4 s … up to MAX_BACKOFF_S): a crash at every start
+  (the database refusing connections, memory short) is retried, not spun on. At the first start a
+  worker that fails before it ever served (a bad database URL, a port in use) stops the whole server
+  with status 3, as one process does: nothing is serving yet, and a setting will not fix itself.
 
 What makes several processes correct lives elsewhere: push goes through the channels backend (every
 process hears every event, server/push/hub.py), durable timers are claimed row by row (SKIP LOCKED,
@@ -48,6 +54,10 @@ STARTUP_FAILURE = 3  # uvicorn's status for a server that could not start
 READY_TIMEOUT_S = 60.0
 # How long a stopping worker may take: its streams end at once, other requests get uvicorn's 3 s.
 STOP_TIMEOUT_S = 15.0
+# A worker that dies sooner than this after it started, following one that did the same, is replaced
+# after a pause (1 s, doubling each time a replacement dies that soon, up to MAX_BACKOFF_S).
+STABLE_S = 10.0
+MAX_BACKOFF_S = 30.0
 
 
 def reuseport_socket(config: Config) -> socket.socket:
@@ -96,7 +106,11 @@ class Worker:
     """A worker process. `ready` is set once its app has started (database open, push subscribed); it
     serves the socket once `go` is set."""
 
-    def __init__(self, config: Config, *, go: bool = True) -> None:
+    def __init__(self, config: Config, *, go: bool = True, deaths_in_a_row: int = 0) -> None:
+        self.started_at = time.monotonic()
+        # Workers before this one in its slot that died one after another, each after the first within
+        # STABLE_S of its start (the pause before the next replacement grows with it).
+        self.deaths_in_a_row = deaths_in_a_row
         context = multiprocessing.get_context("spawn")
         self.ready = context.Event()
         self.go = context.Event()
@@ -126,6 +140,20 @@ class Worker:
         _forget_metrics_of(self.pid)
 
 
+def exit_status(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"status {exitcode}"
+
+
+def backoff_s(deaths_in_a_row: int) -> float:
+    """The pause before starting a worker after `deaths_in_a_row` deaths in its slot: none
+    after one (a single crash is replaced at once), then 1 s, 2 s, 4 s … up to MAX_BACKOFF_S."""
+    if deaths_in_a_row <= 1:
+        return 0.0
+    return min(2.0 ** (deaths_in_a_row - 2), MAX_BACKOFF_S)
+
+
 def _forget_metrics_of(pid: int) -> None:
     """A worker's live gauges leave the shared metrics directory with it (a clean stop does this
     itself; a crash does not)."""
@@ -141,6 +169,8 @@ class Supervisor:
         self.count = workers
         self.workers: list[Worker] = []
         self.signals: list[int] = []
+        # Slots whose worker died, and when (monotonic) their replacement may start.
+        self.restart_at: dict[int, float] = {}
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         self.signals.append(sig)
@@ -192,15 +222,31 @@ class Supervisor:
             for index, worker in enumerate(self.workers):
                 if worker.process.is_alive():
                     continue
-                worker.join()
-                if not worker.ready.is_set():
-                    log.error("worker [%d] failed before serving; stopping", worker.pid)
-                    return STARTUP_FAILURE
-                log.warning(
-                    "worker [%d] exited (status %s); starting another", worker.pid, worker.process.exitcode
-                )
-                self.workers[index] = Worker(self.config)
+                if index not in self.restart_at:
+                    self._schedule_replacement(index, worker)
+                if time.monotonic() >= self.restart_at[index]:
+                    del self.restart_at[index]
+                    new = Worker(self.config, deaths_in_a_row=worker.deaths_in_a_row)
+                    self.workers[index] = new
+                    log.warning("worker [%d] replaced by [%d]", worker.pid, new.pid)
             time.sleep(0.2)
+
+    def _schedule_replacement(self, index: int, dead: Worker) -> None:
+        dead.join()
+        lived_s = time.monotonic() - dead.started_at
+        # Deaths in a row: one that had lived STABLE_S starts the count again.
+        dead.deaths_in_a_row = dead.deaths_in_a_row + 1 if lived_s < STABLE_S else 1
+        pause_s = backoff_s(dead.deaths_in_a_row)
+        self.restart_at[index] = time.monotonic() + pause_s
+        what = "exited" if dead.ready.is_set() else "failed before serving"
+        status = exit_status(dead.process.exitcode)
+        if pause_s:
+            log.error(
+                "worker [%d] %s (%s) %.1f s after it started (%d deaths in a row); starting another in %.0f s",
+                dead.pid, what, status, lived_s, dead.deaths_in_a_row, pause_s,
+            )  # fmt: skip
+        else:
+            log.warning("worker [%d] %s (%s); starting another", dead.pid, what, status)
 
     def _rolling_restart(self) -> None:
         log.info("received SIGHUP: replacing the workers one at a time")
@@ -213,6 +259,7 @@ class Supervisor:
                     log.error("a new worker did not start; keeping worker [%d], restart abandoned", old.pid)
                 return
             self.workers[index] = new
+            self.restart_at.pop(index, None)  # a dead worker waiting for its replacement has it now
             old.stop()
             old.join()
             log.info("worker [%d] replaced by [%d]", old.pid, new.pid)
