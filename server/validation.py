@@ -341,7 +341,10 @@ def _check_moments(value: Any, path: str, errors: list[dict[str, str]]) -> None:
     """Every datetime inside a decoded struct within the range Lanshou takes (see _check_moment)."""
     if isinstance(value, msgspec.Struct):
         for name, key in zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True):
-            _check_moments(getattr(value, name), _join(path, key), errors)
+            field = getattr(value, name)
+            # Only what can hold a datetime is walked (and its path built): most fields are plain.
+            if isinstance(field, (msgspec.Struct, datetime, list)):
+                _check_moments(field, _join(path, key), errors)
     elif isinstance(value, list) and value and isinstance(value[0], msgspec.Struct):
         for i, item in enumerate(value):
             _check_moments(item, _join(path, i), errors)
