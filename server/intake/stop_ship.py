@@ -95,7 +95,7 @@ class StopShipDirectory:
         if not self.loaded:
             await self.reload()
         hits = [a for n in names for a in self._by_name.get(n, ())]
-        if lng is not None and lat is not None:
+        if lng is not None and lat is not None and self._shaped:  # no drawn areas: no point to build
             # The tree narrows by bounding box; "intersects" for a point is "covers": a point on the
             # boundary is inside, as for zones.
             found = self._tree.query(shapely.Point(lng, lat), predicate="intersects")
