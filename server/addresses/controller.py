@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, post
+from litestar.params import JSONBody
 
 from server.auth.principal import partner_only
 from server.domain.oneline import AddressSplit, split_address
@@ -31,5 +32,5 @@ class AddressController(Controller):
             "422 naming them), `candidates` the places an ambiguous district name may mean."
         ),
     )
-    async def parse(self, data: ParseIn) -> AddressSplit:
+    async def parse(self, data: JSONBody[ParseIn]) -> AddressSplit:
         return split_address(data.address)

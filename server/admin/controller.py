@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from litestar import Controller, Request, get, post, put
+from litestar.params import FromQuery, JSONBody
 
 from server.admin import service
 from server.admin.schemas import CourierZonesIn, StationCreate, StationOut, UserCreate, UserOut
@@ -29,16 +30,18 @@ class AdminController(Controller):
     @post(
         "/users", guards=[admin_only], status_code=201, summary="Create a user (courier, dispatcher, admin)"
     )
-    async def create_user(self, request: Request[Principal, Any, Any], data: UserCreate) -> UserOut:
+    async def create_user(self, request: Request[Principal, Any, Any], data: JSONBody[UserCreate]) -> UserOut:
         return await service.add_user(data, actor_of(request.user))
 
     @post("/stations", guards=[admin_only], status_code=201, summary="Add a station to the tree")
-    async def create_station(self, request: Request[Principal, Any, Any], data: StationCreate) -> StationOut:
+    async def create_station(
+        self, request: Request[Principal, Any, Any], data: JSONBody[StationCreate]
+    ) -> StationOut:
         return await service.add_station(data, actor_of(request.user))
 
     @put("/couriers/{courier_id:int}/zones", guards=[dispatcher_only], summary="Set a courier's zones")
     async def courier_zones(
-        self, request: Request[Principal, Any, Any], courier_id: PathSerialId, data: CourierZonesIn
+        self, request: Request[Principal, Any, Any], courier_id: PathSerialId, data: JSONBody[CourierZonesIn]
     ) -> dict[str, Any]:
         zones = await service.set_courier_zones(
             courier_id, data.zones, actor_of(request.user), scope=await scope_of(request.user)
@@ -57,10 +60,10 @@ class AdminController(Controller):
     async def import_zones(
         self,
         request: Request[Principal, Any, Any],
-        data: dict[str, Any],
-        datum: Literal["wgs84", "gcj02", "bd09"] = "wgs84",
-        station: str | None = None,
-        replace: bool = False,
+        data: JSONBody[dict[str, Any]],
+        datum: FromQuery[Literal["wgs84", "gcj02", "bd09"]] = "wgs84",
+        station: FromQuery[str | None] = None,
+        replace: FromQuery[bool] = False,
     ) -> dict[str, int]:
         try:
             return await import_zones(

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from server.auth.principal import SESSION_USER_KEY, Principal, principal_for_user, principal_from_session
@@ -65,7 +66,9 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @get("/login", include_in_schema=False)
-    async def login_page(self, request: Request[Any, Any, Any], next: str | None = None) -> Template:
+    async def login_page(
+        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+    ) -> Template:
         return _login_page(request, next=_safe_next(next))
 
     @post(

@@ -20,7 +20,7 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import FormMultiDict, UploadFile
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
-from litestar.params import Parameter
+from litestar.params import FromQuery, HeaderParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from server.auth.principal import Principal, dispatcher_only
@@ -457,7 +457,10 @@ class ConsoleController(Controller):
 
     @get("/couriers/panel")
     async def couriers(
-        self, request: Request[Principal, Any, Any], station: str | None = None, zone: str | None = None
+        self,
+        request: Request[Principal, Any, Any],
+        station: FromQuery[str | None] = None,
+        zone: FromQuery[str | None] = None,
     ) -> Template:
         """The board's courier panel, for the board's own station and zone filter (the couriers page,
         /console/couriers, is server/console/couriers.py)."""
@@ -475,8 +478,8 @@ class ConsoleController(Controller):
     async def events(
         self,
         request: Request[Principal, Any, Any],
-        last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
-        last_event_id: str | None = None,
+        last_event_id_header: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+        last_event_id: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
         principal = request.user
 

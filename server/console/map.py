@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.params import FromQuery
 
 from server.auth.principal import Principal, dispatcher_only
 from server.console.controller import _forbidden, _to_login, localise_api_error, localise_geo_message
@@ -233,7 +234,9 @@ class ConsoleMapController(Controller):
         return await map_zones(await scope_of(request.user), _datum(request))
 
     @get("/pickups")
-    async def pickups(self, request: Request[Principal, Any, Any], ids: str | None = None) -> dict[str, Any]:
+    async def pickups(
+        self, request: Request[Principal, Any, Any], ids: FromQuery[str | None] = None
+    ) -> dict[str, Any]:
         return await map_pickups(await scope_of(request.user), _datum(request), _parse_ids(ids))
 
     @get("/couriers")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
-from litestar.params import Parameter
+from litestar.params import FromQuery, HeaderParameter, JSONBody, Parameter
 from litestar.response import ServerSentEvent
 
 from server.auth.principal import Principal, courier_only
@@ -26,11 +26,13 @@ class CourierController(Controller):
     tags = ["courier"]
 
     @post("/duty", status_code=200, summary="Go on or off duty")
-    async def duty(self, request: Request[Principal, Any, Any], data: DutyIn) -> DutyOut:
+    async def duty(self, request: Request[Principal, Any, Any], data: JSONBody[DutyIn]) -> DutyOut:
         return await duty.set_duty(request.user, data.on_duty)
 
     @post("/heartbeat", status_code=200, summary="I am alive (and here): last seen and position")
-    async def heartbeat(self, request: Request[Principal, Any, Any], data: HeartbeatIn) -> dict[str, Any]:
+    async def heartbeat(
+        self, request: Request[Principal, Any, Any], data: JSONBody[HeartbeatIn]
+    ) -> dict[str, Any]:
         return await duty.heartbeat(request.user, data)
 
     @get("/push-subscriptions/key", summary="The server's VAPID public key (applicationServerKey)")
@@ -39,7 +41,7 @@ class CourierController(Controller):
 
     @post("/push-subscriptions", status_code=200, summary="Register this browser for Web Push offers")
     async def push_subscribe(
-        self, request: Request[Principal, Any, Any], data: PushSubscriptionIn
+        self, request: Request[Principal, Any, Any], data: JSONBody[PushSubscriptionIn]
     ) -> PushSubscriptionOut:
         sender = request.app.state.webpush
         assert request.user.courier_id is not None  # courier_only guard
@@ -62,8 +64,8 @@ class CourierController(Controller):
     async def events(
         self,
         request: Request[Principal, Any, Any],
-        last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
-        last_event_id: str | None = None,
+        last_event_id_header: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+        last_event_id: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
         courier_id = request.user.courier_id
         assert courier_id is not None  # courier_only guard
@@ -78,7 +80,7 @@ class CourierController(Controller):
 
     @post("/pickups/{pickup_id:int}/accept", status_code=200, summary="Accept an offered pickup")
     async def accept(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[ActionIn | None] = None
     ) -> PickupOut:
         return await service.accept(request.user, pickup_id, data or ActionIn())
 
@@ -88,7 +90,7 @@ class CourierController(Controller):
         summary="Let an offered pickup pass, with a reason",
     )
     async def decline(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: DeclineIn
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[DeclineIn]
     ) -> PickupOut:
         return await service.decline(request.user, pickup_id, data)
 
@@ -98,13 +100,13 @@ class CourierController(Controller):
         summary="Record that the offer is on your screen (no SMS or call follows)",
     )
     async def seen(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[ActionIn | None] = None
     ) -> PickupOut:
         return await service.seen(request.user, pickup_id, data or ActionIn())
 
     @post("/pickups/{pickup_id:int}/arrived", status_code=200, summary="Record that you are at the door")
     async def arrived(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[ActionIn | None] = None
     ) -> PickupOut:
         return await service.arrived(request.user, pickup_id, data or ActionIn())
 
@@ -112,7 +114,7 @@ class CourierController(Controller):
         "/pickups/{pickup_id:int}/contacted", status_code=200, summary="Record that you reached the customer"
     )
     async def contacted(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ActionIn | None = None
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[ActionIn | None] = None
     ) -> PickupOut:
         return await service.contacted(request.user, pickup_id, data or ActionIn())
 
@@ -120,11 +122,13 @@ class CourierController(Controller):
         "/pickups/{pickup_id:int}/collect", status_code=200, summary="Collect with the scanned waybill number"
     )
     async def collect(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: CollectIn
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[CollectIn]
     ) -> PickupOut:
         patterns = request.app.state.settings.waybill_patterns
         return await service.collect(request.user, pickup_id, data, patterns)
 
     @post("/pickups/{pickup_id:int}/fail", status_code=200, summary="Report that the pickup cannot be made")
-    async def fail(self, request: Request[Principal, Any, Any], pickup_id: PathId, data: FailIn) -> PickupOut:
+    async def fail(
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[FailIn]
+    ) -> PickupOut:
         return await service.fail(request.user, pickup_id, data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
 
 from server.auth.principal import Principal, dispatcher_only
 from server.dispatch import service
@@ -22,7 +23,7 @@ class DispatchController(Controller):
     tags = ["dispatch"]
 
     @post("/assign", status_code=200, summary="Assign (or reassign) pickups to a courier; all or none")
-    async def assign(self, request: Request[Principal, Any, Any], data: AssignIn) -> DispatchResult:
+    async def assign(self, request: Request[Principal, Any, Any], data: JSONBody[AssignIn]) -> DispatchResult:
         actor = Actor(request.user.role, request.user.id)
         changed = await service.assign_pickups(
             actor,
@@ -35,7 +36,9 @@ class DispatchController(Controller):
         return DispatchResult(changed=changed)
 
     @post("/unassign", status_code=200, summary="Take pickups back and dispatch them afresh; all or none")
-    async def unassign(self, request: Request[Principal, Any, Any], data: UnassignIn) -> DispatchResult:
+    async def unassign(
+        self, request: Request[Principal, Any, Any], data: JSONBody[UnassignIn]
+    ) -> DispatchResult:
         actor = Actor(request.user.role, request.user.id)
         scope = await scope_of(request.user)
         return DispatchResult(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post, put
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, Parameter, QueryParameter
 
 from server.auth.principal import Principal, dispatcher_only, partner_only
 from server.dispatch.scope import scope_of
@@ -18,6 +18,11 @@ from server.validation import PathSerialId, check_json_body
 
 AreaName = Annotated[str, Parameter(max_length=32)]
 StreetName = Annotated[str, Parameter(max_length=64)]
+# The range of a coordinate, for the document only: point_in_wgs84 refuses a point off the globe with its
+# own message (after the datum shift, which can push a point in range off it too). As a constraint
+# (`QueryParameter(ge=…)`) Litestar would refuse it first, with another message.
+LNG_RANGE: dict[str, Any] = {"minimum": -180.0, "maximum": 180.0}
+LAT_RANGE: dict[str, Any] = {"minimum": -90.0, "maximum": 90.0}
 
 
 class ServiceabilityController(Controller):
@@ -32,9 +37,9 @@ class ServiceabilityController(Controller):
         city: AreaName = "",
         district: AreaName = "",
         street: StreetName = "",
-        lng: Annotated[float, Parameter(ge=-180, le=180)] | None = None,
-        lat: Annotated[float, Parameter(ge=-90, le=90)] | None = None,
-        datum: Literal["wgs84", "gcj02", "bd09"] = "gcj02",
+        lng: Annotated[float | None, QueryParameter(schema_extra=LNG_RANGE)] = None,
+        lat: Annotated[float | None, QueryParameter(schema_extra=LAT_RANGE)] = None,
+        datum: FromQuery[Literal["wgs84", "gcj02", "bd09"]] = "gcj02",
     ) -> ServiceabilityOut:
         point, errors = point_in_wgs84(lng, lat, datum, "")
         if point is not None and out_of_china(*point):
@@ -63,17 +68,19 @@ class StopShipController(Controller):
 
     @get("/", guards=[dispatcher_only], summary="The stop-ship areas of the stations you answer for")
     async def list_areas(
-        self, request: Request[Principal, Any, Any], include_ended: bool = False
+        self, request: Request[Principal, Any, Any], include_ended: FromQuery[bool] = False
     ) -> list[StopShipAreaOut]:
         return await stop_ship.list_areas(await scope_of(request.user), include_ended=include_ended)
 
     @post("/", guards=[dispatcher_only], status_code=201, summary="Stop pickups in an area for a while")
-    async def create(self, request: Request[Principal, Any, Any], data: StopShipIn) -> StopShipAreaOut:
+    async def create(
+        self, request: Request[Principal, Any, Any], data: JSONBody[StopShipIn]
+    ) -> StopShipAreaOut:
         return await stop_ship.create_area(request.user, await scope_of(request.user), data)
 
     @put("/{area_id:int}", guards=[dispatcher_only], summary="Redefine a stop-ship area")
     async def update(
-        self, request: Request[Principal, Any, Any], area_id: PathSerialId, data: StopShipIn
+        self, request: Request[Principal, Any, Any], area_id: PathSerialId, data: JSONBody[StopShipIn]
     ) -> StopShipAreaOut:
         return await stop_ship.update_area(request.user, await scope_of(request.user), area_id, data)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 
 from server.addresses.service import structured_address
 from server.auth.principal import Principal, partner_only
@@ -33,7 +33,7 @@ class PickupController(Controller):
     tags = ["pickups"]
 
     @post("/", status_code=201, summary="Ask for a doorstep pickup")
-    async def create(self, request: Request[Principal, Any, Any], data: PickupCreate) -> PickupOut:
+    async def create(self, request: Request[Principal, Any, Any], data: JSONBody[PickupCreate]) -> PickupOut:
         return await service.create_pickup(request.user, data)
 
     @post("/batch", status_code=200, summary="Ask for up to 500 pickups at once; one result per item")
@@ -49,8 +49,8 @@ class PickupController(Controller):
     async def list_pickups(
         self,
         request: Request[Principal, Any, Any],
-        status: Status | None = None,
-        cursor: str | None = None,
+        status: FromQuery[Status | None] = None,
+        cursor: FromQuery[str | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> PickupPage:
         return await service.list_partner_pickups(request.user, status=status, limit=limit, cursor=cursor)
@@ -64,14 +64,14 @@ class PickupController(Controller):
 
     @post("/{pickup_id:int}/cancel", status_code=200, summary="Cancel a pickup that is not collected yet")
     async def cancel(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: CancelIn | None = None
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[CancelIn | None] = None
     ) -> PickupOut:
         await actions.cancel(_partner(request), pickup_id, (data or CancelIn()).reason)
         return await service.partner_pickup(request.user, pickup_id)
 
     @post("/{pickup_id:int}/reschedule", status_code=200, summary="A new time window for an open pickup")
     async def reschedule(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: RescheduleIn
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[RescheduleIn]
     ) -> PickupOut:
         await actions.reschedule(_partner(request), pickup_id, data.window)
         return await service.partner_pickup(request.user, pickup_id)
@@ -82,7 +82,7 @@ class PickupController(Controller):
         summary="A new address for an open pickup: matched again, offered afresh if its zone changes",
     )
     async def change_address(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: AddressChangeIn
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[AddressChangeIn]
     ) -> PickupOut:
         await actions.change_address(_partner(request), pickup_id, structured_address(data.address))
         return await service.partner_pickup(request.user, pickup_id)
@@ -93,7 +93,7 @@ class PickupController(Controller):
         summary="The customer's rating (1-5 stars, a comment), once, after collection",
     )
     async def rate(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: RatingIn
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[RatingIn]
     ) -> PickupOut:
         await actions.rate(_partner(request), pickup_id, data.stars, data.comment)
         return await service.partner_pickup(request.user, pickup_id)
@@ -104,7 +104,7 @@ class PickupController(Controller):
         summary="The customer's complaint, after collection or failure",
     )
     async def complain(
-        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: ComplaintIn
+        self, request: Request[Principal, Any, Any], pickup_id: PathId, data: JSONBody[ComplaintIn]
     ) -> PickupOut:
         await actions.complain(_partner(request), pickup_id, data.text)
         return await service.partner_pickup(request.user, pickup_id)

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter
 from litestar.response import ServerSentEvent, Template
 
 from server.i18n import translate
@@ -95,7 +95,7 @@ class TrackingController(Controller):
     include_in_schema = False
 
     @get("/{code:str}")
-    async def page(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def page(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         lang = request_language(request)
         view = await self._view(code)
         if view is None:
@@ -104,7 +104,7 @@ class TrackingController(Controller):
         return Template(template_name=TEMPLATE, context=context, headers=PAGE_HEADERS)
 
     @get("/{code:str}/status")
-    async def status(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def status(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         lang = request_language(request)
         view = await self._view(code)
         if view is None:
@@ -112,7 +112,7 @@ class TrackingController(Controller):
         return _block("status", _context(lang, view))
 
     @get("/{code:str}/actions")
-    async def actions(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def actions(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         lang = request_language(request)
         view = await self._view(code)
         if view is None:
@@ -120,7 +120,7 @@ class TrackingController(Controller):
         return _block("actions", _context(lang, view, slots=await zone_slots(view.id)))
 
     @get("/{code:str}/areas")
-    async def areas(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def areas(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         """The change of address's pickers as they stand (htmx swaps them in when one changes); a plain
         GET gets the whole page with the form open and those choices."""
         lang = request_language(request)
@@ -137,9 +137,9 @@ class TrackingController(Controller):
     async def events(
         self,
         request: Request[Any, Any, Any],
-        code: str,
-        last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
-        last_event_id: str | None = None,
+        code: FromPath[str],
+        last_event_id_header: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+        last_event_id: FromQuery[str | None] = None,
     ) -> ServerSentEvent | Response[Any]:
         """The page's live stream: a `changed` event (its id and type, nothing else) for each of the
         pickup's customer-visible events; resumable with Last-Event-ID like every stream here."""
@@ -178,27 +178,27 @@ class TrackingController(Controller):
     # -- actions -----------------------------------------------------------------------------------------
 
     @post("/{code:str}/chase", status_code=200)
-    async def chase(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def chase(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         return await self._act(request, code, "chase")
 
     @post("/{code:str}/cancel", status_code=200)
-    async def cancel(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def cancel(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         return await self._act(request, code, "cancel")
 
     @post("/{code:str}/reschedule", status_code=200)
-    async def reschedule(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def reschedule(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         return await self._act(request, code, "reschedule")
 
     @post("/{code:str}/address", status_code=200)
-    async def address(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def address(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         return await self._act(request, code, "address")
 
     @post("/{code:str}/rate", status_code=200)
-    async def rate(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def rate(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         return await self._act(request, code, "rate")
 
     @post("/{code:str}/complain", status_code=200)
-    async def complain(self, request: Request[Any, Any, Any], code: str) -> Template:
+    async def complain(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         return await self._act(request, code, "complain")
 
     async def _act(self, request: Request[Any, Any, Any], code: str, action: str) -> Template:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 
 from server.auth.principal import Principal, partner_only
 from server.validation import PathId, Url, check_json_body
@@ -27,7 +27,9 @@ class WebhookController(Controller):
     tags = ["webhooks"]
 
     @put("/", summary="Send my pickups' events to this URL (returns a new signing secret, shown once)")
-    async def set_webhook(self, request: Request[Principal, Any, Any], data: WebhookIn) -> dict[str, Any]:
+    async def set_webhook(
+        self, request: Request[Principal, Any, Any], data: JSONBody[WebhookIn]
+    ) -> dict[str, Any]:
         allowed = allowed_hosts(request.app.state.settings.webhook_allowed_hosts)
         return await service.set_webhook(request.user.id, data.url, allowed)
 
@@ -43,7 +45,7 @@ class WebhookController(Controller):
     async def list_deliveries(
         self,
         request: Request[Principal, Any, Any],
-        cursor: str | None = None,
+        cursor: FromQuery[str | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> DeliveryPage:
         return await deliveries.list_deliveries(request.user.id, limit=limit, cursor=cursor)
